@@ -1,0 +1,240 @@
+"""The 4D-OR dataset (and anything written in its format, such as ``datasets/synthetic_or``) for PyG.
+
+Follows PyG's dataset contract: raw files under ``root`` (the relationships JSON of the split), a processed
+cache written once by :meth:`FourDORDataset.process`, and :meth:`FourDORDataset.download` that explains how
+to obtain the gated data instead of downloading it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch_geometric.data import Data, InMemoryDataset
+
+from or_synth.data.errors import DatasetFormatError
+from or_synth.data.images import frame_index, read_image
+from or_synth.data.phases import PhaseTable
+from or_synth.data.scene_graph import SceneGraphRecord, load_scene_graphs, records_to_data
+from or_synth.data.vocabulary import CAMERAS, SPLIT_TAKES, Vocabulary, canonical_split
+
+log = logging.getLogger(__name__)
+
+# Bump when process() changes what it writes: the processed folder name carries it, so an old cache is
+# never read by new code.
+SCHEMA_VERSION = 1
+
+DOWNLOAD_INSTRUCTIONS = """\
+4D-OR is gated: request access with the form on the 4D-OR project page
+(https://github.com/egeozsoy/4D-OR, section "Dataset"), then unpack it so that {root} looks like:
+
+  {root}/
+    relationships_train.json, relationships_validation.json, relationships_test.json
+        (from the 4D-OR code repository's data/ folder; root/data/ works too)
+    phases/phase_to_frames_{{take}}.json          (optional: surgery phases)
+    export_holistic_take{{N}}_processed/          N = 1..10
+      colorimage/camera0{{c}}_colorimage-{{id}}.jpg
+      timestamp_to_pcd_and_frames_list.json
+
+Without the download, render the embedded synthetic OR dataset, which has the same layout:
+  python -m or_synth.render
+"""
+
+
+def relationships_file(root: str | Path, split: str) -> Path | None:
+    """``relationships_{split}.json`` in ``root`` or ``root/data`` (4D-OR's code-repo layout), or None."""
+    root = Path(root)
+    for folder in (root, root / "data"):
+        path = folder / f"relationships_{canonical_split(split)}.json"
+        if path.is_file():
+            return path
+    return None
+
+
+class FourDORDataset(InMemoryDataset):
+    """Scene graphs (and optionally multi-view images) of one 4D-OR split as PyG ``Data``.
+
+    Args:
+        root: dataset root (see :data:`DOWNLOAD_INSTRUCTIONS` for the tree).
+        split: ``train``, ``validation`` (or ``val``) or ``test``; takes 1,3,5,7,9,10 / 4,8 / 2,6.
+        takes: override the split's takes (for datasets with other take numbers).
+        cameras: camera ids (1..6) whose images are loaded.
+        image_size: ``(H, W)`` or an int for square images; None keeps the stored size.
+        load_images: attach ``images`` (1, V, 3, H, W) uint8 to each graph, read lazily in ``get``.
+        dense: add the all-pairs ``dense_edge_index`` / ``dense_edge_label`` (4D-OR protocol).
+        strict: raise on bad scans (default) or skip and report them in :attr:`skipped`.
+        processed_root: where the processed cache goes (default ``root/processed``); use it when the
+            dataset root is read-only.
+        transform, pre_transform, force_reload: as in PyG.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        *,
+        takes: Sequence[int] | None = None,
+        cameras: Sequence[int] = CAMERAS,
+        image_size: int | Sequence[int] | None = None,
+        load_images: bool = False,
+        dense: bool = False,
+        strict: bool = True,
+        processed_root: str | Path | None = None,
+        transform=None,
+        pre_transform=None,
+        force_reload: bool = False,
+    ) -> None:
+        self.split = canonical_split(split)
+        self.takes = tuple(takes) if takes is not None else SPLIT_TAKES[self.split]
+        self.cameras = tuple(int(c) for c in cameras)
+        bad = [c for c in self.cameras if c not in CAMERAS]
+        if bad:
+            raise ValueError(f"cameras must be in {CAMERAS}, got {bad}")
+        if isinstance(image_size, int):
+            image_size = (image_size, image_size)
+        self.image_size = tuple(image_size) if image_size is not None else None
+        self.load_images = load_images
+        self.dense = dense
+        self.strict = strict
+        self.dataset_root = Path(root)
+        self._processed_root = Path(processed_root) if processed_root else self.dataset_root / "processed"
+        self.vocabulary = Vocabulary.load(root)
+        self.annotation_file = relationships_file(root, self.split)
+        if self.annotation_file is None:
+            self.download()
+        super().__init__(str(root), transform, pre_transform, force_reload=force_reload)
+        self.load(self.processed_paths[0])
+        report = json.loads(Path(self.processed_paths[1]).read_text())
+        self.skipped: list[dict] = report["skipped"]
+        self.keys: list[tuple[int, str]] = [tuple(k) for k in report["keys"]]
+
+    # --- PyG dataset contract -------------------------------------------------------------------------
+    @property
+    def raw_dir(self) -> str:
+        return str(self.annotation_file.parent)
+
+    @property
+    def raw_file_names(self) -> list[str]:
+        return [self.annotation_file.name]
+
+    @property
+    def processed_dir(self) -> str:
+        return str(self._processed_root / f"or_synth_v{SCHEMA_VERSION}")
+
+    @property
+    def processed_file_names(self) -> list[str]:
+        stem = f"{self.split}_{self._fingerprint()}"
+        return [f"{stem}.pt", f"{stem}.report.json"]
+
+    def download(self) -> None:
+        raise FileNotFoundError(
+            f"no relationships_{self.split}.json under {self.dataset_root}.\n"
+            + DOWNLOAD_INSTRUCTIONS.format(root=self.dataset_root)
+        )
+
+    def process(self) -> None:
+        scene_graphs = load_scene_graphs(self.annotation_file, self.vocabulary, strict=self.strict)
+        skipped = [error.as_dict() for error in scene_graphs.skipped]
+        records = []
+        for record in scene_graphs.records:
+            try:
+                self._check_record(record)
+            except DatasetFormatError as error:
+                if self.strict:
+                    raise
+                skipped.append(error.as_dict())
+                continue
+            records.append(record)
+        phases = PhaseTable.load(self.dataset_root)
+        data_list = records_to_data(records, self.vocabulary, phases=phases, dense=self.dense)
+        if self.pre_transform is not None:
+            data_list = [self.pre_transform(d) for d in data_list]
+        if not data_list:
+            raise DatasetFormatError(
+                f"no usable scans for takes {self.takes} ({len(skipped)} skipped)", file=self.annotation_file
+            )
+        self.save(data_list, self.processed_paths[0])
+        report = {"file": str(self.annotation_file), "keys": [r.key for r in records], "skipped": skipped}
+        _atomic_write_text(Path(self.processed_paths[1]), json.dumps(report))
+        if skipped:
+            log.warning(
+                "%s: skipped %d scan(s): see %s", self.annotation_file, len(skipped), self.processed_paths[1]
+            )
+
+    def _check_record(self, record: SceneGraphRecord) -> None:
+        if record.take not in self.takes:
+            raise DatasetFormatError(
+                f"take {record.take} is not in the {self.split} split (takes {self.takes})",
+                file=self.annotation_file,
+                take=record.take,
+                scan=record.scan,
+                field="take_idx",
+            )
+        if self.load_images:
+            # Resolve every image now, so a missing frame or file fails (or is skipped) before training.
+            index = frame_index(self.dataset_root, record.take)
+            for camera in self.cameras:
+                path = index.image_path(record.scan, camera)
+                if not path.is_file():
+                    raise DatasetFormatError(
+                        "image file is missing",
+                        file=path,
+                        take=record.take,
+                        scan=record.scan,
+                        field=f"color_{camera}",
+                    )
+
+    def _fingerprint(self) -> str:
+        """Key of everything process() depends on, so a changed input or option never reads a stale cache."""
+        stat = self.annotation_file.stat()
+        phase_files = PhaseTable.load(self.dataset_root).files
+        parts = [
+            str(self.annotation_file.resolve()),
+            stat.st_size,
+            stat.st_mtime_ns,
+            self.takes,
+            self.dense,
+            self.strict,
+            self.vocabulary,
+            self.load_images and self.cameras,
+            sorted((t, p.stat().st_mtime_ns) for t, p in phase_files.items()),
+            self.pre_transform and repr(self.pre_transform),
+        ]
+        return hashlib.sha1(repr(parts).encode()).hexdigest()[:12]
+
+    # --- access ---------------------------------------------------------------------------------------
+    def get(self, idx: int) -> Data:
+        data = super().get(idx)
+        if self.load_images:
+            data.images = self.read_images(int(data.take), data.scan).unsqueeze(0)  # (1, V, 3, H, W)
+            data.cameras = torch.tensor([self.cameras])
+        return data
+
+    def image_paths(self, take: int, scan: str) -> list[Path]:
+        """The colour image of each configured camera for one scan."""
+        index = frame_index(self.dataset_root, take)
+        return [index.image_path(scan, camera) for camera in self.cameras]
+
+    def read_images(self, take: int, scan: str) -> torch.Tensor:
+        """(V, 3, H, W) uint8 images of the configured cameras."""
+        paths = self.image_paths(take, scan)
+        return torch.stack(
+            [
+                read_image(path, self.image_size, take=take, scan=scan, camera=camera)
+                for path, camera in zip(paths, self.cameras, strict=True)
+            ]
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({len(self)}, split={self.split}, root={self.dataset_root})"
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
