@@ -107,6 +107,7 @@ class FourDORDataset(InMemoryDataset):
         self.annotation_file = relationships_file(root, self.split)
         if self.annotation_file is None:
             self.download()
+        self._cache_key = self._fingerprint(pre_transform)
         super().__init__(str(root), transform, pre_transform, force_reload=force_reload)
         self.load(self.processed_paths[0])
         report = json.loads(Path(self.processed_paths[1]).read_text())
@@ -128,7 +129,7 @@ class FourDORDataset(InMemoryDataset):
 
     @property
     def processed_file_names(self) -> list[str]:
-        stem = f"{self.split}_{self._fingerprint()}"
+        stem = f"{self.split}_{self._cache_key}"
         return [f"{stem}.pt", f"{stem}.report.json"]
 
     def download(self) -> None:
@@ -189,7 +190,7 @@ class FourDORDataset(InMemoryDataset):
                         field=f"color_{camera}",
                     )
 
-    def _fingerprint(self) -> str:
+    def _fingerprint(self, pre_transform) -> str:
         """Key of everything process() depends on, so a changed input or option never reads a stale cache."""
         stat = self.annotation_file.stat()
         phase_files = PhaseTable.load(self.dataset_root).files
@@ -203,7 +204,7 @@ class FourDORDataset(InMemoryDataset):
             self.vocabulary,
             self.load_images and self.cameras,
             sorted((t, p.stat().st_mtime_ns) for t, p in phase_files.items()),
-            self.pre_transform and repr(self.pre_transform),
+            pre_transform and repr(pre_transform),
         ]
         return hashlib.sha1(repr(parts).encode()).hexdigest()[:12]
 
