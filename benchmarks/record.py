@@ -11,7 +11,8 @@ import sys
 
 
 def main(path: str, baseline: str) -> None:
-    report = json.loads(open(path).read())
+    with open(path) as handle:
+        report = json.load(handle)
     rows = {b["name"]: b["stats"] for b in report["benchmarks"]}
     base = rows[baseline]["median"]
     machine = report["machine_info"]
