@@ -10,7 +10,13 @@ fi
 stamp=.venv/.or_synth-installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e ".[dev]"
+  echo "setup: installing or_synth and its dependencies into .venv (first time: several minutes)..." >&2
+  log=.venv/pip-install.log
+  if ! .venv/bin/python -m pip install -e ".[dev]" \
+      >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    echo "setup: pip install failed; the full log is $log" >&2
+    exit 1
+  fi
   echo "$want" > "$stamp"
 fi
