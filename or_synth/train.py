@@ -203,7 +203,7 @@ def train_align(cfg: DictConfig) -> dict:
                 "train/masked": masked["loss"].item(),
                 "train/masked_predicate_acc": float(masked["predicate_acc"]),
                 "train/masked_node_acc": float(masked["node_acc"]),
-                "train/logit_scale": float(aligner.logit_scale.exp()),
+                "train/logit_scale": aligner.logit_scale.exp().item(),
             }
             _log_scalars(writer, scalars, done)
             progress.set_postfix(loss=f"{loss.item():.3f}")
