@@ -20,12 +20,13 @@ from pathlib import Path
 import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch_geometric.data import InMemoryDataset
 from torch_geometric.loader import DataLoader
 from tqdm import tqdm
 
 from or_synth.data import FourDORDataset
 from or_synth.encoders import GraphImageAligner, build_aligner
-from or_synth.encoders.metrics import masked_predicate_eval, retrieval_eval
+from or_synth.encoders.metrics import evenly_spaced, masked_predicate_eval, retrieval_eval
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +91,15 @@ def load_training_state(path: Path, model: torch.nn.Module, optimizer, generator
     if not path.is_file():
         return 0
     state = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError) as exc:
+        detail = " ".join(str(exc).split())[:300]  # the first mismatch is enough to tell what differs
+        raise RuntimeError(
+            f"{path} was written by a different model or optimizer setup; choose another run "
+            f"(name=... or run_dir=...) or start over with trainer.resume=false. Details: {detail}"
+        ) from exc
     torch.set_rng_state(state["torch_rng"])
     generator.set_state(state["generator"])
     log.info("resumed from %s at step %d", path, state["step"])
@@ -112,7 +120,8 @@ def evaluate_align(aligner: GraphImageAligner, val_set: FourDORDataset, cfg: Dic
     retrieval = retrieval_eval(
         aligner, val_set, batch_size=cfg.trainer.batch_size, max_graphs=cfg.stage.eval_max_graphs
     )
-    graphs = [val_set[i] for i in range(min(len(val_set), cfg.stage.eval_max_graphs))]
+    # Graphs only: InMemoryDataset.get skips FourDORDataset's image reading.
+    graphs = [InMemoryDataset.get(val_set, i) for i in evenly_spaced(len(val_set), cfg.stage.eval_max_graphs)]
     masked = masked_predicate_eval(aligner, graphs, val_set.vocabulary.predicates)
     return {
         "retrieval/R@1": retrieval["R@1"],

@@ -121,3 +121,10 @@ def test_python_m_entry_point_smoke_and_resume(layout_dataset, tmp_path):
 def test_compile_path(layout_dataset, tmp_path):
     cfg = compose_train_cfg(layout_dataset, tmp_path, ["trainer.compile=true", "trainer.steps=2"])
     assert train(cfg)["step"] == 2
+
+
+def test_resume_refuses_a_checkpoint_of_another_model(layout_dataset, tmp_path):
+    train(compose_train_cfg(layout_dataset, tmp_path, ["trainer.steps=2"]))
+    wider = compose_train_cfg(layout_dataset, tmp_path, ["trainer.steps=3", "encoder.graph.dim=48"])
+    with pytest.raises(RuntimeError, match="different model.*trainer.resume=false"):
+        train(wider)
