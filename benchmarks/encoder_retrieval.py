@@ -114,7 +114,8 @@ def masked_predicates(work: Path, steps: int, batch_size: int, seed: int = 0) ->
     torch.manual_seed(seed)
     train_graphs = [record_to_data(r) for r in load_scene_graphs(REAL_VALIDATION, takes=[4]).records]
     test_graphs = [record_to_data(r) for r in load_scene_graphs(REAL_VALIDATION, takes=[8]).records]
-    cfg = compose_cfg(["stage=align", f"encoder.cache_dir={work / 'label_cache'}", *ENCODER])
+    # The dataset group is unused here (graphs only); 4dor keeps compose independent of a rendered root.
+    cfg = compose_cfg(["stage=align", "dataset=4dor", f"encoder.cache_dir={work / 'label_cache'}", *ENCODER])
     from omegaconf import OmegaConf
 
     aligner = build_aligner(OmegaConf.to_container(cfg.encoder, resolve=True), embed_dim=128)
@@ -193,7 +194,6 @@ def main() -> None:
     parser.add_argument("--skip-masked", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "encoder.json")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
     results["machine"] = {
         "cpu_threads": torch.get_num_threads(),
