@@ -187,7 +187,7 @@ def main() -> None:
     parser.add_argument("--synthetic-root", type=Path, default=ROOT / "datasets" / "synthetic_or")
     parser.add_argument("--work", type=Path, default=Path("/tmp/or_synth_encoder_bench"))
     parser.add_argument("--align-steps", type=int, default=400)
-    parser.add_argument("--masked-steps", type=int, default=1500)
+    parser.add_argument("--masked-steps", type=int, default=600)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--cameras", type=int, nargs="+", default=[1, 3, 5])
     parser.add_argument("--skip-retrieval", action="store_true")
