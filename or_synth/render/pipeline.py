@@ -118,7 +118,7 @@ def render(cfg: DictConfig) -> dict:
     key = fingerprint(cfg)
     manifest = _prepare_root(root, key, bool(cfg.overwrite))
 
-    jobs, phases_by_take, scans_by_take, skipped = _plan(cfg, root, size)
+    jobs, phases_by_take, scans_by_take, skipped = plan_jobs(cfg, root, size)
     manifest.update(
         {
             "format": FORMAT,
@@ -214,7 +214,7 @@ def _prepare_root(root: Path, key: str, overwrite: bool) -> dict:
     return {}
 
 
-def _plan(cfg: DictConfig, root: Path, size: tuple[int, int]):
+def plan_jobs(cfg: DictConfig, root: Path, size: tuple[int, int]):
     """The scan jobs, phase tables and scan counts per take, and the given scans that were skipped."""
     common = {
         "root": str(root),

@@ -260,8 +260,11 @@ class SceneProcess:
         return build_record(take, scan_index, staff, activities, holding, patient, anesthesia, rng)
 
     def _assign_action(self, action, staff, activities, rng) -> None:
-        candidates = ACTORS.get(action, (("head-surgeon", 1.0), ("assistant-surgeon", 0.2)))
+        # The head surgeon does the surgery; the assistant only stands in when no head surgeon is there.
+        candidates = ACTORS.get(action, (("head-surgeon", 1.0),))
         present = [(role, w) for role, w in candidates if role in staff]
+        if not present and action not in ACTORS and "assistant-surgeon" in staff:
+            present = [("assistant-surgeon", 1.0)]
         if not present:
             return
         weights = np.array([w for _, w in present])
