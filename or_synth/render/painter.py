@@ -23,7 +23,7 @@ from or_synth.render.room import KNEE, ROOM_HEIGHT, ROOM_X, ROOM_Y, TABLE_TOP, C
 
 CLUTTER = 255
 ROOM = 0
-TILE = 0.45
+TILE = 0.6
 NEAR = 0.05
 
 # Gown / cap / glove colours by role, the way an OR tells people apart (sterile gowns for the surgeons,
@@ -82,27 +82,44 @@ class Style:
 
 
 class SceneMesh:
-    """World-space quads and balls with colour and label, collected while building a scene."""
+    """World-space boxes, tiles and balls with colour and label, collected while building a scene."""
 
     def __init__(self) -> None:
-        self.quads: list[np.ndarray] = []  # (4, 3) each
+        self.boxes: list[np.ndarray] = []  # (8, 3) corners of untiled boxes
+        self.box_colour: list[tuple] = []
+        self.box_label: list[int] = []
+        self.quads: list[np.ndarray] = []  # (T, 4, 3) tiles of large boxes
         self.quad_colour: list[tuple] = []
         self.quad_label: list[int] = []
         self.balls: list[tuple[np.ndarray, float, tuple, int]] = []
 
     def box(self, corners: np.ndarray, colour, label: int, tile: bool = False) -> None:
         """A cuboid from its 8 corners (index bits i, j, k along its three axes)."""
-        for face in _FACES:
-            quad = corners[list(face)]
-            if tile:
-                for sub in _subdivide(quad):
-                    self.quads.append(sub)
-                    self.quad_colour.append(colour)
-                    self.quad_label.append(label)
-            else:
-                self.quads.append(quad)
-                self.quad_colour.append(colour)
-                self.quad_label.append(label)
+        if not tile:
+            self.boxes.append(corners)
+            self.box_colour.append(colour)
+            self.box_label.append(label)
+            return
+        for face in _FACE_INDEX:
+            tiles = _subdivide(corners[face])
+            self.quads.append(tiles)
+            self.quad_colour.extend([colour] * len(tiles))
+            self.quad_label.extend([label] * len(tiles))
+
+    def faces(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All quads (F, 4, 3) with colours (F, 3) and labels (F,)."""
+        parts, colours, labels = [], [], []
+        if self.boxes:
+            parts.append(np.stack(self.boxes)[:, _FACE_INDEX].reshape(-1, 4, 3))  # (6B, 4, 3)
+            colours.append(np.repeat(np.asarray(self.box_colour, float), 6, axis=0))
+            labels.append(np.repeat(np.asarray(self.box_label, np.uint8), 6))
+        if self.quads:
+            parts.append(np.concatenate(self.quads))
+            colours.append(np.asarray(self.quad_colour, float))
+            labels.append(np.asarray(self.quad_label, np.uint8))
+        if not parts:
+            return np.zeros((0, 4, 3)), np.zeros((0, 3)), np.zeros((0,), np.uint8)
+        return np.concatenate(parts), np.concatenate(colours), np.concatenate(labels)
 
     def cuboid(self, centre, size, colour, label: int, yaw: float = 0.0, tile: bool = False) -> None:
         r = math.radians(yaw)
@@ -115,14 +132,14 @@ class SceneMesh:
     def beam(self, p0, p1, width: float, colour, label: int, thickness: float | None = None) -> None:
         p0, p1 = np.asarray(p0, float), np.asarray(p1, float)
         d = p1 - p0
-        length = np.linalg.norm(d)
+        length = math.sqrt(d @ d)
         if length < 1e-6:
             return
-        u = np.cross(d, [0.0, 0.0, 1.0])
-        if np.linalg.norm(u) < 1e-6:
-            u = np.array([1.0, 0.0, 0.0])
-        u = u / np.linalg.norm(u) * width
-        v = np.cross(d / length, u / width) * (thickness if thickness is not None else width)
+        u = np.array([d[1], -d[0], 0.0])  # d x z
+        norm = math.sqrt(u @ u)
+        u = u / norm if norm > 1e-6 else np.array([1.0, 0.0, 0.0])
+        v = np.cross(d / length, u) * (thickness if thickness is not None else width)
+        u = u * width
         origin = p0 - u / 2 - v / 2
         self.box(_corners(origin, d, u, v), colour, label, tile=length > TILE * 1.5)
 
@@ -131,27 +148,31 @@ class SceneMesh:
 
 
 _FACES = ((0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3))
+_FACE_INDEX = np.array(_FACES)
+_BITS = np.array([(i, j, k) for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=float)
 
 
 def _corners(origin, ax, ay, az) -> np.ndarray:
-    bits = np.array([(i, j, k) for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=float)
-    return origin + bits[:, :1] * ax + bits[:, 1:2] * ay + bits[:, 2:] * az
+    return origin + _BITS @ np.stack([ax, ay, az])
 
 
-def _subdivide(quad: np.ndarray) -> list[np.ndarray]:
-    a, b, c, d = quad  # a->b->c->d around the face
-    n = max(1, math.ceil(np.linalg.norm(b - a) / TILE))
-    m = max(1, math.ceil(np.linalg.norm(d - a) / TILE))
+def _subdivide(quad: np.ndarray) -> np.ndarray:
+    """Split a quad into a grid of tiles no longer than :data:`TILE`: (T, 4, 3)."""
+    a, b, _, d = quad  # a->b->c->d around the face
+    ab, ad = b - a, d - a
+    n = max(1, math.ceil(math.sqrt(ab @ ab) / TILE))
+    m = max(1, math.ceil(math.sqrt(ad @ ad) / TILE))
     if n == 1 and m == 1:
-        return [quad]
-    s = np.linspace(0, 1, n + 1)[:, None, None]
-    t = np.linspace(0, 1, m + 1)[None, :, None]
-    grid = (1 - s) * (1 - t) * a + s * (1 - t) * b + s * t * c + (1 - s) * t * d  # (n+1, m+1, 3)
-    return [
-        np.stack([grid[i, j], grid[i + 1, j], grid[i + 1, j + 1], grid[i, j + 1]])
-        for i in range(n)
-        for j in range(m)
-    ]
+        return quad[None]
+    return np.einsum("tkc,cx->tkx", _tile_weights(n, m), quad)
+
+
+@lru_cache(maxsize=64)
+def _tile_weights(n: int, m: int) -> np.ndarray:
+    """Bilinear weights of the corners of every tile of an n x m grid: (n*m, 4 corners, 4 quad corners)."""
+    s, t = np.meshgrid(np.linspace(0, 1, n + 1), np.linspace(0, 1, m + 1), indexing="ij")
+    w = np.stack([(1 - s) * (1 - t), s * (1 - t), s * t, (1 - s) * t], -1)  # (n+1, m+1, 4)
+    return np.stack([w[:-1, :-1], w[1:, :-1], w[1:, 1:], w[:-1, 1:]], 2).reshape(n * m, 4, 4)
 
 
 # --- building the scene -----------------------------------------------------------------------------------
@@ -373,20 +394,20 @@ class Shaded:
 def shade(
     mesh: SceneMesh, style: Style, knee: np.ndarray, walls=((176, 192, 186), (118, 128, 124))
 ) -> Shaded:
-    quads = np.stack(mesh.quads) if mesh.quads else np.zeros((0, 4, 3))
+    quads, face_colours, face_labels = mesh.faces()
     centres = quads.mean(1)
     normals = np.cross(quads[:, 1] - quads[:, 0], quads[:, 3] - quads[:, 0])
     normals /= np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12
     light = np.clip(normals @ style.light, 0, None)
     light = style.ambient + (1 - style.ambient) * light
-    colours = np.asarray(mesh.quad_colour, float) * light[:, None] * style.tint
+    colours = face_colours * light[:, None] * style.tint
     balls = mesh.balls
     return Shaded(
         quads=quads,
         centres=centres,
         normals=normals,
         colours=colours,
-        labels=np.asarray(mesh.quad_label, np.uint8),
+        labels=face_labels,
         ball_centres=np.array([b[0] for b in balls]).reshape(-1, 3),
         ball_radii=np.array([b[1] for b in balls]),
         ball_colours=np.array([b[2] for b in balls], float).reshape(-1, 3) * (0.9 * style.tint),
@@ -447,10 +468,10 @@ def render_view(
     base = len(palette)
     palette = np.concatenate([np.stack(palette), q_colour, scene.ball_colours[b_keep]])
     labels = np.concatenate([np.asarray(labels, np.uint8), q_label, scene.ball_labels[b_keep]])
-    uv_list = uv.tolist()
+    uv_list = uv.reshape(-1, 8).tolist()  # flat [u0, v0, ..., u3, v3] per quad, as Pillow takes them
     for item in order.tolist():
         if item < n_quads:
-            draw.polygon([tuple(pt) for pt in uv_list[item]], fill=base + item)
+            draw.polygon(uv_list[item], fill=base + item)
         else:
             k = item - n_quads
             (u, v), rad = b_uv[k], b_r[k]
