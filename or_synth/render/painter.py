@@ -294,13 +294,13 @@ def _tool(mesh: SceneMesh, tool: str, hand: np.ndarray, p: Placement, knee: np.n
     f = np.array([math.cos(r), math.sin(r), 0.0])
     other = p.left.point if p.left is not None else hand
     if tool == "drill":
-        mesh.beam(hand + [0, 0, 0.03] - 0.08 * d, hand + 0.12 * d + [0, 0, 0.03], 0.11, c["drill"], label)
-        mesh.beam(hand, hand - [0, 0, 0.12], 0.06, c["drill"], label)
-        mesh.beam(hand + 0.12 * d, knee, 0.03, c["bit"], label)
+        mesh.beam(hand + [0, 0, 0.04] - 0.1 * d, hand + 0.14 * d + [0, 0, 0.04], 0.15, c["drill"], label)
+        mesh.beam(hand, hand - [0, 0, 0.16], 0.08, c["drill"], label)
+        mesh.beam(hand + 0.14 * d, knee, 0.04, c["bit"], label)
     elif tool == "saw":
         mid = (hand + other) / 2
-        mesh.beam(hand, other, 0.11, c["saw"], label)
-        mesh.beam(mid, knee + [0, 0, 0.02], 0.1, c["blade"], label, thickness=0.015)
+        mesh.beam(hand, other, 0.15, c["saw"], label)
+        mesh.beam(mid, knee + [0, 0, 0.02], 0.16, c["blade"], label, thickness=0.02)
     elif tool == "hammer":
         top = hand + [0, 0, 0.3] - 0.05 * f
         mesh.beam(hand - [0, 0, 0.05], top, 0.05, c["hammer_handle"], label)
@@ -308,24 +308,25 @@ def _tool(mesh: SceneMesh, tool: str, hand: np.ndarray, p: Placement, knee: np.n
     elif tool == "impactor":
         mesh.beam(hand + [0, 0, 0.08], knee, 0.04, c["impactor"], label)
     elif tool == "scalpel":
-        mesh.beam(hand - 0.06 * d, hand + 0.1 * d, 0.04, c["scalpel"], label)
-        mesh.beam(hand + 0.1 * d, hand + 0.16 * d, 0.025, c["blade"], label)
+        mesh.beam(hand - 0.1 * d, hand + 0.12 * d, 0.07, c["scalpel"], label)
+        mesh.beam(hand + 0.12 * d, hand + 0.2 * d, 0.04, c["blade"], label)
     elif tool == "needle_holder":
-        mesh.beam(hand - 0.06 * d, hand + 0.16 * d, 0.04, c["needle_holder"], label)
+        mesh.beam(hand - 0.1 * d, hand + 0.18 * d, 0.07, c["needle_holder"], label)
+        mesh.beam(hand + 0.18 * d, knee, 0.012, (20, 20, 20), label)  # the thread
     elif tool == "forceps":
-        mesh.beam(hand, hand + 0.14 * d, 0.025, c["forceps"], label)
+        mesh.beam(hand, hand + 0.16 * d, 0.035, c["forceps"], label)
     elif tool == "cement_gun":
-        mesh.beam(hand - 0.1 * d, knee + [0, 0, 0.04], 0.1, c["cement_gun"], label)
-        mesh.beam(hand - 0.14 * d, hand + 0.05 * d, 0.12, c["cartridge"], label)
+        mesh.beam(hand - 0.12 * d, knee + [0, 0, 0.04], 0.13, c["cement_gun"], label)
+        mesh.beam(hand - 0.18 * d, hand + 0.06 * d, 0.16, c["cartridge"], label)
     elif tool == "sponge":
-        mesh.cuboid(hand - [0, 0, 0.03], (0.16, 0.13, 0.06), c["sponge"], label, yaw=p.yaw)
+        mesh.cuboid(hand - [0, 0, 0.03], (0.2, 0.17, 0.08), c["sponge"], label, yaw=p.yaw)
     elif tool == "drape":
         mid = (hand + other) / 2 + 0.12 * d
         span = np.linalg.norm(hand - other) + 0.15
         mesh.cuboid(mid, (0.55, span, 0.015), c["drape"], label, yaw=p.yaw)
     elif tool == "instrument":
-        mesh.beam(hand - 0.05 * f, hand + 0.22 * f + [0, 0, 0.05], 0.04, c["instrument"], label)
-        mesh.beam(hand - 0.06 * f, hand + 0.04 * f, 0.06, c["grip"], label)
+        mesh.beam(hand - 0.05 * f, hand + 0.26 * f + [0, 0, 0.05], 0.05, c["instrument"], label)
+        mesh.beam(hand - 0.08 * f, hand + 0.05 * f, 0.08, c["grip"], label)
 
 
 def _clutter(mesh: SceneMesh, layout: Layout, rng: np.random.Generator) -> None:

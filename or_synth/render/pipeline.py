@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "or_synth_render.json"
 FORMAT = "or_synth.render/1"
+# Bump when the pictures or graphs for the same config change: it is part of the fingerprint, so resuming
+# never mixes scans drawn by two versions of the renderer.
+RENDERER_VERSION = 2
 # Takes in the order a take count picks them: round-robin over train, validation and test.
 TAKE_ORDER = (1, 4, 2, 3, 8, 6, 5, 7, 9, 10)
 # Config keys that change what is written (the rest, such as workers, only change how fast).
@@ -97,6 +100,7 @@ def split_of(take: int) -> str:
 
 def fingerprint(cfg: DictConfig) -> str:
     content = {key: OmegaConf.to_container(cfg, resolve=True).get(key) for key in CONTENT_KEYS}
+    content["renderer_version"] = RENDERER_VERSION
     if content.get("from_json"):
         path = Path(content["from_json"])
         content["from_json"] = [str(path.resolve()), hashlib.sha1(path.read_bytes()).hexdigest()]
@@ -122,6 +126,7 @@ def render(cfg: DictConfig) -> dict:
     manifest.update(
         {
             "format": FORMAT,
+            "renderer_version": RENDERER_VERSION,
             "fingerprint": key,
             "config": {k: OmegaConf.to_container(cfg, resolve=True).get(k) for k in CONTENT_KEYS},
             "complete": False,

@@ -244,6 +244,7 @@ class SceneProcess:
             if activities[i]:
                 continue
             for predicate, target, p in plan.staff.get(role, ()):
+                p = _boost_staff(p, self.rare_action_boost)
                 if target == "Patient" and not patient:
                     continue
                 if predicate == "Operating" and target == "operating_table" and not patient:
@@ -279,8 +280,14 @@ class SceneProcess:
         head = staff.index("head-surgeon")
         assistant = staff.index("assistant-surgeon")
         at_patient = any(target == "Patient" for _, target in activities[head])
-        if at_patient and not activities[assistant] and rng.random() < ASSISTING_PROBABILITY:
+        p = _boost_staff(ASSISTING_PROBABILITY, self.rare_action_boost)
+        if at_patient and not activities[assistant] and rng.random() < p:
             activities[assistant].append(("Assisting", "head-surgeon"))
+
+
+def _boost_staff(p: float, boost: float) -> float:
+    """Staff activities (Operating, Assisting, Touching) under the same knob: rare ones rise towards 0.5."""
+    return p + max(0.0, min(boost, 1.0)) * max(0.0, 0.5 - p)
 
 
 def _two_handed(activity: list[tuple[str, str]]) -> bool:
