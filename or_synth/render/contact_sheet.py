@@ -3,7 +3,7 @@
     python -m or_synth.render.contact_sheet [ROOT] [OUT]     (defaults: datasets/synthetic_or, and
                                                                datasets/synthetic_or_contact_sheet.png)
 
-Each tile shows the camera that sees the relation best (subject box yellow, object box cyan) and the scan's
+Each tile zooms on the camera that sees the relation best (subject box yellow, object box cyan); beside it the scan's
 non-CloseTo triples, with roles, so a person can check that what the graph says is what was drawn.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from or_synth.data.annotations import read_scan_annotation
-from or_synth.data.images import color_image_path
+from or_synth.data.images import color_image_path, take_dir
 from or_synth.data.scene_graph import SceneGraphRecord, load_scene_graphs
 from or_synth.data.vocabulary import PREDICATES, ROLES
 
@@ -77,6 +77,11 @@ def _tile(root: Path, records: list[SceneGraphRecord], title: str, pick) -> Imag
         annotation = read_scan_annotation(root, record.take, record.scan)
         for camera, view in annotation.views.items():
             score = min(view.pixels.get(nodes[0], 0), view.pixels.get(nodes[1], 0))
+            if nodes[0] != nodes[1]:
+                # A person filling the view is usually seen from behind, hiding the hands: prefer a farther one.
+                score /= 1.0 + view.pixels.get(nodes[0], 0) / 600.0
+            if not _inside(view.boxes.get(nodes[0]), record, root):
+                score *= 0.2  # cut off by the image border: show another camera if one sees it whole
             if best is None or score > best[0]:
                 best = (score, record, nodes, camera, view)
         if examined >= CANDIDATES and best[0] > 0:
@@ -89,13 +94,25 @@ def _tile(root: Path, records: list[SceneGraphRecord], title: str, pick) -> Imag
         return tile
     _, record, nodes, camera, view = best
     image = Image.open(color_image_path(root, record.take, camera, view.frame_id)).convert("RGB")
-    scale = TILE / max(image.size)
-    image = image.resize((round(image.width * scale), round(image.height * scale)), Image.NEAREST)
-    tile.paste(image, (0, 0))
+    # Zoom on the relation: the union of the two boxes with a margin, square, at least a third of the image.
+    boxes = [view.boxes[n] for n in set(nodes) if n in view.boxes]
+    x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+    side = max(x1 - x0, y1 - y0, min(image.size) // 3) * 1.25
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    crop = (round(cx - side / 2), round(cy - side / 2), round(cx + side / 2), round(cy + side / 2))
+    scale = TILE / (crop[2] - crop[0])
+    tile.paste(image.crop(crop).resize((TILE, TILE), Image.NEAREST), (0, 0))
     for node, colour in ((nodes[1], (0, 230, 255)), (nodes[0], (255, 230, 0))):
         if node in view.boxes:
-            x0, y0, x1, y1 = (v * scale for v in view.boxes[node])
-            draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=colour, width=2)
+            bx0, by0, bx1, by1 = view.boxes[node]
+            box = (
+                (bx0 - crop[0]) * scale,
+                (by0 - crop[1]) * scale,
+                (bx1 - crop[0]) * scale - 1,
+                (by1 - crop[1]) * scale - 1,
+            )
+            draw.rectangle(box, outline=colour, width=2)
     lines = [title, f"take {record.take} scan {record.scan} cam {camera}", ""]
     label = [_node_label(record, i) for i in range(record.num_nodes)]
     for s, o, p in record.triples:
@@ -120,6 +137,20 @@ ROLE_SHORT = {
     "anaesthetist": "anaesthetist",
     "unknown": "unknown",
 }
+
+
+def _inside(box, record: SceneGraphRecord, root: Path) -> bool:
+    if box is None:
+        return False
+    width, height = _image_size(root, record.take)
+    return box[0] > 0 and box[1] > 0 and box[2] < width and box[3] < height
+
+
+def _image_size(root: Path, take: int) -> tuple[int, int]:
+    calibration = json.loads((take_dir(root, take) / "camera01.json").read_text())["value0"][
+        "color_parameters"
+    ]
+    return int(calibration["width"]), int(calibration["height"])
 
 
 def _node_label(record: SceneGraphRecord, index: int) -> str:

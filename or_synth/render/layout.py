@@ -374,7 +374,7 @@ def _place_person(person, relations, layout, rng, slots_used, taken) -> None:
         if target is not None:
             if names[operate] == "operating_table":
                 side = rng.choice([-1.0, 1.0])
-                control = np.array([target.x - 0.55, target.y + side * 0.36, TABLE_TOP + 0.1])
+                control = np.array([target.x - 0.55, target.y + side * 0.37, TABLE_TOP + 0.15])
                 person.x, person.y = control[0], control[1] + side * 0.5
                 person.yaw = -90.0 * side
             else:
@@ -417,7 +417,7 @@ def _place_person(person, relations, layout, rng, slots_used, taken) -> None:
         instrument = layout.record.object_names.index("instrument")
         forward = _forward(person.yaw)
         side = np.array([-forward[1], forward[0], 0.0])
-        point = np.array([person.x, person.y, 1.1]) + 0.35 * forward + 0.18 * side
+        point = np.array([person.x, person.y, 1.2]) + 0.42 * forward + 0.2 * side  # held up, in front
         if person.left is None or person.left.tool is None:
             person.left = Hand(point if person.left is None else person.left.point, "instrument", instrument)
         else:  # both hands busy with the action's tools: the left one takes the instrument instead

@@ -53,7 +53,7 @@ TOOL_COLOURS = {
     "sponge": (255, 95, 185),
     "drape": (110, 195, 240),
     "instrument": (175, 185, 195),
-    "grip": (0, 160, 150),
+    "grip": (0, 215, 200),
 }
 
 
@@ -211,7 +211,7 @@ def _furniture(mesh: SceneMesh, name: str, p: Placement, label: int, rng) -> Non
         mesh.cuboid((x, y, 0.05), (0.9, 0.5, 0.1), (120, 125, 130), label)
         control = (70, 255, 90) if p.glow else (50, 50, 55)
         for side in (-1, 1):
-            mesh.cuboid((x - 0.55, y + side * (sy / 2 + 0.04), h - 0.02), (0.16, 0.06, 0.22), control, label)
+            mesh.cuboid((x - 0.55, y + side * (sy / 2 + 0.05), h + 0.02), (0.24, 0.08, 0.3), control, label)
     elif name == "anesthesia_equipment":
         mesh.cuboid((x, y, 0.6), (sx, sy, 1.2), (175, 185, 200), label, tile=True)
         mesh.cuboid((x, y, 0.06), (sx + 0.1, sy + 0.1, 0.12), (90, 95, 105), label)
@@ -219,6 +219,8 @@ def _furniture(mesh: SceneMesh, name: str, p: Placement, label: int, rng) -> Non
         mesh.cuboid((x + face * 0.05, y, 1.42), (0.08, 0.5, 0.36), (60, 60, 70), label)
         screen = (90, 255, 210) if p.glow else (25, 35, 90)
         mesh.cuboid((x + face * 0.1, y, 1.42), (0.02, 0.44, 0.3), screen, label)
+        # A status light on top, in the screen colour, that the ceiling cameras can see.
+        mesh.cuboid((x, y, 1.62), (0.3, 0.3, 0.04), screen, label)
         for k in range(3):
             mesh.cuboid(
                 (x + face * (sx / 2 + 0.01), y - 0.15 + 0.15 * k, 0.9),
@@ -308,8 +310,8 @@ def _tool(mesh: SceneMesh, tool: str, hand: np.ndarray, p: Placement, knee: np.n
     elif tool == "impactor":
         mesh.beam(hand + [0, 0, 0.08], knee, 0.04, c["impactor"], label)
     elif tool == "scalpel":
-        mesh.beam(hand - 0.1 * d, hand + 0.12 * d, 0.07, c["scalpel"], label)
-        mesh.beam(hand + 0.12 * d, hand + 0.2 * d, 0.04, c["blade"], label)
+        mesh.beam(hand - 0.14 * d, hand + 0.12 * d, 0.1, c["scalpel"], label)
+        mesh.beam(hand + 0.12 * d, hand + 0.22 * d, 0.05, c["blade"], label)
     elif tool == "needle_holder":
         mesh.beam(hand - 0.1 * d, hand + 0.18 * d, 0.07, c["needle_holder"], label)
         mesh.beam(hand + 0.18 * d, knee, 0.012, (20, 20, 20), label)  # the thread
@@ -325,8 +327,8 @@ def _tool(mesh: SceneMesh, tool: str, hand: np.ndarray, p: Placement, knee: np.n
         span = np.linalg.norm(hand - other) + 0.15
         mesh.cuboid(mid, (0.55, span, 0.015), c["drape"], label, yaw=p.yaw)
     elif tool == "instrument":
-        mesh.beam(hand - 0.05 * f, hand + 0.26 * f + [0, 0, 0.05], 0.05, c["instrument"], label)
-        mesh.beam(hand - 0.08 * f, hand + 0.05 * f, 0.08, c["grip"], label)
+        mesh.beam(hand - 0.05 * f, hand + 0.3 * f + [0, 0, 0.06], 0.07, c["instrument"], label)
+        mesh.beam(hand - 0.1 * f + [0, 0, 0.02], hand + 0.06 * f + [0, 0, 0.02], 0.11, c["grip"], label)
 
 
 def _clutter(mesh: SceneMesh, layout: Layout, rng: np.random.Generator) -> None:

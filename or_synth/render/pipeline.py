@@ -43,7 +43,7 @@ MANIFEST = "or_synth_render.json"
 FORMAT = "or_synth.render/1"
 # Bump when the pictures or graphs for the same config change: it is part of the fingerprint, so resuming
 # never mixes scans drawn by two versions of the renderer.
-RENDERER_VERSION = 2
+RENDERER_VERSION = 3
 # Takes in the order a take count picks them: round-robin over train, validation and test.
 TAKE_ORDER = (1, 4, 2, 3, 8, 6, 5, 7, 9, 10)
 # Config keys that change what is written (the rest, such as workers, only change how fast).
