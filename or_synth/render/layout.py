@@ -351,7 +351,7 @@ def _place_person(person, relations, layout, rng, slots_used, taken) -> None:
     placed = False
 
     if action is not None or (touch is not None and names[touch] == "Patient"):
-        slot = _free_slot(slots_used, rng, prefer_side=None)
+        slot = _free_slot(slots_used, rng)
         sx, sy, yaw = PATIENT_SLOTS[slot]
         person.x, person.y, person.yaw = table[0] + sx, table[1] + sy, yaw
         forward = _forward(yaw)
@@ -424,7 +424,8 @@ def _place_person(person, relations, layout, rng, slots_used, taken) -> None:
             person.left = Hand(person.left.point, "instrument", instrument)
 
 
-def _free_slot(slots_used: list[int], rng, prefer_side=None) -> int:
+def _free_slot(slots_used: list[int], rng) -> int:
+    """The next free place at the patient: one side of the knee or the other at random, then the rest."""
     order = [0, 1] if rng.random() < 0.5 else [1, 0]
     order += [2, 3, 4]
     for slot in order:

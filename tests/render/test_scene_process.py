@@ -67,3 +67,15 @@ def test_rare_action_boost_makes_rare_actions_more_frequent():
         return rare
 
     assert count(1.0) > 2 * count(0.0) > 0
+
+
+def test_presets_compose_and_command_line_wins():
+    gpu = load_config(["preset=gpu", "takes=2"])
+    assert (gpu.root, gpu.takes, gpu.scans_per_take, list(gpu.image_size)) == (
+        "datasets/synthetic_or_gpu",
+        2,
+        650,
+        [256, 256],
+    )
+    cpu = load_config([])
+    assert (cpu.root, cpu.takes, cpu.scans_per_take) == ("datasets/synthetic_or", 6, 40)
