@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -159,14 +160,19 @@ def test_command_line_entry_point(tmp_path):
 
     root = tmp_path / "cli"
     args = ["takes=1", "scans_per_take=8", "image_size=[32,32]", "progress=false", f"root={root}"]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    done = subprocess.run(
-        [sys.executable, "-m", "or_synth.render", *args], capture_output=True, text=True, env=env
-    )
+    # Run from an empty folder (this checkout first on the path) to see that Hydra leaves nothing behind.
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(repo)}
+    work = tmp_path / "cwd"
+    work.mkdir()
+
+    def run(*extra: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "or_synth.render", *args, *extra]
+        return subprocess.run(command, capture_output=True, text=True, env=env, cwd=work)
+
+    done = run()
     assert done.returncode == 0, done.stderr
     assert (root / "relationships_train.json").is_file()
-    assert not (root / ".hydra").exists() and not (tmp_path / "outputs").exists()
-    refused = subprocess.run(
-        [sys.executable, "-m", "or_synth.render", *args, "seed=3"], capture_output=True, text=True, env=env
-    )
+    assert list(work.iterdir()) == [] and not (root / ".hydra").exists()
+    refused = run("seed=3")
     assert refused.returncode == 2 and "overwrite=true" in refused.stderr
