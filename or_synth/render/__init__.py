@@ -1,0 +1,10 @@
+"""Procedural OR renderer: the embedded default dataset, written in 4D-OR's own on-disk format.
+
+``python -m or_synth.render`` (Hydra config ``configs/render/config.yaml``) writes ``datasets/synthetic_or``.
+Imports only :mod:`or_synth.data`.
+"""
+
+from or_synth.render.config import CONFIG_DIR, load_config
+from or_synth.render.pipeline import RenderRefused, render
+
+__all__ = ["CONFIG_DIR", "RenderRefused", "load_config", "render"]

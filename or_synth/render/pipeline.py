@@ -1,0 +1,330 @@
+"""``render(cfg)``: scene graphs -> layouts -> images, masks and 4D-OR files, resumable and deterministic.
+
+Every scan draws from its own generator seeded by ``(seed, take, scan)``, so the bytes written do not
+depend on the number of workers or on the order in which scans finish.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing as mp
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from or_synth.data.annotations import annotation_path
+from or_synth.data.errors import DatasetFormatError
+from or_synth.data.phases import PhaseTable
+from or_synth.data.scene_graph import SceneGraphRecord, load_scene_graphs, parse_scan
+from or_synth.data.vocabulary import PHASES, SPLIT_TAKES, Vocabulary
+from or_synth.render.layout import build_layout_record, check_drawable
+from or_synth.render.painter import Style, build_mesh, render_view, shade
+from or_synth.render.room import make_cameras
+from or_synth.render.scene_process import SceneProcess, phase_ranges
+from or_synth.render.writer import (
+    atomic_write_json,
+    frame_id,
+    node_boxes,
+    write_image,
+    write_mask,
+    write_take_files,
+)
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "or_synth_render.json"
+FORMAT = "or_synth.render/1"
+# Bump when the pictures or graphs for the same config change: it is part of the fingerprint, so resuming
+# never mixes scans drawn by two versions of the renderer.
+RENDERER_VERSION = 3
+# Takes in the order a take count picks them: round-robin over train, validation and test.
+TAKE_ORDER = (1, 4, 2, 3, 8, 6, 5, 7, 9, 10)
+# Config keys that change what is written (the rest, such as workers, only change how fast).
+CONTENT_KEYS = (
+    "seed",
+    "takes",
+    "scans_per_take",
+    "image_size",
+    "rare_action_boost",
+    "from_json",
+    "strict",
+    "jpeg_quality",
+    "camera_jitter",
+    "layout_tries",
+)
+JSON_LAYOUT_TRIES = 6
+
+
+class RenderRefused(RuntimeError):
+    """The output folder holds something else; nothing was touched."""
+
+
+@dataclass(frozen=True)
+class ScanJob:
+    root: str
+    take: int
+    scan_index: int
+    phase: str | None
+    record: dict | None  # given graph (4D-OR scan JSON) or None to generate one
+    seed: int
+    rare_action_boost: float
+    image_size: tuple[int, int]
+    jpeg_quality: tuple[int, int]
+    camera_jitter: float
+    layout_tries: int
+
+
+def resolve_takes(takes) -> list[int]:
+    """``takes=N`` -> the first N of :data:`TAKE_ORDER`; a list is used as given (4D-OR take numbers)."""
+    if isinstance(takes, int):
+        if not 1 <= takes <= len(TAKE_ORDER):
+            raise ValueError(f"takes must be 1..{len(TAKE_ORDER)} (4D-OR's take numbers), got {takes}")
+        return sorted(TAKE_ORDER[:takes])
+    out = sorted(int(t) for t in takes)
+    unknown = [t for t in out if not any(t in v for v in SPLIT_TAKES.values())]
+    if unknown or len(set(out)) != len(out):
+        raise ValueError(f"takes must be distinct 4D-OR take numbers 1..10, got {list(takes)}")
+    return out
+
+
+def split_of(take: int) -> str:
+    return next(split for split, takes in SPLIT_TAKES.items() if take in takes)
+
+
+def fingerprint(cfg: DictConfig) -> str:
+    content = {key: OmegaConf.to_container(cfg, resolve=True).get(key) for key in CONTENT_KEYS}
+    content["renderer_version"] = RENDERER_VERSION
+    if content.get("from_json"):
+        path = Path(content["from_json"])
+        content["from_json"] = [str(path.resolve()), hashlib.sha1(path.read_bytes()).hexdigest()]
+    return hashlib.sha1(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def render(cfg: DictConfig) -> dict:
+    """Render a dataset as configured (see ``configs/render/config.yaml``) and return its manifest.
+
+    Raises:
+        RenderRefused: ``root`` holds other content and ``overwrite`` is false.
+        DatasetFormatError: a given graph cannot be drawn (with ``strict``), naming the scan.
+    """
+    root = Path(cfg.root)
+    size = tuple(int(v) for v in cfg.image_size)
+    if len(size) != 2:
+        raise ValueError(f"image_size must be [H, W], got {cfg.image_size}")
+    print_fn = print if cfg.get("progress", True) else (lambda *a, **k: None)
+    key = fingerprint(cfg)
+    manifest = _prepare_root(root, key, bool(cfg.overwrite))
+
+    jobs, phases_by_take, scans_by_take, skipped = plan_jobs(cfg, root, size)
+    manifest.update(
+        {
+            "format": FORMAT,
+            "renderer_version": RENDERER_VERSION,
+            "fingerprint": key,
+            "config": {k: OmegaConf.to_container(cfg, resolve=True).get(k) for k in CONTENT_KEYS},
+            "complete": False,
+            "skipped": [e.as_dict() for e in skipped],
+        }
+    )
+    atomic_write_json(root / MANIFEST, manifest, indent=2)
+    for take, num_scans in scans_by_take.items():
+        rng = np.random.default_rng([int(cfg.seed), take, 1_000_003])
+        cameras = make_cameras(size[1], size[0], rng, float(cfg.camera_jitter))
+        write_take_files(root, take, num_scans, cameras, phases_by_take.get(take))
+
+    todo = [job for job in jobs if not annotation_path(root, job.take, f"{job.scan_index:06d}").is_file()]
+    if len(todo) < len(jobs):
+        print_fn(f"resuming: {len(jobs) - len(todo)} of {len(jobs)} scans already rendered in {root}")
+    workers = int(cfg.workers) or os.cpu_count() or 1
+    progress = tqdm(total=len(todo), desc="render", unit="scan", disable=not cfg.get("progress", True))
+    if workers > 1 and len(todo) > 1:
+        context = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else None)
+        with context.Pool(workers) as pool:
+            for _ in pool.imap_unordered(render_scan, todo, chunksize=max(1, len(todo) // (workers * 8))):
+                progress.update()
+    else:
+        for job in todo:
+            render_scan(job)
+            progress.update()
+    progress.close()
+
+    # The relationships files come last, from what was written: a folder is loadable only when complete.
+    by_split: dict[str, list[dict]] = {}
+    for job in jobs:
+        document = json.loads(annotation_path(root, job.take, f"{job.scan_index:06d}").read_text())
+        by_split.setdefault(split_of(job.take), []).append(document["scene_graph"])
+    for split, scans in by_split.items():
+        scans.sort(key=lambda s: (s["take_idx"], s["scan"]))
+        atomic_write_json(root / f"relationships_{split}.json", {"scans": scans})
+    manifest.update(
+        {
+            "complete": True,
+            "scans": len(jobs),
+            "images": len(jobs) * 6,
+            "takes": {str(t): n for t, n in scans_by_take.items()},
+            "splits": {split: len(scans) for split, scans in sorted(by_split.items())},
+        }
+    )
+    atomic_write_json(root / MANIFEST, manifest, indent=2)
+    if skipped:
+        print_fn(f"skipped {len(skipped)} scan(s) that cannot be drawn (strict=false); see {root / MANIFEST}")
+        for error in skipped:
+            print_fn(f"  {error}")
+    print_fn(f"rendered {len(jobs)} scans x 6 cameras into {root}")
+    return manifest
+
+
+def _prepare_root(root: Path, key: str, overwrite: bool) -> dict:
+    """Resume a matching render, refuse a different one, or clear it when told to overwrite."""
+    manifest_path = root / MANIFEST
+    if root.exists() and any(root.iterdir()):
+        manifest = None
+        if manifest_path.is_file():
+            try:
+                manifest = json.loads(manifest_path.read_text())
+            except json.JSONDecodeError:
+                manifest = None
+        if manifest is not None and manifest.get("fingerprint") == key:
+            return manifest
+        if not overwrite:
+            what = (
+                f"a render with other settings (fingerprint {manifest.get('fingerprint')}, now {key})"
+                if manifest is not None
+                else "files that the renderer did not write"
+            )
+            raise RenderRefused(
+                f"{root} already holds {what}; nothing was changed. Pass overwrite=true to replace it, "
+                "or choose another root=."
+            )
+        if manifest is None and not any(root.glob("export_holistic_take*_processed")):
+            raise RenderRefused(
+                f"{root} is not a rendered dataset; refusing to delete it even with overwrite=true"
+            )
+        for path in list(root.glob("export_holistic_take*_processed")) + [
+            root / "phases",
+            root / "processed",
+        ]:
+            if path.is_dir():
+                shutil.rmtree(path)
+        for path in list(root.glob("relationships_*.json")) + [manifest_path]:
+            path.unlink(missing_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
+    return {}
+
+
+def plan_jobs(cfg: DictConfig, root: Path, size: tuple[int, int]):
+    """The scan jobs, phase tables and scan counts per take, and the given scans that were skipped."""
+    common = {
+        "root": str(root),
+        "seed": int(cfg.seed),
+        "rare_action_boost": float(cfg.rare_action_boost),
+        "image_size": size,
+        "jpeg_quality": tuple(int(v) for v in cfg.jpeg_quality),
+        "camera_jitter": float(cfg.camera_jitter),
+        "layout_tries": int(cfg.get("layout_tries", 1)),
+    }
+    jobs, phases_by_take, scans_by_take, skipped = [], {}, {}, []
+    if cfg.get("from_json"):
+        path = Path(cfg.from_json)
+        vocabulary = Vocabulary.load(path.parent)
+        graphs = load_scene_graphs(path, vocabulary, strict=bool(cfg.strict))
+        skipped.extend(graphs.skipped)
+        phase_table = PhaseTable.load(path.parent)
+        for record in graphs.records:
+            try:
+                if not any(record.take in takes for takes in SPLIT_TAKES.values()):
+                    raise DatasetFormatError(
+                        f"take {record.take} is not a 4D-OR take (1..10), so it has no split",
+                        file=path,
+                        take=record.take,
+                        scan=record.scan,
+                        field="take_idx",
+                    )
+                check_drawable(record, file=path)
+            except DatasetFormatError as error:
+                if cfg.strict:
+                    raise
+                skipped.append(error)
+                continue
+            phase = phase_table.phase_id(record.take, record.scan)
+            jobs.append(
+                ScanJob(
+                    take=record.take,
+                    scan_index=int(record.scan),
+                    phase=PHASES[phase] if phase >= 0 else None,
+                    record=record.to_json(vocabulary),
+                    **{**common, "layout_tries": max(common["layout_tries"], JSON_LAYOUT_TRIES)},
+                )
+            )
+            scans_by_take[record.take] = max(scans_by_take.get(record.take, 0), int(record.scan) + 1)
+        for take in scans_by_take:
+            if take in phase_table.ranges:
+                phases_by_take[take] = {PHASES[p]: [start, end] for p, start, end in phase_table.ranges[take]}
+        scans_by_take = dict(sorted(scans_by_take.items()))
+        return jobs, phases_by_take, scans_by_take, skipped
+
+    n = int(cfg.scans_per_take)
+    for take in resolve_takes(
+        OmegaConf.to_container(cfg.takes) if not isinstance(cfg.takes, int) else cfg.takes
+    ):
+        ranges = phase_ranges(n, np.random.default_rng([int(cfg.seed), take, 1_000_033]))
+        phases_by_take[take] = ranges
+        scans_by_take[take] = n
+        for phase, (start, end) in ranges.items():
+            for i in range(start, end + 1):
+                jobs.append(ScanJob(take=take, scan_index=i, phase=phase, record=None, **common))
+    return jobs, phases_by_take, scans_by_take, skipped
+
+
+def scan_record(job: ScanJob) -> tuple[SceneGraphRecord, object, np.random.Generator]:
+    """The scan's final graph and layout (CloseTo from geometry when generated), plus its paint generator."""
+    seeds = np.random.SeedSequence([job.seed, job.take, job.scan_index]).spawn(3)
+    graph_rng, layout_rng, paint_rng = (np.random.default_rng(s) for s in seeds)
+    if job.record is None:
+        semantic = SceneProcess(job.rare_action_boost).scan(job.take, job.scan_index, job.phase, graph_rng)
+        return build_layout_record(semantic, layout_rng, tries=job.layout_tries, derive_close_to=True) + (
+            paint_rng,
+        )
+    record = parse_scan(job.record, Vocabulary())
+    return build_layout_record(record, layout_rng, tries=job.layout_tries, derive_close_to=False) + (
+        paint_rng,
+    )
+
+
+def render_scan(job: ScanJob) -> None:
+    """Render one scan into all six cameras and write its images, masks and annotation (annotation last)."""
+    root = Path(job.root)
+    record, layout, rng = scan_record(job)
+    height, width = job.image_size
+    cameras = make_cameras(
+        width, height, np.random.default_rng([job.seed, job.take, 1_000_003]), job.camera_jitter
+    )
+    style = Style.sample(rng)
+    scene = shade(build_mesh(layout, rng), style, layout.knee())
+    views = {}
+    for camera_id, camera in cameras.items():
+        rgb, labels = render_view(scene, camera, style, rng)
+        quality = int(rng.integers(job.jpeg_quality[0], job.jpeg_quality[1] + 1))
+        write_image(root, job.take, job.scan_index, camera_id, rgb, quality)
+        write_mask(root, job.take, job.scan_index, camera_id, labels)
+        boxes, pixels = node_boxes(labels, record.num_nodes)
+        views[str(camera_id)] = {
+            "frame_id": frame_id(job.take, job.scan_index, camera_id),
+            "boxes": boxes,
+            "pixels": pixels,
+        }
+    document = {
+        "take_idx": job.take,
+        "scan": record.scan,
+        "phase": job.phase,
+        "scene_graph": record.to_json(),
+        "cameras": views,
+    }
+    atomic_write_json(annotation_path(root, job.take, record.scan), document)

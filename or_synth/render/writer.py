@@ -1,0 +1,115 @@
+"""Files in 4D-OR's on-disk layout (``../shared/docs/4dor_format.md`` §1), plus the renderer's extras.
+
+Per take ``export_holistic_take{T}_processed/``:
+
+- ``colorimage/camera0{c}_colorimage-{id}.jpg``: the six views (4D-OR);
+- ``timestamp_to_pcd_and_frames_list.json``: entry ``i`` = ``[key, {"pcd": "00000i", "color_c": id}]``;
+  frame ids are *not* scan ids, as in 4D-OR (§1.1);
+- ``camera0{c}.json``: calibration in 4D-OR's ``value0`` form (§1.2);
+- ``instance_masks/camera0{c}_colorimage-{id}.png`` (extra): label map, pixel = object key (node + 1), 0 room,
+  255 clutter; same stem as the image, like 4D-OR's panoptic ``segmentation_export_{c}`` masks (§4);
+- ``or_synth_annotations/{scan}.json`` (extra): the scan's graph, phase, and per camera the frame id and
+  each node's 2D box ``[x0, y0, x1, y1)`` and pixel count. Read it with :mod:`or_synth.data.annotations`.
+
+At the root: ``relationships_{split}.json``, ``phases/phase_to_frames_{take}.json`` and
+``or_synth_render.json`` (the manifest that makes rendering resumable).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from or_synth.data.annotations import ANNOTATION_DIR, MASK_DIR, annotation_path, mask_path
+from or_synth.data.images import FRAME_LIST, color_image_path, take_dir
+from or_synth.render.room import Camera
+
+__all__ = [
+    "ANNOTATION_DIR",
+    "MASK_DIR",
+    "annotation_path",
+    "atomic_write_json",
+    "frame_id",
+    "frame_list",
+    "mask_path",
+    "node_boxes",
+    "write_image",
+    "write_mask",
+    "write_take_files",
+]
+
+
+def frame_id(take: int, scan_index: int, camera: int) -> str:
+    """The colour frame id of a scan's camera: a running frame counter, never the scan id."""
+    return f"{1000 + 3 * scan_index + camera + 30 * take:06d}"
+
+
+def frame_list(take: int, num_scans: int) -> list:
+    """4D-OR's ``timestamp_to_pcd_and_frames_list.json`` for scans ``0..num_scans-1``."""
+    return [
+        [
+            str(1_600_000_000_000 + 1000 * i),
+            {"pcd": f"{i:06d}", **{f"color_{c}": frame_id(take, i, c) for c in range(1, 7)}},
+        ]
+        for i in range(num_scans)
+    ]
+
+
+def write_take_files(
+    root: Path, take: int, num_scans: int, cameras: dict[int, Camera], phases: dict | None
+) -> None:
+    """The per-take files that do not depend on any scan's content: frame list, calibration, phases."""
+    folder = take_dir(root, take)
+    for sub in ("colorimage", MASK_DIR, ANNOTATION_DIR):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / FRAME_LIST, frame_list(take, num_scans))
+    for camera_id, camera in cameras.items():
+        atomic_write_json(folder / f"camera0{camera_id}.json", camera.calibration())
+    if phases is not None:
+        (root / "phases").mkdir(parents=True, exist_ok=True)
+        atomic_write_json(root / "phases" / f"phase_to_frames_{take}.json", phases)
+
+
+def write_image(root: Path, take: int, scan_index: int, camera: int, rgb: np.ndarray, quality: int) -> Path:
+    path = color_image_path(root, take, camera, frame_id(take, scan_index, camera))
+    _atomic_save(Image.fromarray(rgb, "RGB"), path, format="JPEG", quality=int(quality))
+    return path
+
+
+def write_mask(root: Path, take: int, scan_index: int, camera: int, labels: np.ndarray) -> Path:
+    path = mask_path(root, take, camera, frame_id(take, scan_index, camera))
+    _atomic_save(Image.fromarray(labels, "L"), path, format="PNG", compress_level=1)
+    return path
+
+
+def node_boxes(labels: np.ndarray, num_nodes: int) -> tuple[dict[str, list[int]], dict[str, int]]:
+    """Each visible node's box ``[x0, y0, x1, y1)`` and pixel count, keyed by its 4D-OR object key."""
+    counts = np.bincount(labels.ravel(), minlength=256)
+    boxes, pixels = {}, {}
+    for key in range(1, num_nodes + 1):
+        if counts[key] == 0:
+            continue
+        mask = labels == key
+        rows = np.flatnonzero(mask.any(1))
+        cols = np.flatnonzero(mask.any(0))
+        boxes[str(key)] = [int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1]
+        pixels[str(key)] = int(counts[key])
+    return boxes, pixels
+
+
+def atomic_write_json(path: Path, document, indent: int | None = None) -> None:
+    """Write JSON through a temporary file and ``os.replace``, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(document, indent=indent) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _atomic_save(image: Image.Image, path: Path, **kwargs) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    image.save(tmp, **kwargs)
+    os.replace(tmp, path)
