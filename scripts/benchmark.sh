@@ -1,17 +1,29 @@
 #!/usr/bin/env bash
-# Runs a benchmark suite and records its results under benchmarks/results/.
-# Usage: bash scripts/benchmark.sh data
+# Runs a benchmark suite and records its results under benchmarks/results/ (run from anywhere).
+# Usage: bash scripts/benchmark.sh SUITE [extra args for the suite's script]
+#   data          parse vs processed cache of the 1332 real validation graphs (pytest-benchmark) -> data.md/json
+#   render        render speed, images/s per core at 128 and 256 px, 1 vs all workers -> render.json
+#   learnability  a tiny CNN learns predicates from rendered images (about 6 minutes) -> learnability.json
+#   encoder       held-out graph->image retrieval before/after align, masked predicates on real graphs -> encoder.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-suite=${1:?usage: scripts/benchmark.sh SUITE (data)}
+suite=${1:?usage: scripts/benchmark.sh data|render|learnability|encoder [args]}
+shift
 case "$suite" in
   data)
-    .venv/bin/python -m pytest benchmarks/bench_data.py --benchmark-enable -p no:randomly -q \
-      --benchmark-json=benchmarks/results/data.json
+    .venv/bin/python -m pytest benchmarks/bench_data.py --benchmark-enable -q \
+      --benchmark-json=benchmarks/results/data.json "$@"
     .venv/bin/python benchmarks/record.py benchmarks/results/data.json test_plain_json_and_data \
       > benchmarks/results/data.md
     cat benchmarks/results/data.md
     ;;
-  *) echo "unknown suite $suite" >&2; exit 2 ;;
+  render) .venv/bin/python -m benchmarks.render_speed "$@" ;;
+  learnability) .venv/bin/python -m benchmarks.learnability "$@" ;;
+  encoder)
+    # Retrieval is measured on held-out takes of a rendered dataset (rendered here if absent).
+    .venv/bin/python -m or_synth.render root=datasets/synthetic_or_bench takes=6 scans_per_take=120 workers=0
+    .venv/bin/python -m benchmarks.encoder_retrieval --synthetic-root datasets/synthetic_or_bench "$@"
+    ;;
+  *) echo "unknown suite $suite (data|render|learnability|encoder)" >&2; exit 2 ;;
 esac

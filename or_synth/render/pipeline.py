@@ -121,6 +121,10 @@ def render(cfg: DictConfig) -> dict:
     print_fn = print if cfg.get("progress", True) else (lambda *a, **k: None)
     key = fingerprint(cfg)
     manifest = _prepare_root(root, key, bool(cfg.overwrite))
+    if manifest.get("complete"):
+        # Nothing to do, and nothing is rewritten: the relationships files' mtimes key the processed cache.
+        print_fn(f"{root} is complete ({manifest['scans']} scans x 6 cameras, same settings); nothing to do")
+        return manifest
 
     jobs, phases_by_take, scans_by_take, skipped = plan_jobs(cfg, root, size)
     manifest.update(

@@ -137,6 +137,16 @@ def test_resume_completes_an_interrupted_render(small_render, tmp_path):
     assert json.loads((root / MANIFEST).read_text())["complete"] is True
 
 
+def test_rerunning_a_complete_render_touches_nothing(tmp_path):
+    """The demo re-runs the renderer every time: that must not bump mtimes and so invalidate the
+    dataset's processed cache (keyed by the relationships file's mtime)."""
+    root = tmp_path / "complete"
+    render_small(root)
+    stamps = {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+    render_small(root)
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()} == stamps
+
+
 def test_refuses_to_mix_renders_unless_told_to_overwrite(small_render, tmp_path):
     root = tmp_path / "r"
     render_small(root)
