@@ -88,8 +88,11 @@ class TinyCNN(nn.Module):
         return self.head(self.features(images).amax(dim=(2, 3)))  # (B, classes)
 
 
-def train(images: torch.Tensor, labels: torch.Tensor, seconds: float, seed: int = 0) -> tuple[TinyCNN, int]:
-    """Train on every view of every scan (each image gets its scan's labels) for a wall-clock budget."""
+def train(
+    images: torch.Tensor, labels: torch.Tensor, seconds: float, seed: int = 0, max_steps: int | None = None
+) -> tuple[TinyCNN, int]:
+    """Train on every view of every scan (each image gets its scan's labels) for a wall-clock budget, or for
+    exactly ``max_steps`` steps when given (deterministic, whatever the machine's load: what tests use)."""
     torch.manual_seed(seed)
     flat_images = images.flatten(0, 1)  # (S*6, 3, H, W)
     flat_labels = labels.repeat_interleave(images.shape[1], dim=0)
@@ -101,7 +104,11 @@ def train(images: torch.Tensor, labels: torch.Tensor, seconds: float, seed: int 
     generator = torch.Generator().manual_seed(seed)
     start, steps, epochs = time.perf_counter(), 0, 0
     model.train()
-    while time.perf_counter() - start < seconds:
+
+    def done() -> bool:
+        return steps >= max_steps if max_steps is not None else time.perf_counter() - start >= seconds
+
+    while not done():
         order = torch.randperm(len(flat_images), generator=generator)
         for batch in order.split(64):
             x = flat_images[batch].float() / 255.0
@@ -112,7 +119,7 @@ def train(images: torch.Tensor, labels: torch.Tensor, seconds: float, seed: int 
             loss.backward()
             optimiser.step()
             steps += 1
-            if time.perf_counter() - start >= seconds:
+            if done():
                 break
         epochs += 1
     return model, steps
@@ -170,6 +177,7 @@ def run(
     workers: int,
     root: Path | None = None,
     threads: int = 1,
+    steps: int | None = None,
 ) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         root = root or Path(tmp) / "synthetic_or"
@@ -180,7 +188,7 @@ def run(
         train_images, train_labels = load_split(root, ("train",), Path(tmp) / "processed")
         test_images, test_labels = load_split(root, HELD_OUT, Path(tmp) / "processed")
         torch.set_num_threads(threads)
-        model, steps = train(train_images, train_labels, minutes * 60, seed)
+        model, steps = train(train_images, train_labels, minutes * 60, seed, max_steps=steps)
         result = evaluate(model, test_images, test_labels)
     result["setup"] = {
         "render": f"10 takes x {scans_per_take} scans x 6 cameras, {size} px, rare_action_boost=1.0, seed {seed}",
@@ -200,6 +208,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scans-per-take", type=int, default=120)
     parser.add_argument("--minutes", type=float, default=5.0)
+    parser.add_argument("--steps", type=int, default=None, help="a fixed step budget instead of --minutes")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=0)
@@ -209,7 +218,14 @@ def main() -> None:
     )
     args = parser.parse_args()
     result = run(
-        args.scans_per_take, args.minutes, args.size, args.seed, args.workers, args.root, args.threads
+        args.scans_per_take,
+        args.minutes,
+        args.size,
+        args.seed,
+        args.workers,
+        args.root,
+        args.threads,
+        args.steps,
     )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
