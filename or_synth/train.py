@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
@@ -25,6 +24,7 @@ from torch_geometric.loader import DataLoader
 from tqdm import tqdm
 
 from or_synth.data import FourDORDataset
+from or_synth.data.io import atomic_path, atomic_write_json
 from or_synth.encoders import GraphImageAligner, build_aligner
 from or_synth.encoders.metrics import evenly_spaced, masked_predicate_eval, retrieval_eval
 
@@ -81,9 +81,8 @@ def save_training_state(path: Path, step: int, model: torch.nn.Module, optimizer
         "torch_rng": torch.get_rng_state(),
         "generator": generator.get_state(),
     }
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_training_state(path: Path, model: torch.nn.Module, optimizer, generator) -> int:
@@ -224,7 +223,7 @@ def train_align(cfg: DictConfig) -> dict:
             save_training_state(state_file, done, aligner, optimizer, generator)
             aligner.encoder.save_pretrained(run_dir / ENCODER_DIR)
             metrics["step"] = done
-            _write_json(metrics_file, metrics)
+            atomic_write_json(metrics_file, metrics, indent=2)
     progress.close()
     writer.close()
 
@@ -232,7 +231,7 @@ def train_align(cfg: DictConfig) -> dict:
     if not (run_dir / ENCODER_DIR / "model.safetensors").is_file():
         aligner.encoder.save_pretrained(run_dir / ENCODER_DIR)
     metrics["step"] = max(start, steps)
-    _write_json(metrics_file, metrics)
+    atomic_write_json(metrics_file, metrics, indent=2)
     log.info("align: encoder checkpoint in %s; metrics %s", run_dir / ENCODER_DIR, metrics.get("end"))
     return {
         "step": metrics["step"],
@@ -252,12 +251,6 @@ def _log_scalars(writer, scalars: dict, step: int) -> None:
     for key, value in scalars.items():
         writer.add_scalar(key, value, step)
     writer.flush()
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, path)
 
 
 STAGES: dict[str, Callable[[DictConfig], dict]] = {"align": train_align}

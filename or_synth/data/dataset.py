@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from torch_geometric.data import Data, InMemoryDataset
 
 from or_synth.data.errors import DatasetFormatError
 from or_synth.data.images import frame_index, read_image
+from or_synth.data.io import atomic_write_json
 from or_synth.data.phases import PhaseTable
 from or_synth.data.scene_graph import SceneGraphRecord, load_scene_graphs, records_to_data
 from or_synth.data.vocabulary import CAMERAS, SPLIT_TAKES, Vocabulary, canonical_split
@@ -161,7 +161,7 @@ class FourDORDataset(InMemoryDataset):
             )
         self.save(data_list, self.processed_paths[0])
         report = {"file": str(self.annotation_file), "keys": [r.key for r in records], "skipped": skipped}
-        _atomic_write_text(Path(self.processed_paths[1]), json.dumps(report))
+        atomic_write_json(self.processed_paths[1], report)
         if skipped:
             log.warning(
                 "%s: skipped %d scan(s): see %s", self.annotation_file, len(skipped), self.processed_paths[1]
@@ -233,9 +233,3 @@ class FourDORDataset(InMemoryDataset):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({len(self)}, split={self.split}, root={self.dataset_root})"
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

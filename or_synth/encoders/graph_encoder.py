@@ -10,7 +10,6 @@ graph replaces dropped graphs for classifier-free guidance (``force_drop``, DiT'
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,6 +19,8 @@ from torch import nn
 from torch_geometric.data import Data
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import scatter, to_dense_batch
+
+from or_synth.data.io import atomic_path
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -326,12 +327,10 @@ class SceneGraphEncoder(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        tmp_weights = directory / f".{WEIGHTS_NAME}.{os.getpid()}.tmp"
-        save_file(state, str(tmp_weights), metadata={"format": "pt", "class": type(self).__name__})
-        tmp_config = directory / f".{CONFIG_NAME}.{os.getpid()}.tmp"
-        tmp_config.write_text(json.dumps({"class": type(self).__name__, **asdict(self.config)}, indent=2))
-        os.replace(tmp_weights, directory / WEIGHTS_NAME)
-        os.replace(tmp_config, directory / CONFIG_NAME)
+        # Weights are replaced first, then the config (the inner context exits first).
+        with atomic_path(directory / CONFIG_NAME) as tmp_config, atomic_path(directory / WEIGHTS_NAME) as tmp:
+            save_file(state, str(tmp), metadata={"format": "pt", "class": type(self).__name__})
+            tmp_config.write_text(json.dumps({"class": type(self).__name__, **asdict(self.config)}, indent=2))
         return directory
 
     @classmethod

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from or_synth.data.io import atomic_path
 from or_synth.encoders.prompts import LabelPrompts
 from or_synth.encoders.text_towers import TextTower
 
@@ -92,10 +92,8 @@ def embed_labels(
     n = len(prompts.node_prompts)
     node, predicate = embeddings[:n].contiguous(), embeddings[n:].contiguous()
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
         metadata = {"model_id": model_id, "prompts": json.dumps(prompts.texts), "digest": prompts.digest()}
-        save_file({"node": node, "predicate": predicate}, str(tmp), metadata=metadata)
-        os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
+        with atomic_path(path) as tmp:  # a concurrent reader never sees half a file
+            save_file({"node": node, "predicate": predicate}, str(tmp), metadata=metadata)
         log.info("label embeddings: wrote %s", path)
     return LabelEmbeddings(prompts, model_id, node, predicate, path, False)

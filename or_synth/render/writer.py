@@ -17,8 +17,6 @@ At the root: ``relationships_{split}.json``, ``phases/phase_to_frames_{take}.jso
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +24,7 @@ from PIL import Image
 
 from or_synth.data.annotations import ANNOTATION_DIR, MASK_DIR, annotation_path, mask_path
 from or_synth.data.images import FRAME_LIST, color_image_path, take_dir
+from or_synth.data.io import atomic_path, atomic_write_json
 from or_synth.render.room import Camera
 
 __all__ = [
@@ -101,15 +100,6 @@ def node_boxes(labels: np.ndarray, num_nodes: int) -> tuple[dict[str, list[int]]
     return boxes, pixels
 
 
-def atomic_write_json(path: Path, document, indent: int | None = None) -> None:
-    """Write JSON through a temporary file and ``os.replace``, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(document, indent=indent) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _atomic_save(image: Image.Image, path: Path, **kwargs) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    image.save(tmp, **kwargs)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        image.save(tmp, **kwargs)
