@@ -8,7 +8,6 @@ take's frame list holds ``color_{c}`` frame ids, used verbatim in
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from PIL import Image, UnidentifiedImageError
 from torchvision.transforms.v2 import functional as F
 
 from or_synth.data.errors import DatasetFormatError
+from or_synth.data.io import read_json
 
 FRAME_LIST = "timestamp_to_pcd_and_frames_list.json"
 
@@ -37,18 +37,7 @@ class FrameIndex:
         self.root = Path(root)
         self.take = take
         self.file = take_dir(self.root, take) / FRAME_LIST
-        try:
-            entries = json.loads(self.file.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise DatasetFormatError(
-                "frame list not found (needed to find the scan's images)", file=self.file, take=take
-            ) from None
-        except json.JSONDecodeError as exc:
-            raise DatasetFormatError(
-                f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}",
-                file=self.file,
-                take=take,
-            ) from None
+        entries = read_json(self.file, what="frame list", take=take)
         if not isinstance(entries, list):
             raise DatasetFormatError("expected a list of [key, channels] entries", file=self.file, take=take)
         self.entries = entries

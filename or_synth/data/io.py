@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from or_synth.data.errors import DatasetFormatError
+
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -30,3 +32,25 @@ def atomic_write_json(path: str | Path, document, indent: int | None = None) -> 
     """Write ``document`` as JSON (plus a final newline) atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(document, indent=indent) + "\n", encoding="utf-8")
+
+
+def read_json(path: str | Path, *, what: str = "file", take: int | None = None):
+    """Parse a JSON file; a missing, unreadable or malformed file is a :class:`DatasetFormatError` that names
+    it (and the take), with the line and column of a syntax error.
+
+    Args:
+        what: how the message calls the file when it is missing, e.g. "frame list".
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DatasetFormatError(f"{what} not found", file=path, take=take) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetFormatError(f"cannot read {what}: {exc}", file=path, take=take) from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DatasetFormatError(
+            f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", file=path, take=take
+        ) from None

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 from itertools import pairwise
 from pathlib import Path
 
 from or_synth.data.errors import DatasetFormatError
+from or_synth.data.io import read_json
 from or_synth.data.vocabulary import PHASES
 
 # Where phase files live under a dataset root: ours (and ../shared) use phases/; the 4D-OR code repo uses
@@ -71,14 +71,7 @@ class PhaseTable:
 
 def read_phase_file(path: Path, take: int) -> list[tuple[int, int, int]]:
     """Parse and validate one phase file: known phase names, ``[start, end]`` integer ranges, no overlap."""
-    try:
-        table = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DatasetFormatError(
-            f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", file=path, take=take
-        ) from None
-    except OSError as exc:
-        raise DatasetFormatError(f"cannot read phase file: {exc}", file=path, take=take) from exc
+    table = read_json(path, what="phase file", take=take)
     if not isinstance(table, dict):
         raise DatasetFormatError("expected an object {phase: [start, end]}", file=path, take=take)
     ranges = []

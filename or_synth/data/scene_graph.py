@@ -7,7 +7,6 @@ human_idx_to_name}, ...]}``. Object keys ``"1".."n"`` are node ``key - 1``; a re
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ import torch
 from torch_geometric.data import Data
 
 from or_synth.data.errors import DatasetFormatError
+from or_synth.data.io import read_json
 from or_synth.data.phases import PhaseTable
 from or_synth.data.vocabulary import (
     NOT_A_PERSON,
@@ -155,18 +155,7 @@ def load_scene_graphs(
 
 
 def _read_scan_list(path: Path) -> list:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DatasetFormatError("file not found", file=path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetFormatError(f"cannot read file: {exc}", file=path) from exc
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DatasetFormatError(
-            f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", file=path
-        ) from None
+    document = read_json(path)
     if not isinstance(document, dict) or not isinstance(document.get("scans"), list):
         raise DatasetFormatError('expected a top-level object {"scans": [...]}', file=path, field="scans")
     return document["scans"]
