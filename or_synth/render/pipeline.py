@@ -98,8 +98,14 @@ def split_of(take: int) -> str:
     return next(split for split, takes in SPLIT_TAKES.items() if take in takes)
 
 
+def content_config(cfg: DictConfig) -> dict:
+    """The settings that decide what is rendered (not how fast or how verbosely)."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    return {key: resolved.get(key) for key in CONTENT_KEYS}
+
+
 def fingerprint(cfg: DictConfig) -> str:
-    content = {key: OmegaConf.to_container(cfg, resolve=True).get(key) for key in CONTENT_KEYS}
+    content = content_config(cfg)
     content["renderer_version"] = RENDERER_VERSION
     if content.get("from_json"):
         path = Path(content["from_json"])
@@ -132,7 +138,7 @@ def render(cfg: DictConfig) -> dict:
             "format": FORMAT,
             "renderer_version": RENDERER_VERSION,
             "fingerprint": key,
-            "config": {k: OmegaConf.to_container(cfg, resolve=True).get(k) for k in CONTENT_KEYS},
+            "config": content_config(cfg),
             "complete": False,
             "skipped": [e.as_dict() for e in skipped],
         }
