@@ -1,0 +1,42 @@
+"""The latent diffusion generator: autoencoder, graph conditioning, denoiser, and the sampling pipeline.
+
+Imports :mod:`or_synth.encoders` and :mod:`or_synth.data`; sampling, export and edits build on
+:class:`ORScenePipeline`.
+"""
+
+from or_synth.generator.autoencoder import (
+    AutoencoderLoss,
+    build_autoencoder,
+    downsampling_factor,
+    measure_scaling_factor,
+    to_model_range,
+    to_uint8,
+    weights_hash,
+)
+from or_synth.generator.conditioning import Conditioning, GraphConditioner
+from or_synth.generator.denoiser import GraphConditionedDenoiser, build_unet, denoise
+from or_synth.generator.pipeline import (
+    ORScenePipeline,
+    check_pipeline_folder,
+    make_scheduler,
+    pipeline_hash,
+)
+
+__all__ = [
+    "AutoencoderLoss",
+    "Conditioning",
+    "GraphConditionedDenoiser",
+    "GraphConditioner",
+    "ORScenePipeline",
+    "build_autoencoder",
+    "build_unet",
+    "check_pipeline_folder",
+    "denoise",
+    "downsampling_factor",
+    "make_scheduler",
+    "measure_scaling_factor",
+    "pipeline_hash",
+    "to_model_range",
+    "to_uint8",
+    "weights_hash",
+]
