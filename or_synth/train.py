@@ -1,275 +1,31 @@
-"""Training entry point: ``python -m or_synth.train stage=align dataset=synthetic_or``.
+"""Training entry point: ``python -m or_synth.train [stage=vae|align|ldm] dataset=... experiment=...``.
 
-A thin ``@hydra.main`` wrapper around :func:`train`, which tests call with a composed config. Each stage is
-one plain function that reads like the recipe: setup, data, model, resume, loop, checkpoint. Today there is
-one stage, ``align`` (OR domain adaptation of the scene-graph encoder, issue #4); the generator stage will
-sit next to it.
+A thin ``@hydra.main`` wrapper: the stages live in :mod:`or_synth.training` (one module each), and
+:func:`train` runs the one named by ``stage`` or, by default, the whole recipe (vae, align, ldm). Runs on CPU,
+one GPU, or several with ``accelerate launch -m or_synth.train ...``.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import math
-import time
-from collections.abc import Callable, Iterator
-from contextlib import nullcontext
 from pathlib import Path
 
 import hydra
-import torch
-from omegaconf import DictConfig, OmegaConf
-from torch_geometric.data import InMemoryDataset
-from torch_geometric.loader import DataLoader
-from tqdm import tqdm
+from omegaconf import DictConfig
 
-from or_synth.data import FourDORDataset
-from or_synth.data.io import atomic_path, atomic_write_json
-from or_synth.encoders import GraphImageAligner, build_aligner
-from or_synth.encoders.metrics import evenly_spaced, masked_predicate_eval, retrieval_eval
-
-log = logging.getLogger(__name__)
+from or_synth.training import STAGES, train
+from or_synth.training.ldm import FINAL_GRID, PIPELINE_DIR
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
-TRAINING_STATE = "checkpoints/last.pt"
-ENCODER_DIR = "encoder"
 
-
-# --- helpers the stages share ---------------------------------------------------------------------------
-def build_dataset(dataset_cfg: DictConfig, split: str, *, load_images: bool = True) -> FourDORDataset:
-    """A split of the configured dataset (4D-OR or anything in its layout, e.g. the synthetic OR)."""
-    return FourDORDataset(
-        dataset_cfg.root,
-        split,
-        takes=dataset_cfg.get("takes"),
-        cameras=dataset_cfg.cameras,
-        image_size=dataset_cfg.image_size,
-        load_images=load_images,
-        strict=dataset_cfg.get("strict", True),
-        processed_root=dataset_cfg.get("processed_root"),
-    )
-
-
-def resolve_device(name: str) -> torch.device:
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"trainer.device={name} but CUDA is not available; use trainer.device=cpu")
-    return device
-
-
-def autocast(device: torch.device, precision: str):
-    """bf16 autocast when ``trainer.precision=bf16``; fp32 otherwise."""
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    if precision != "fp32":
-        raise ValueError(f"trainer.precision must be fp32 or bf16, got {precision!r}")
-    return nullcontext()
-
-
-def forever(loader: DataLoader) -> Iterator:
-    while True:
-        yield from loader
-
-
-def save_training_state(path: Path, step: int, model: torch.nn.Module, optimizer, generator) -> None:
-    """Everything needed to resume, written atomically (a crash never leaves half a checkpoint)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {
-        "step": step,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "torch_rng": torch.get_rng_state(),
-        "generator": generator.get_state(),
-    }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def load_training_state(path: Path, model: torch.nn.Module, optimizer, generator) -> int:
-    """Restore a run from ``path``; returns the step to continue from (0 when there is no checkpoint)."""
-    if not path.is_file():
-        return 0
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    try:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-    except (RuntimeError, ValueError) as exc:
-        detail = " ".join(str(exc).split())[:300]  # the first mismatch is enough to tell what differs
-        raise RuntimeError(
-            f"{path} was written by a different model or optimizer setup; choose another run "
-            f"(name=... or run_dir=...) or start over with trainer.resume=false. Details: {detail}"
-        ) from exc
-    torch.set_rng_state(state["torch_rng"])
-    generator.set_state(state["generator"])
-    log.info("resumed from %s at step %d", path, state["step"])
-    return int(state["step"])
-
-
-def pick_views(batch, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """One random camera per graph: its image (B, 3, H, W) and its view id (B,) for the encoder."""
-    b, v = batch.images.shape[:2]
-    choice = torch.randint(v, (b,), generator=generator).to(batch.images.device)
-    rows = torch.arange(b, device=batch.images.device)
-    return batch.images[rows, choice], batch.cameras[rows, choice]
-
-
-# --- stage: align ---------------------------------------------------------------------------------------
-def evaluate_align(aligner: GraphImageAligner, val_set: FourDORDataset, cfg: DictConfig) -> dict:
-    """Held-out retrieval R@1/R@5 and masked-predicate accuracy on the val split."""
-    retrieval = retrieval_eval(
-        aligner, val_set, batch_size=cfg.trainer.batch_size, max_graphs=cfg.stage.eval_max_graphs
-    )
-    # Graphs only: InMemoryDataset.get skips FourDORDataset's image reading.
-    graphs = [InMemoryDataset.get(val_set, i) for i in evenly_spaced(len(val_set), cfg.stage.eval_max_graphs)]
-    masked = masked_predicate_eval(aligner, graphs, val_set.vocabulary.predicates)
-    return {
-        "retrieval/R@1": retrieval["R@1"],
-        "retrieval/R@5": retrieval["R@5"],
-        "retrieval/queries": retrieval["queries"],
-        "masked_predicate/accuracy": masked["accuracy"],
-        "masked_predicate/accuracy_not_closeto": masked["accuracy_not_closeto"],
-    }
-
-
-def train_align(cfg: DictConfig) -> dict:
-    """Stage ``align``: contrastive graph-image alignment + masked-graph modelling; writes the encoder.
-
-    Returns:
-        ``{"step", "run_dir", "encoder_dir", "metrics": {"start": ..., "end": ...}}``.
-    """
-    # 1. Setup: seeds, device, run folder.
-    torch.manual_seed(cfg.seed)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    device = resolve_device(cfg.trainer.device)
-    run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    metrics_file = run_dir / "metrics.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() and cfg.trainer.resume else {}
-
-    # 2. Data: graphs with all configured camera images; each step pairs a graph with one random view.
-    train_set = build_dataset(cfg.dataset, cfg.dataset.train_split)
-    val_set = build_dataset(cfg.dataset, cfg.dataset.val_split)
-    loader = DataLoader(
-        train_set,
-        batch_size=min(cfg.trainer.batch_size, len(train_set)),
-        shuffle=True,
-        drop_last=True,  # InfoNCE wants a constant number of negatives
-        num_workers=cfg.trainer.num_workers,
-        generator=generator,
-    )
-    log.info(
-        "align: %d train / %d val scans, cameras %s", len(train_set), len(val_set), list(cfg.dataset.cameras)
-    )
-
-    # 3. Model: graph encoder on frozen label embeddings, image tower (frozen or last blocks), heads.
-    encoder_cfg = OmegaConf.to_container(cfg.encoder, resolve=True)
-    aligner = build_aligner(encoder_cfg, train_set.vocabulary, embed_dim=cfg.stage.embed_dim).to(device)
-    tower_params = [p for p in aligner.image_tower.parameters() if p.requires_grad]
-    tower_ids = {id(p) for p in tower_params}
-    groups = [{"params": [p for p in aligner.parameters() if p.requires_grad and id(p) not in tower_ids]}]
-    if tower_params:
-        groups.append({"params": tower_params, "lr": cfg.trainer.image_lr})
-    optimizer = torch.optim.AdamW(groups, lr=cfg.trainer.lr, weight_decay=cfg.trainer.weight_decay)
-
-    # 4. Resume from the run folder's last checkpoint.
-    state_file = run_dir / TRAINING_STATE
-    start = load_training_state(state_file, aligner, optimizer, generator) if cfg.trainer.resume else 0
-    if cfg.trainer.compile:
-        aligner.encoder.compile(dynamic=True)  # in place: state_dict keys stay the same
-
-    # 5. Loop.
-    writer = _summary_writer(run_dir / "tensorboard")
-    if start == 0:
-        metrics["start"] = evaluate_align(aligner, val_set, cfg)
-        _log_scalars(writer, metrics["start"], 0)
-    batches = forever(loader)
-    aligner.train()
-    steps = cfg.trainer.steps
-    progress = tqdm(range(start, steps), initial=start, total=steps, desc="align", dynamic_ncols=True)
-    for step in progress:
-        batch = next(batches).to(device)
-        images, views = pick_views(batch, generator)
-        with autocast(device, cfg.trainer.precision):
-            contrastive = aligner.contrastive_loss(batch, views, images)
-            masked = aligner.masked_graph_loss(
-                batch, views, mask_prob=cfg.stage.mask_prob, generator=generator
-            )
-            loss = cfg.stage.contrastive_weight * contrastive + cfg.stage.masked_weight * masked["loss"]
-        if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"align: loss is {loss.item()} at step {step}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(aligner.parameters(), cfg.trainer.grad_clip)
-        optimizer.step()
-
-        done = step + 1
-        if done % cfg.trainer.log_every == 0 or done == steps:
-            scalars = {
-                "train/loss": loss.item(),
-                "train/contrastive": contrastive.item(),
-                "train/masked": masked["loss"].item(),
-                "train/masked_predicate_acc": float(masked["predicate_acc"]),
-                "train/masked_node_acc": float(masked["node_acc"]),
-                "train/logit_scale": aligner.logit_scale.exp().item(),
-            }
-            _log_scalars(writer, scalars, done)
-            progress.set_postfix(loss=f"{loss.item():.3f}")
-        if done % cfg.trainer.eval_every == 0 or done == steps:
-            metrics["end"] = evaluate_align(aligner, val_set, cfg)
-            _log_scalars(writer, metrics["end"], done)
-            aligner.train()
-        if done % cfg.trainer.ckpt_every == 0 or done == steps:
-            save_training_state(state_file, done, aligner, optimizer, generator)
-            aligner.encoder.save_pretrained(run_dir / ENCODER_DIR)
-            metrics["step"] = done
-            atomic_write_json(metrics_file, metrics, indent=2)
-    progress.close()
-    writer.close()
-
-    # 6. The encoder checkpoint the generator loads (also written when a finished run is re-run).
-    if not (run_dir / ENCODER_DIR / "model.safetensors").is_file():
-        aligner.encoder.save_pretrained(run_dir / ENCODER_DIR)
-    metrics["step"] = max(start, steps)
-    atomic_write_json(metrics_file, metrics, indent=2)
-    log.info("align: encoder checkpoint in %s; metrics %s", run_dir / ENCODER_DIR, metrics.get("end"))
-    return {
-        "step": metrics["step"],
-        "run_dir": str(run_dir),
-        "encoder_dir": str(run_dir / ENCODER_DIR),
-        "metrics": metrics,
-    }
-
-
-def _summary_writer(log_dir: Path):
-    from torch.utils.tensorboard import SummaryWriter
-
-    return SummaryWriter(str(log_dir))
-
-
-def _log_scalars(writer, scalars: dict, step: int) -> None:
-    for key, value in scalars.items():
-        writer.add_scalar(key, value, step)
-    writer.flush()
-
-
-STAGES: dict[str, Callable[[DictConfig], dict]] = {"align": train_align}
-
-
-def train(cfg: DictConfig) -> dict:
-    """Run the stage named by ``cfg.stage.name``."""
-    name = cfg.stage.name
-    if name not in STAGES:
-        raise ValueError(f"unknown stage {name!r}; available: {', '.join(sorted(STAGES))}")
-    started = time.perf_counter()
-    result = STAGES[name](cfg)
-    log.info("stage %s finished in %.1f s", name, time.perf_counter() - started)
-    return result
+__all__ = ["CONFIG_DIR", "STAGES", "main", "train"]
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> None:
     train(cfg)
+    if cfg.stage.name in ("all", "ldm"):
+        run_dir = Path(cfg.ldm.run_dir)
+        print(f"sample grid: {run_dir / FINAL_GRID}\npipeline: {run_dir / PIPELINE_DIR}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,497 @@
+"""Sampling entry point: ``python -m or_synth.sample pipeline=DIR graphs=FILE_OR_SPLIT [key=value ...]``.
+
+Generates images of 4D-OR scene graphs with a saved :class:`~or_synth.generator.ORScenePipeline` and writes
+``out/images/take{T}_scan{S}_cam{C}_s{K}.png`` plus ``out/manifest.jsonl``, one JSON line per image (source
+file, take, scan, camera, sample, seed, sampler, steps, guidance scales, pipeline hash, size). The options are
+in ``configs/sample.yaml``.
+
+Every image has its own seed, derived from ``(seed, take, scan, camera, sample)``, so an image does not depend
+on the batch it was drawn in, on ``limit`` or on resuming. Everything a user can get wrong (pipeline folder,
+cameras, graph labels, masks, an ``out`` folder of another job) is checked before the first denoiser call.
+
+A thin ``@hydra.main`` wrapper around :func:`sample`, which tests call with a composed config
+(:func:`load_config`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from diffusers import DDPMScheduler
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+from PIL import Image
+from torch_geometric.data import Data
+from tqdm import tqdm
+
+from or_synth.data import DatasetFormatError, load_scene_graphs, record_to_data, relationships_file
+from or_synth.data.annotations import mask_path, read_instance_mask
+from or_synth.data.images import frame_index
+from or_synth.data.io import atomic_path
+from or_synth.data.scene_graph import SceneGraphRecord
+from or_synth.data.vocabulary import CAMERAS, SPLIT_ALIASES, SPLIT_TAKES, Vocabulary
+from or_synth.generator import (
+    ORScenePipeline,
+    check_pipeline_folder,
+    downsampling_factor,
+    make_scheduler,
+    pipeline_hash,
+)
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
+MANIFEST = "manifest.jsonl"
+IMAGE_DIR = "images"
+# Sampler names accepted on the command line -> the name the manifest records.
+SAMPLERS = {
+    "ddpm": "ddpm",
+    "ddim": "ddim",
+    "dpmsolver++": "dpmsolver++",
+    "dpm-solver++": "dpmsolver++",
+    "dpmsolver": "dpmsolver++",
+}
+LAYOUTS = ("none", "masks")
+# Manifest fields that must agree for a folder to be resumed (the rest describe the image itself).
+SETTINGS_KEYS = (
+    "pipeline_hash",
+    "source_hash",
+    "sampler",
+    "steps",
+    "guidance_scale",
+    "layout_guidance_scale",
+    "layout",
+    "base_seed",
+)
+
+
+class SampleRefused(RuntimeError):
+    """``out`` already holds images sampled with other settings; nothing was touched."""
+
+
+@dataclass(frozen=True)
+class SampleItem:
+    """One image to generate: graph ``graph`` (index into the plan's graphs) seen from ``camera``."""
+
+    graph: int
+    take: int
+    scan: str
+    camera: int
+    sample: int
+    seed: int
+
+    @property
+    def image(self) -> str:
+        """Path of the PNG relative to ``out`` (also the item's key in the manifest)."""
+        return f"{IMAGE_DIR}/take{self.take}_scan{self.scan}_cam{self.camera}_s{self.sample}.png"
+
+
+@dataclass
+class SamplePlan:
+    """Everything :func:`run_plan` needs, validated by :func:`prepare`."""
+
+    pipe: ORScenePipeline
+    graphs: list[Data]
+    items: list[SampleItem]
+    todo: list[SampleItem]
+    out: Path
+    settings: dict
+    kept_lines: list[dict]
+    rewrite_manifest: bool
+    mask_root: Path | None
+    height: int
+    width: int
+    batch_size: int
+    progress: bool
+
+
+def item_seed(base_seed: int, take: int, scan: str, camera: int, sample: int) -> int:
+    """A stable 63-bit seed for one image (sha256, so it is the same on every machine and Python)."""
+    key = f"{int(base_seed)}:{int(take)}:{scan}:{int(camera)}:{int(sample)}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") >> 1
+
+
+def load_config(overrides: Sequence[str] = ()) -> DictConfig:
+    """The sample config with command-line style overrides, e.g. ``["pipeline=/tmp/p", "steps=2"]``."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="sample", overrides=list(overrides))
+
+
+# --- the reusable sampling call -------------------------------------------------------------------------
+def generate(
+    pipe: ORScenePipeline,
+    graphs: Sequence[Data],
+    views: Sequence[int],
+    seeds: Sequence[int],
+    *,
+    masks: torch.Tensor | None = None,
+    steps: int = 20,
+    guidance_scale: float = 3.0,
+    layout_guidance_scale: float = 1.0,
+) -> list[Image.Image]:
+    """One image per (graph, view, seed), each drawn from its own CPU generator.
+
+    CPU generators make the starting noise (and DDPM's step noise) the same on every device, and one
+    generator per image makes an image independent of what else is in its batch.
+    """
+    generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
+    return pipe(
+        list(graphs),
+        list(views),
+        masks=masks,
+        num_inference_steps=steps,
+        guidance_scale=guidance_scale,
+        layout_guidance_scale=layout_guidance_scale,
+        generator=generators,
+        output_type="pil",
+    ).images
+
+
+# --- validation -----------------------------------------------------------------------------------------
+def check_options(cfg: DictConfig) -> tuple[list[int], str]:
+    """Plain option checks (no files read); returns the cameras (deduplicated) and the canonical sampler."""
+    if not cfg.get("pipeline"):
+        raise ValueError("pipeline=DIR is required: a saved ORScenePipeline folder")
+    raw = (
+        cfg.cameras
+        if isinstance(cfg.cameras, Sequence) and not isinstance(cfg.cameras, str)
+        else [cfg.cameras]
+    )
+    cameras: list[int] = []
+    for camera in raw:
+        if isinstance(camera, bool) or not isinstance(camera, int) or camera not in CAMERAS:
+            raise ValueError(f"camera {camera!r} is not a 4D-OR camera; cameras must be in 1..6")
+        if camera not in cameras:
+            cameras.append(camera)
+    if not cameras:
+        raise ValueError("cameras is empty; give at least one camera in 1..6, e.g. cameras=[1]")
+    for key in ("samples_per_graph", "steps", "batch_size"):
+        if int(cfg[key]) < 1:
+            raise ValueError(f"{key} must be >= 1, got {cfg[key]}")
+    if cfg.limit is not None and int(cfg.limit) < 1:
+        raise ValueError(f"limit must be >= 1 or null (all graphs), got {cfg.limit}")
+    sampler = SAMPLERS.get(str(cfg.sampler))
+    if sampler is None:
+        raise ValueError(f"unknown sampler {cfg.sampler!r}; choose ddpm, ddim or dpmsolver++")
+    make_scheduler(sampler, DDPMScheduler().config)  # the diffusers class exists in this version
+    if cfg.layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {cfg.layout!r}")
+    device = torch.device(str(cfg.device))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={cfg.device} but CUDA is not available; use device=cpu")
+    return cameras, sampler
+
+
+def resolve_graphs(graphs: str, dataset_root: str | Path) -> tuple[Path, Path]:
+    """The relationships file named by ``graphs`` (a path, or a split of ``dataset_root``) and its dataset
+    root (where its vocabulary files and, for rendered datasets, its instance masks are)."""
+    path = Path(str(graphs))
+    if path.is_file():
+        root = path.parent.parent if path.parent.name == "data" else path.parent
+        return path, root
+    if str(graphs) in SPLIT_TAKES or str(graphs) in SPLIT_ALIASES:
+        found = relationships_file(dataset_root, str(graphs))
+        if found is None:
+            raise DatasetFormatError(
+                f"no relationships file for split {graphs!r} here (looked in it and its data/ folder); "
+                "render the synthetic dataset with `python -m or_synth.render`, set dataset_root=, "
+                "or pass graphs=FILE",
+                file=dataset_root,
+            )
+        return found, Path(dataset_root)
+    raise DatasetFormatError(
+        "graphs= is neither a file nor a split name (train, validation, val, test)", file=path
+    )
+
+
+def encoder_vocabulary(pipe: ORScenePipeline) -> Vocabulary:
+    """The label names the pipeline's graph encoder was built with: graphs are converted with these ids."""
+    config = pipe.graph_encoder.encoder.config
+    return Vocabulary(
+        object_classes=tuple(config.object_classes),
+        predicates=tuple(config.predicates),
+        roles=tuple(config.roles),
+    )
+
+
+def graphs_for_pipeline(
+    pipe: ORScenePipeline, records: Sequence[SceneGraphRecord], source: Path
+) -> list[Data]:
+    """Each record as PyG ``Data`` with the encoder's ids; a label the encoder does not know is an error
+    naming the file, take and scan (checked here, before any sampling)."""
+    vocabulary = encoder_vocabulary(pipe)
+    encoder = pipe.graph_encoder.encoder
+    graphs = []
+    for record in records:
+        where = {"file": source, "take": record.take, "scan": record.scan}
+        try:
+            data = record_to_data(record, vocabulary)
+            encoder.node_labels_of(data)
+        except KeyError as error:  # a class / role / predicate name missing from the encoder's vocabulary
+            raise DatasetFormatError(
+                f"{error.args[0]} (not known to the pipeline's graph encoder)", **where
+            ) from None
+        except ValueError as error:  # a (class, role) pair that is no node label of the encoder
+            raise DatasetFormatError(f"{error} (pipeline's graph encoder)", **where) from None
+        graphs.append(data)
+    return graphs
+
+
+def check_masks(root: Path, items: Sequence[SampleItem]) -> None:
+    """Every item's instance mask exists (layout=masks), before any sampling."""
+    try:
+        for item in items:
+            frame = frame_index(root, item.take).frame_id(item.scan, item.camera)
+            path = mask_path(root, item.take, item.camera, frame)
+            if not path.is_file():
+                raise DatasetFormatError(
+                    "instance mask is missing",
+                    file=path,
+                    take=item.take,
+                    scan=item.scan,
+                    field=f"camera {item.camera}",
+                )
+    except DatasetFormatError as error:
+        raise DatasetFormatError(
+            f"{error.reason} (layout=masks reads the renderer's instance masks; use layout=none for graphs "
+            "without them)",
+            file=error.file,
+            take=error.take,
+            scan=error.scan,
+            field=error.field,
+        ) from None
+
+
+def read_masks(root: Path, items: Sequence[SampleItem], height: int, width: int) -> torch.Tensor:
+    """(B, H, W) uint8 instance masks of the items, resized (nearest: labels stay labels) to the image size."""
+    masks = []
+    for item in items:
+        frame = frame_index(root, item.take).frame_id(item.scan, item.camera)
+        mask = Image.fromarray(read_instance_mask(root, item.take, item.camera, frame))
+        masks.append(np.asarray(mask.resize((width, height), Image.Resampling.NEAREST)))
+    return torch.from_numpy(np.stack(masks))
+
+
+def read_manifest(out: Path, settings: dict, overwrite: bool) -> tuple[list[dict], bool]:
+    """The manifest lines to keep and whether the file needs rewriting.
+
+    Lines whose image is gone and a line cut off by a crash are dropped (those images are drawn again).
+
+    Raises:
+        SampleRefused: the manifest was written with other settings and ``overwrite`` is false.
+    """
+    path = out / MANIFEST
+    if not path.is_file():
+        return [], False
+    raw = path.read_bytes()
+    # A last line without its newline was cut off by a crash: drop it and rewrite before appending.
+    lines, dropped = [], bool(raw) and not raw.endswith(b"\n")
+    for text in raw.decode("utf-8", errors="replace").splitlines():
+        try:
+            line = json.loads(text)
+        except json.JSONDecodeError:
+            dropped = True
+            continue
+        if not isinstance(line, dict) or not isinstance(line.get("image"), str):
+            dropped = True
+            continue
+        lines.append(line)
+    differing = sorted({k for line in lines for k in SETTINGS_KEYS if line.get(k) != settings[k]})
+    if differing:
+        if not overwrite:
+            before = {k: lines[0].get(k) for k in differing}
+            now = {k: settings[k] for k in differing}
+            raise SampleRefused(
+                f"{out} holds images sampled with other settings ({before}, now {now}); nothing was changed. "
+                "Pass overwrite=true to replace them, or choose another out="
+            )
+        # overwrite: remove what an earlier job listed (and nothing else), then start afresh.
+        for line in lines:
+            image = (out / line["image"]).resolve()
+            if image.is_relative_to(out.resolve()):
+                image.unlink(missing_ok=True)
+        path.unlink()
+        return [], False
+    kept = [line for line in lines if (out / line["image"]).is_file()]
+    # Keep one line per image (the last), so a manifest never lists an image twice.
+    by_image = {line["image"]: line for line in kept}
+    dropped = dropped or len(by_image) != len(lines)
+    return list(by_image.values()), dropped
+
+
+# --- the job --------------------------------------------------------------------------------------------
+def prepare(cfg: DictConfig) -> SamplePlan:
+    """Validate the whole job and load the pipeline; reads files but writes nothing.
+
+    Raises:
+        ValueError: bad options (camera outside 1..6, unknown sampler, ...).
+        FileNotFoundError: the pipeline folder is missing or incomplete.
+        DatasetFormatError: a bad graphs file, a label unknown to the pipeline, a missing instance mask.
+        SampleRefused: ``out`` holds images of other settings and ``overwrite`` is false.
+    """
+    cameras, sampler = check_options(cfg)
+    pipeline_dir = Path(cfg.pipeline)
+    check_pipeline_folder(pipeline_dir)
+    source, data_root = resolve_graphs(cfg.graphs, cfg.dataset_root)
+    scene_graphs = load_scene_graphs(source, Vocabulary.load(data_root), strict=True)
+    records = scene_graphs.records[: cfg.limit] if cfg.limit is not None else scene_graphs.records
+    if not records:
+        raise DatasetFormatError("holds no scene graphs", file=source)
+
+    pipe = ORScenePipeline.from_pretrained(pipeline_dir)
+    pipe.set_progress_bar_config(disable=True)  # one bar over all images instead of one per batch
+    pipe.scheduler = make_scheduler(sampler, pipe.scheduler.config)
+    pipe.to(torch.device(str(cfg.device)))
+    graphs = graphs_for_pipeline(pipe, records, source)
+    _, latent_h, latent_w = pipe.latent_shape
+    factor = downsampling_factor(pipe.vae)
+    height, width = latent_h * factor, latent_w * factor
+
+    items = [
+        SampleItem(g, r.take, r.scan, c, k, item_seed(cfg.seed, r.take, r.scan, c, k))
+        for g, r in enumerate(records)
+        for c in cameras
+        for k in range(int(cfg.samples_per_graph))
+    ]
+    mask_root = None
+    if cfg.layout == "masks":
+        if not pipe.has_layout_input:
+            raise ValueError(
+                "layout=masks, but this pipeline's denoiser has no layout input; use layout=none"
+            )
+        mask_root = data_root
+        check_masks(mask_root, items)
+
+    settings = {
+        "source": str(source),
+        "source_hash": hashlib.sha256(source.read_bytes()).hexdigest()[:16],
+        "sampler": sampler,
+        "steps": int(cfg.steps),
+        "guidance_scale": float(cfg.guidance_scale),
+        "layout_guidance_scale": float(cfg.layout_guidance_scale),
+        "layout": "given" if mask_root is not None else "absent",
+        "base_seed": int(cfg.seed),
+        "pipeline": str(pipeline_dir),
+        "pipeline_hash": pipeline_hash(pipeline_dir),
+        "height": height,
+        "width": width,
+    }
+    out = Path(cfg.out)
+    kept, rewrite = read_manifest(out, settings, bool(cfg.overwrite))
+    done = {line["image"] for line in kept}
+    return SamplePlan(
+        pipe=pipe,
+        graphs=graphs,
+        items=items,
+        todo=[item for item in items if item.image not in done],
+        out=out,
+        settings=settings,
+        kept_lines=kept,
+        rewrite_manifest=rewrite,
+        mask_root=mask_root,
+        height=height,
+        width=width,
+        batch_size=int(cfg.batch_size),
+        progress=bool(cfg.progress),
+    )
+
+
+def manifest_line(item: SampleItem, settings: dict) -> dict:
+    return {
+        "image": item.image,
+        "source": settings["source"],
+        "take": item.take,
+        "scan": item.scan,
+        "camera": item.camera,
+        "sample": item.sample,
+        "seed": item.seed,
+        **{k: v for k, v in settings.items() if k != "source"},
+    }
+
+
+def run_plan(plan: SamplePlan) -> dict:
+    """Draw the plan's missing images batch by batch; the manifest grows by one flushed line per image."""
+    out, manifest, settings = plan.out, plan.out / MANIFEST, plan.settings
+    if plan.rewrite_manifest:  # drop lines of lost images and a cut-off line before appending
+        with atomic_path(manifest) as tmp:
+            tmp.write_text("".join(json.dumps(line) + "\n" for line in plan.kept_lines), encoding="utf-8")
+    progress = tqdm(
+        total=len(plan.todo), desc="sample", unit="img", disable=not plan.progress, dynamic_ncols=True
+    )
+    for start in range(0, len(plan.todo), plan.batch_size):
+        batch = plan.todo[start : start + plan.batch_size]
+        masks = None
+        if plan.mask_root is not None:
+            masks = read_masks(plan.mask_root, batch, plan.height, plan.width)
+        images = generate(
+            plan.pipe,
+            [plan.graphs[item.graph] for item in batch],
+            [item.camera for item in batch],
+            [item.seed for item in batch],
+            masks=masks,
+            steps=settings["steps"],
+            guidance_scale=settings["guidance_scale"],
+            layout_guidance_scale=settings["layout_guidance_scale"],
+        )
+        # Images first, then their lines: a line never names an image that is not complete on disk.
+        for item, image in zip(batch, images, strict=True):
+            with atomic_path(out / item.image) as tmp:
+                image.save(tmp, format="PNG")
+        with manifest.open("a", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(manifest_line(item, settings)) + "\n" for item in batch)
+            handle.flush()
+            os.fsync(handle.fileno())
+        progress.update(len(batch))
+    progress.close()
+    total = len(plan.kept_lines) + len(plan.todo)
+    skipped = len(plan.items) - len(plan.todo)
+    print(
+        f"sample: {len(plan.todo)} new image(s), {skipped} already done; "
+        f"{total} image(s) listed in {manifest}"
+    )
+    return {
+        "out": str(out),
+        "manifest": str(manifest),
+        "planned": len(plan.items),
+        "skipped": skipped,
+        "generated": len(plan.todo),
+        "images": total,
+        "pipeline_hash": plan.settings["pipeline_hash"],
+        "height": plan.height,
+        "width": plan.width,
+    }
+
+
+def sample(cfg: DictConfig) -> dict:
+    """Generate the configured images (see ``configs/sample.yaml``), resuming what ``out`` already holds.
+
+    Returns:
+        ``{"out", "manifest", "planned", "skipped", "generated", "images", "pipeline_hash", "height",
+        "width"}``: ``generated`` images were drawn now, ``skipped`` were already there.
+    """
+    return run_plan(prepare(cfg))
+
+
+USER_ERRORS = (DatasetFormatError, FileNotFoundError, SampleRefused, ValueError)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="sample")
+def main(cfg: DictConfig) -> None:
+    # Input mistakes end with one line and exit code 2; errors while sampling keep their traceback.
+    try:
+        plan = prepare(cfg)
+    except USER_ERRORS as error:
+        print("error: " + " ".join(str(error).split()), file=sys.stderr)
+        sys.exit(2)
+    run_plan(plan)
+
+
+if __name__ == "__main__":
+    main()

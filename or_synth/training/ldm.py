@@ -1,0 +1,383 @@
+"""Stage ``ldm``: the graph-conditioned latent denoiser (SGDiff / SpaText in diffusers' components).
+
+Recipe: the stage-``vae`` autoencoder (frozen) and the latents of every training view, cached once; the
+scene-graph encoder from stage ``align`` (trained jointly, or frozen); a ``UNet2DConditionModel`` of the named
+size; DDPM noise, epsilon or v targets, optional min-SNR weighting; independent graph / layout dropout for
+classifier-free guidance; AdamW with warm-up + cosine; EMA weights for sampling. Writes the diffusers pipeline
+folder ``<run_dir>/pipeline`` and a sample grid of fixed validation graphs.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDPMScheduler
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel, compute_snr
+from omegaconf import DictConfig, OmegaConf
+from torch_geometric.data import Batch
+from tqdm import tqdm
+
+from or_synth.data.views import ViewSet, load_views
+from or_synth.encoders import SceneGraphEncoder, build_scene_graph_encoder
+from or_synth.generator.conditioning import GraphConditioner
+from or_synth.generator.denoiser import GraphConditionedDenoiser, build_unet
+from or_synth.generator.latents import cached_latents, dataset_identity, encode_views
+from or_synth.generator.pipeline import ORScenePipeline, make_scheduler
+from or_synth.training.common import (
+    NonFiniteGuard,
+    StepLog,
+    build_dataset,
+    describe_graph,
+    epoch_batch,
+    latest_checkpoint,
+    load_checkpoint,
+    log_scalars,
+    make_accelerator,
+    mismatch_error,
+    rng_state,
+    sample_grid,
+    save_checkpoint,
+    save_image_atomic,
+    save_pretrained_atomic,
+    save_resolved_config,
+    set_rng_state,
+    step_generator,
+    summary_writer,
+    write_metrics,
+)
+
+log = logging.getLogger(__name__)
+
+PIPELINE_DIR = "pipeline"
+FINAL_GRID = "samples/grid_final.png"
+
+
+def is_complete(cfg: DictConfig) -> bool:
+    run_dir = Path(cfg.ldm.run_dir)
+    metrics = run_dir / "metrics.json"
+    if not (run_dir / PIPELINE_DIR / "model_index.json").is_file() or not metrics.is_file():
+        return False
+    return int(json.loads(metrics.read_text()).get("step", 0)) >= int(cfg.ldm.steps)
+
+
+def load_autoencoder(cfg: DictConfig) -> AutoencoderKL:
+    folder = Path(cfg.ldm.autoencoder_dir)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(
+            f"no autoencoder at ldm.autoencoder_dir={folder}: run stage=vae first (same name=...), or point "
+            "ldm.autoencoder_dir at a diffusers AutoencoderKL folder"
+        )
+    return AutoencoderKL.from_pretrained(folder)
+
+
+def build_conditioner(cfg: DictConfig, vocabulary, layout_channels: int) -> GraphConditioner:
+    """The graph encoder from stage ``align`` (``ldm.encoder_dir``), or fresh when that is null."""
+    if cfg.ldm.encoder_dir is None:
+        encoder = build_scene_graph_encoder(OmegaConf.to_container(cfg.encoder, resolve=True), vocabulary)
+    else:
+        folder = Path(cfg.ldm.encoder_dir)
+        if not (folder / "model.safetensors").is_file():
+            raise FileNotFoundError(
+                f"no encoder checkpoint at ldm.encoder_dir={folder}: run stage=align first (same name=...), or "
+                "set ldm.encoder_dir=null to start from a fresh encoder"
+            )
+        encoder = SceneGraphEncoder.from_pretrained(folder)
+    return GraphConditioner.from_encoder(encoder, layout_channels)
+
+
+def use_layout(cfg: DictConfig, views: ViewSet) -> bool:
+    setting = cfg.ldm.layout
+    if setting == "auto":
+        return views.masks is not None
+    if setting and views.masks is None:
+        raise ValueError("ldm.layout=true but the dataset has no instance masks (real 4D-OR has none)")
+    return bool(setting)
+
+
+def train_ldm(cfg: DictConfig) -> dict:
+    """Train the denoiser; returns ``{"step", "run_dir", "pipeline_dir", "grid", "metrics"}``."""
+    # 1. Setup.
+    accelerator = make_accelerator(cfg.trainer, cfg.ldm.grad_accum)
+    run_dir = Path(cfg.ldm.run_dir)
+    if accelerator.is_main_process:
+        save_resolved_config(run_dir, cfg)
+    torch.manual_seed(cfg.seed)
+
+    # 2. First stage and data: latents of every training view, cached (or encoded per batch, to compare).
+    vae = load_autoencoder(cfg).to(accelerator.device).requires_grad_(False).eval()
+    train_set = build_dataset(cfg.dataset, cfg.dataset.train_split)
+    train_views = load_views(train_set, masks=None if cfg.ldm.layout == "auto" else bool(cfg.ldm.layout))
+    val_views = load_views(
+        build_dataset(cfg.dataset, cfg.dataset.val_split), masks=train_views.masks is not None
+    )
+    layout = use_layout(cfg, train_views)
+    latents = None
+    if cfg.ldm.latent_cache:
+        identity = dataset_identity(train_set, len(train_views))
+        if accelerator.is_main_process:
+            latents = cached_latents(vae, train_views.images, cfg.ldm.cache_dir, identity)
+        accelerator.wait_for_everyone()
+        latents = latents or cached_latents(vae, train_views.images, cfg.ldm.cache_dir, identity)
+    scale = vae.config.scaling_factor
+    channels = vae.config.latent_channels
+    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    latent_hw = (train_views.images.shape[-2] // factor, train_views.images.shape[-1] // factor)
+
+    # 3. Model: graph conditioner (+ layout map) and UNet, trained together; EMA of both.
+    conditioner = build_conditioner(cfg, train_set.vocabulary, cfg.ldm.layout_channels if layout else 0)
+    unet = build_unet(
+        cfg.denoiser, latent_channels=channels, sample_size=latent_hw[0], conditioner=conditioner
+    )
+    model = GraphConditionedDenoiser(unet, conditioner)
+    conditioner.requires_grad_(bool(cfg.ldm.train_encoder))
+    noise_scheduler = DDPMScheduler(**OmegaConf.to_container(cfg.scheduler, resolve=True))
+    ema = EMAModel(
+        list(model.parameters()),
+        decay=cfg.ldm.ema.decay,
+        use_ema_warmup=cfg.ldm.ema.warmup,
+        power=cfg.ldm.ema.get("power", 0.75),
+    )
+    groups = [{"params": list(unet.parameters())}]
+    if cfg.ldm.train_encoder:
+        groups.append({"params": list(conditioner.parameters()), "lr": cfg.ldm.encoder_lr})
+    optimizer = torch.optim.AdamW(groups, lr=cfg.ldm.lr, weight_decay=cfg.ldm.weight_decay)
+    lr_schedule = get_scheduler(
+        cfg.ldm.lr_schedule,
+        optimizer,
+        num_warmup_steps=cfg.ldm.warmup_steps,
+        num_training_steps=cfg.ldm.steps,
+    )
+    log.info(
+        "ldm: %d training views, latents %s x %s, layout %s, UNet %.2f M + conditioner %.2f M parameters",
+        len(train_views),
+        channels,
+        latent_hw,
+        "on" if layout else "off",
+        sum(p.numel() for p in unet.parameters()) / 1e6,
+        sum(p.numel() for p in conditioner.parameters()) / 1e6,
+    )
+
+    # 4. Resume: model, EMA, optimizer, LR schedule, RNG; the data position and noise follow from the step.
+    start, metrics = 0, {}
+    checkpoint = latest_checkpoint(run_dir) if cfg.trainer.resume else None
+    names = [name for name, _ in model.named_parameters()]
+    if checkpoint is not None:
+        weights, state = load_checkpoint(checkpoint)
+        try:
+            model.load_state_dict(weights["model"])
+            ema.load_state_dict({**state["ema"], "shadow_params": [weights["ema"][n] for n in names]})
+            optimizer.load_state_dict(state["optimizer"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise mismatch_error(checkpoint, exc) from exc
+        lr_schedule.load_state_dict(state["lr_schedule"])
+        set_rng_state(state["rng"])
+        start, metrics = int(state["step"]), dict(state.get("metrics", {}))
+        log.info("ldm: resumed from %s at step %d", checkpoint, start)
+    ema.to(accelerator.device)
+    wrapped, optimizer, lr_schedule = accelerator.prepare(model, optimizer, lr_schedule)
+    if cfg.trainer.compile:
+        unet.compile()  # in place: state_dict keys stay the same
+
+    # 5. Loop.
+    grid_items = _grid_items(cfg, val_views)
+    writer = summary_writer(run_dir / "tensorboard") if accelerator.is_main_process else None
+    step_log = StepLog(run_dir / "train_log.jsonl", start) if accelerator.is_main_process else None
+    guard = NonFiniteGuard(cfg.trainer.max_bad_steps)
+    steps, batch_size = cfg.ldm.steps, cfg.ldm.batch_size
+    rank, world = accelerator.process_index, accelerator.num_processes
+    if batch_size % world:
+        raise ValueError(f"ldm.batch_size={batch_size} must divide evenly over {world} processes")
+    progress = tqdm(
+        range(start, steps),
+        initial=start,
+        total=steps,
+        desc="ldm",
+        dynamic_ncols=True,
+        disable=not accelerator.is_local_main_process,
+    )
+    for step in progress:
+        wrapped.train()
+        # Everything random about this step is drawn for the global batch, then sliced to this rank.
+        generator = step_generator(cfg.seed, step)
+        indices = epoch_batch(len(train_views), batch_size, step, cfg.seed)
+        shape = (batch_size, channels, *latent_hw)
+        posterior_noise = torch.randn(shape, generator=generator)
+        noise = torch.randn(shape, generator=generator)
+        timesteps = torch.randint(
+            noise_scheduler.config.num_train_timesteps, (batch_size,), generator=generator
+        )
+        drop_graph, drop_layout = conditioner.draw_dropout(
+            batch_size, cfg.ldm.cond_drop.graph, cfg.ldm.cond_drop.layout, generator
+        )
+        local = torch.arange(batch_size).chunk(world)[rank]
+        idx = indices[local]
+        if latents is not None:
+            clean = latents.sample(idx, posterior_noise[local])
+        else:  # the baseline the latent cache is measured against: encode this batch now
+            mean, std = encode_views(vae, train_views.images[idx], progress=False)
+            clean = mean + std * posterior_noise[local]
+        clean = (clean * scale).to(accelerator.device)
+        noise, timesteps = noise[local].to(accelerator.device), timesteps[local].to(accelerator.device)
+        noisy = noise_scheduler.add_noise(clean, noise, timesteps)
+        target = (
+            noise
+            if noise_scheduler.config.prediction_type == "epsilon"
+            else (noise_scheduler.get_velocity(clean, noise, timesteps))
+        )
+        graphs = Batch.from_data_list([train_views.graphs[int(g)] for g in train_views.graph_index[idx]])
+        masks = train_views.masks[idx] if layout else None
+        with accelerator.accumulate(wrapped), accelerator.autocast():
+            prediction = wrapped(
+                noisy,
+                timesteps,
+                graphs,
+                train_views.cameras[idx],
+                masks=masks,
+                drop_graph=drop_graph[local],
+                drop_layout=drop_layout[local],
+            )
+            loss = _loss(prediction.float(), target.float(), timesteps, noise_scheduler, cfg.ldm.snr_gamma)
+        finite = accelerator.reduce(torch.isfinite(loss.detach()).float(), "min").item() > 0
+        if guard.check(finite, step):
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(wrapped.parameters(), cfg.ldm.grad_clip)
+            optimizer.step()
+            lr_schedule.step()
+            if accelerator.sync_gradients:
+                ema.step(model.parameters())
+        optimizer.zero_grad(set_to_none=True)
+
+        done = step + 1
+        mean_loss = accelerator.reduce(loss.detach(), "mean").item()
+        if accelerator.is_main_process:
+            scalars = {
+                "train/loss": mean_loss,
+                "train/lr": lr_schedule.get_last_lr()[0],
+                "train/ema_decay": ema.cur_decay_value or 0.0,
+            }
+            step_log.write({"step": done, "loss": mean_loss})
+            if done % cfg.trainer.log_every == 0 or done == steps:
+                log_scalars(writer, scalars, done)
+                progress.set_postfix(loss=f"{mean_loss:.4f}")
+            if done % cfg.ldm.sample_every == 0 or done == steps:
+                pipeline = _ema_pipeline(model, ema, vae, noise_scheduler)
+                grid = _write_grid(
+                    pipeline, cfg, grid_items, val_views, run_dir / "samples" / f"grid_{done:07d}.png"
+                )
+                writer.add_image("samples/grid", np.asarray(grid), done, dataformats="HWC")
+            if done % cfg.ldm.ckpt_every == 0 or done == steps:
+                ema_state = {k: v for k, v in ema.state_dict().items() if k != "shadow_params"}
+                save_checkpoint(
+                    run_dir,
+                    done,
+                    {"model": model.state_dict(), "ema": dict(zip(names, ema.shadow_params, strict=True))},
+                    {
+                        "optimizer": optimizer.state_dict(),
+                        "lr_schedule": lr_schedule.state_dict(),
+                        "ema": ema_state,
+                        "rng": rng_state(),
+                        "metrics": metrics,
+                    },
+                    keep=cfg.trainer.keep_checkpoints,
+                )
+                write_metrics(run_dir, {**metrics, "step": done, "loss": mean_loss})
+        accelerator.wait_for_everyone()
+    progress.close()
+
+    # 6. The pipeline folder (EMA weights) and the final sample grid.
+    pipeline_dir, grid_path = run_dir / PIPELINE_DIR, run_dir / FINAL_GRID
+    metrics.update({"step": max(start, steps), "skipped_steps": guard.skipped, "layout": layout})
+    if accelerator.is_main_process:
+        pipeline = _ema_pipeline(model, ema, vae, noise_scheduler)
+        save_pretrained_atomic(pipeline, pipeline_dir)
+        _write_grid(pipeline, cfg, grid_items, val_views, grid_path)
+        write_metrics(run_dir, metrics)
+        writer.close()
+        step_log.close()
+    accelerator.wait_for_everyone()
+    log.info("ldm: pipeline in %s, sample grid %s", pipeline_dir, grid_path)
+    return {
+        "step": metrics["step"],
+        "run_dir": str(run_dir),
+        "pipeline_dir": str(pipeline_dir),
+        "grid": str(grid_path),
+        "metrics": metrics,
+    }
+
+
+def _loss(prediction, target, timesteps, noise_scheduler, snr_gamma) -> torch.Tensor:
+    """MSE, or min-SNR-gamma weighted MSE (Hang et al., ICCV 2023) when ``snr_gamma`` is set."""
+    if snr_gamma is None:
+        return F.mse_loss(prediction, target)
+    snr = compute_snr(noise_scheduler, timesteps)
+    weight = torch.clamp(snr, max=snr_gamma)
+    weight = weight / (snr + 1) if noise_scheduler.config.prediction_type == "v_prediction" else weight / snr
+    per_item = F.mse_loss(prediction, target, reduction="none").mean(dim=(1, 2, 3))
+    return (per_item * weight).mean()
+
+
+def _ema_pipeline(model: GraphConditionedDenoiser, ema: EMAModel, vae, noise_scheduler) -> ORScenePipeline:
+    """A pipeline on a copy of the model carrying the EMA weights (training weights untouched)."""
+    averaged = copy.deepcopy(model).eval()
+    ema.copy_to(averaged.parameters())
+    return ORScenePipeline(
+        unet=averaged.unet,
+        vae=vae,
+        scheduler=copy.deepcopy(noise_scheduler),
+        graph_encoder=averaged.conditioner,
+    )
+
+
+def _grid_items(cfg: DictConfig, views: ViewSet) -> list[tuple[int, list[int]]]:
+    """Fixed validation graphs (evenly spaced) and, for each, the rows of the configured cameras."""
+    count = min(cfg.ldm.sample.graphs, len(views.graphs))
+    picks = np.linspace(0, len(views.graphs) - 1, count).round().astype(int).tolist()
+    items = []
+    for g in picks:
+        rows = [
+            int(r)
+            for r in (views.graph_index == g).nonzero().flatten()
+            if int(views.cameras[r]) in cfg.ldm.sample.cameras
+        ]
+        items.append((g, rows or [int((views.graph_index == g).nonzero()[0])]))
+    return items
+
+
+@torch.no_grad()
+def _write_grid(pipeline: ORScenePipeline, cfg: DictConfig, items, views: ViewSet, path: Path):
+    """Each graph as text beside its generated views and the real renders of the same views."""
+    sample_cfg = cfg.ldm.sample
+    pipeline.scheduler = make_scheduler(sample_cfg.sampler, pipeline.scheduler.config)
+    pipeline.set_progress_bar_config(disable=True)
+    rows_flat = [r for _, rows in items for r in rows]
+    graphs = [views.graphs[int(views.graph_index[r])] for r in rows_flat]
+    masks = views.masks[rows_flat] if pipeline.has_layout_input and views.masks is not None else None
+    images = pipeline(
+        graphs,
+        views.cameras[rows_flat].tolist(),
+        masks=masks,
+        num_inference_steps=sample_cfg.steps,
+        guidance_scale=sample_cfg.guidance_scale,
+        layout_guidance_scale=sample_cfg.layout_guidance_scale,
+        generator=[torch.Generator().manual_seed(cfg.seed * 1000 + i) for i in range(len(rows_flat))],
+    ).images
+    from PIL import Image
+
+    grid_rows, k = [], 0
+    for g, rows in items:
+        generated = images[k : k + len(rows)]
+        real = [Image.fromarray(views.images[r].permute(1, 2, 0).numpy()) for r in rows]
+        cams = ", ".join(str(int(views.cameras[r])) for r in rows)
+        lines = [f"take {int(views.graphs[g].take)} scan {views.graphs[g].scan}, cameras {cams}"]
+        grid_rows.append(([*lines, *describe_graph(views.graphs[g])], generated, real))
+        k += len(rows)
+    grid = sample_grid(grid_rows)
+    save_image_atomic(grid, path)
+    return grid

@@ -1,0 +1,268 @@
+"""Stage ``vae``: the first stage of the latent diffusion model.
+
+With ``autoencoder.pretrained`` set, the stage loads those weights, measures the latent scaling factor on the
+training images and saves the autoencoder. Otherwise it trains ``AutoencoderKL`` on single camera views of the
+training split: L1 + KL + (1 - MS-SSIM), and a patch-adversarial term after a warm-up (MONAI). Writes
+``<run_dir>/autoencoder`` (diffusers folder; ``config.scaling_factor`` = 1 / std of the training latents).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL
+from diffusers.optimization import get_scheduler
+from omegaconf import DictConfig, OmegaConf
+from PIL import Image
+from torch import nn
+from tqdm import tqdm
+
+from or_synth.data.views import load_views
+from or_synth.generator.autoencoder import (
+    AutoencoderLoss,
+    build_autoencoder,
+    measure_scaling_factor,
+    to_model_range,
+    to_uint8,
+)
+from or_synth.training.common import (
+    NonFiniteGuard,
+    StepLog,
+    build_dataset,
+    epoch_batch,
+    latest_checkpoint,
+    load_checkpoint,
+    log_scalars,
+    make_accelerator,
+    mismatch_error,
+    rng_state,
+    save_checkpoint,
+    save_image_atomic,
+    save_pretrained_atomic,
+    save_resolved_config,
+    set_rng_state,
+    step_generator,
+    summary_writer,
+    write_metrics,
+)
+
+log = logging.getLogger(__name__)
+
+AUTOENCODER_DIR = "autoencoder"
+
+
+def is_complete(cfg: DictConfig) -> bool:
+    return (
+        (Path(cfg.vae.run_dir) / AUTOENCODER_DIR / "config.json").is_file()
+        and (Path(cfg.vae.run_dir) / "metrics.json").is_file()
+        and _metrics_step(Path(cfg.vae.run_dir)) >= (0 if cfg.autoencoder.pretrained else cfg.vae.steps)
+    )
+
+
+def _metrics_step(run_dir: Path) -> int:
+    import json
+
+    return int(json.loads((run_dir / "metrics.json").read_text()).get("step", 0))
+
+
+@torch.no_grad()
+def reconstruct(vae: AutoencoderKL, images: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+    """uint8 (M, 3, H, W) -> uint8 reconstructions through the posterior mean."""
+    vae.eval()
+    device = next(vae.parameters()).device
+    out = []
+    for start in range(0, images.shape[0], batch_size):
+        x = to_model_range(images[start : start + batch_size].to(device))
+        out.append(to_uint8(vae.decode(vae.encode(x).latent_dist.mode()).sample).cpu())
+    return torch.cat(out)
+
+
+def psnr(reconstruction: torch.Tensor, target: torch.Tensor) -> float:
+    mse = (reconstruction.float() - target.float()).pow(2).mean().item()
+    return 10 * math.log10(255.0**2 / max(mse, 1e-10))
+
+
+def train_vae(cfg: DictConfig) -> dict:
+    """Train (or take pretrained) the autoencoder; returns ``{"step", "run_dir", "autoencoder_dir", "metrics"}``."""
+    # 1. Setup: Accelerate (CPU, one GPU or several processes), run folder.
+    accelerator = make_accelerator(cfg.trainer, cfg.vae.grad_accum)
+    run_dir = Path(cfg.vae.run_dir)
+    if accelerator.is_main_process:
+        save_resolved_config(run_dir, cfg)
+    torch.manual_seed(cfg.seed)
+
+    # 2. Data: every camera view of the training scans, in memory (uint8).
+    train_views = load_views(build_dataset(cfg.dataset, cfg.dataset.train_split), masks=False)
+    val_views = load_views(build_dataset(cfg.dataset, cfg.dataset.val_split), masks=False)
+    eval_images = val_views.images[torch.linspace(0, len(val_views) - 1, cfg.vae.eval_images).long().unique()]
+    scaling_images = train_views.images[: cfg.vae.scaling_images]
+
+    # 3. Model: pretrained weights only need their scaling factor measured on this data.
+    vae = build_autoencoder(OmegaConf.to_container(cfg.autoencoder, resolve=True))
+    if cfg.autoencoder.pretrained:
+        vae.to(accelerator.device)
+        scale = measure_scaling_factor(vae, scaling_images)
+        vae.register_to_config(scaling_factor=scale)
+        metrics = {"step": 0, "pretrained": str(cfg.autoencoder.pretrained), "scaling_factor": scale}
+        metrics["val_psnr"] = psnr(reconstruct(vae, eval_images), eval_images)
+        if accelerator.is_main_process:
+            save_pretrained_atomic(vae, run_dir / AUTOENCODER_DIR)
+            write_metrics(run_dir, metrics)
+        return {
+            "step": 0,
+            "run_dir": str(run_dir),
+            "autoencoder_dir": str(run_dir / AUTOENCODER_DIR),
+            "metrics": metrics,
+        }
+
+    loss_fn = AutoencoderLoss(**OmegaConf.to_container(cfg.vae.loss, resolve=True))
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.vae.lr, weight_decay=cfg.vae.weight_decay)
+    lr_schedule = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=cfg.vae.warmup_steps)
+    disc_optimizer = None
+    if loss_fn.discriminator is not None:
+        disc_optimizer = torch.optim.AdamW(loss_fn.discriminator.parameters(), lr=cfg.vae.discriminator_lr)
+
+    # 4. Resume: weights, optimizers, LR schedule, RNG; the data position follows from the step.
+    start, metrics = 0, {}
+    checkpoint = latest_checkpoint(run_dir) if cfg.trainer.resume else None
+    if checkpoint is not None:
+        weights, state = load_checkpoint(checkpoint)
+        try:
+            vae.load_state_dict(weights["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            if disc_optimizer is not None:
+                loss_fn.discriminator.load_state_dict(weights["discriminator"])
+                disc_optimizer.load_state_dict(state["discriminator_optimizer"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise mismatch_error(checkpoint, exc) from exc
+        lr_schedule.load_state_dict(state["lr_schedule"])
+        set_rng_state(state["rng"])
+        start, metrics = int(state["step"]), dict(state.get("metrics", {}))
+        log.info("vae: resumed from %s at step %d", checkpoint, start)
+    model, optimizer, lr_schedule = accelerator.prepare(PosteriorReconstruction(vae), optimizer, lr_schedule)
+    if disc_optimizer is not None:
+        loss_fn.discriminator, disc_optimizer = accelerator.prepare(loss_fn.discriminator, disc_optimizer)
+    if cfg.trainer.compile:
+        vae.compile()  # in place: state_dict keys stay the same
+
+    # 5. Loop.
+    writer = summary_writer(run_dir / "tensorboard") if accelerator.is_main_process else None
+    step_log = StepLog(run_dir / "train_log.jsonl", start) if accelerator.is_main_process else None
+    guard = NonFiniteGuard(cfg.trainer.max_bad_steps)
+    steps, batch_size = cfg.vae.steps, cfg.vae.batch_size
+    rank, world = accelerator.process_index, accelerator.num_processes
+    if batch_size % world:
+        raise ValueError(f"vae.batch_size={batch_size} must divide evenly over {world} processes")
+    progress = tqdm(
+        range(start, steps),
+        initial=start,
+        total=steps,
+        desc="vae",
+        dynamic_ncols=True,
+        disable=not accelerator.is_local_main_process,
+    )
+    for step in progress:
+        model.train()
+        indices = epoch_batch(len(train_views), batch_size, step, cfg.seed).chunk(world)[rank]
+        target = to_model_range(train_views.images[indices]).to(accelerator.device)
+        generator = step_generator(cfg.seed, step)
+        noise = torch.randn((batch_size, *_latent_shape(vae, target)), generator=generator)
+        noise = noise.chunk(world)[rank].to(accelerator.device)
+        with accelerator.accumulate(model), accelerator.autocast():
+            reconstruction, posterior = model(target, noise)
+            terms = loss_fn.generator_loss(reconstruction, target, posterior, step)
+        finite = accelerator.reduce(torch.isfinite(terms["loss"].detach()).float(), "min").item() > 0
+        if guard.check(finite, step):
+            accelerator.backward(terms["loss"])
+            accelerator.clip_grad_norm_(model.parameters(), cfg.vae.grad_clip)
+            optimizer.step()
+            lr_schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        if disc_optimizer is not None and loss_fn.adversarial_active(step) and finite:
+            with accelerator.autocast():
+                terms["discriminator"] = loss_fn.discriminator_loss(reconstruction, target)
+            accelerator.backward(terms["discriminator"])
+            disc_optimizer.step()
+            disc_optimizer.zero_grad(set_to_none=True)
+
+        done = step + 1
+        scalars = {f"train/{k}": float(v.detach().mean()) for k, v in terms.items()}
+        if accelerator.is_main_process:
+            step_log.write({"step": done, **scalars})
+            if done % cfg.trainer.log_every == 0 or done == steps:
+                log_scalars(writer, scalars, done)
+                progress.set_postfix(loss=f"{scalars['train/loss']:.4f}")
+            if done % cfg.vae.sample_every == 0 or done == steps:
+                recon = reconstruct(vae, eval_images)
+                metrics["val_psnr"] = psnr(recon, eval_images)
+                log_scalars(writer, {"val/psnr": metrics["val_psnr"]}, done)
+                grid = _reconstruction_grid(eval_images[:8], recon[:8])
+                save_image_atomic(grid, run_dir / "samples" / f"reconstructions_{done:07d}.png")
+                writer.add_image("val/reconstructions", np.asarray(grid), done, dataformats="HWC")
+            if done % cfg.vae.ckpt_every == 0 or done == steps:
+                weights = {"model": vae.state_dict()}
+                state = {
+                    "optimizer": optimizer.state_dict(),
+                    "lr_schedule": lr_schedule.state_dict(),
+                    "rng": rng_state(),
+                    "metrics": metrics,
+                }
+                if disc_optimizer is not None:
+                    weights["discriminator"] = accelerator.unwrap_model(loss_fn.discriminator).state_dict()
+                    state["discriminator_optimizer"] = disc_optimizer.state_dict()
+                save_checkpoint(run_dir, done, weights, state, keep=cfg.trainer.keep_checkpoints)
+                write_metrics(run_dir, {**metrics, "step": done})
+        accelerator.wait_for_everyone()
+    progress.close()
+
+    # 6. The autoencoder later stages load: scaling factor measured on the training images.
+    scale = measure_scaling_factor(vae, scaling_images)
+    vae.register_to_config(scaling_factor=scale)
+    metrics.update({"step": max(start, steps), "scaling_factor": scale, "skipped_steps": guard.skipped})
+    if "val_psnr" not in metrics:
+        metrics["val_psnr"] = psnr(reconstruct(vae, eval_images), eval_images)
+    if accelerator.is_main_process:
+        save_pretrained_atomic(vae, run_dir / AUTOENCODER_DIR)
+        write_metrics(run_dir, metrics)
+        writer.close()
+        step_log.close()
+    log.info(
+        "vae: autoencoder in %s (PSNR %.1f dB, scaling factor %.3f)",
+        run_dir / AUTOENCODER_DIR,
+        metrics["val_psnr"],
+        scale,
+    )
+    return {
+        "step": metrics["step"],
+        "run_dir": str(run_dir),
+        "autoencoder_dir": str(run_dir / AUTOENCODER_DIR),
+        "metrics": metrics,
+    }
+
+
+class PosteriorReconstruction(nn.Module):
+    """Encode, sample the posterior with given noise, decode: one module, so DDP sees the whole forward pass."""
+
+    def __init__(self, vae: AutoencoderKL) -> None:
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, images: torch.Tensor, noise: torch.Tensor):
+        posterior = self.vae.encode(images).latent_dist
+        return self.vae.decode(posterior.mean + posterior.std * noise).sample, posterior
+
+
+def _latent_shape(vae: AutoencoderKL, images: torch.Tensor) -> tuple[int, int, int]:
+    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    return vae.config.latent_channels, images.shape[-2] // factor, images.shape[-1] // factor
+
+
+def _reconstruction_grid(real: torch.Tensor, reconstruction: torch.Tensor) -> Image.Image:
+    """Top row real, bottom row reconstructed."""
+    top = torch.cat(list(real), dim=-1)
+    bottom = torch.cat(list(reconstruction), dim=-1)
+    return Image.fromarray(torch.cat([top, bottom], dim=-2).permute(1, 2, 0).numpy())

@@ -1,0 +1,285 @@
+"""``python -m or_synth.sample``: manifest, determinism, samplers, resume, refusals, real graphs, the CLI.
+
+A tiny random pipeline (16 px images, 2-3 sampler steps) keeps the file fast on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from or_synth.data import DatasetFormatError
+from or_synth.data.vocabulary import OBJECT_CLASSES
+from or_synth.sample import MANIFEST, SampleRefused, item_seed, load_config, sample
+from tests.conftest import scan_entry, small_scene, write_layout_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+SCANS = [small_scene(4, "000001"), small_scene(4, "000002"), small_scene(8, "000005")]
+
+
+@pytest.fixture(scope="module")
+def pipeline_dir(tmp_path_factory) -> Path:
+    """A saved tiny ORScenePipeline (random weights, layout input, 8x8 latents -> 16x16 images)."""
+    from diffusers import AutoencoderKL, DDPMScheduler
+
+    from or_synth.encoders import build_scene_graph_encoder
+    from or_synth.generator import GraphConditioner, ORScenePipeline, build_unet
+    from tests.encoders.conftest import tiny_clip_cfg
+
+    torch.manual_seed(0)
+    conditioner = GraphConditioner.from_encoder(
+        build_scene_graph_encoder(tiny_clip_cfg(None)), layout_channels=4
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(8, 16),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=4,
+        norm_num_groups=8,
+        layers_per_block=1,
+    )
+    arch = {
+        "block_out_channels": [16, 32],
+        "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
+        "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
+        "layers_per_block": 1,
+        "attention_head_dim": 8,
+        "norm_num_groups": 8,
+    }
+    unet = build_unet({"arch": arch}, latent_channels=4, sample_size=8, conditioner=conditioner)
+    pipe = ORScenePipeline(unet=unet, vae=vae, scheduler=DDPMScheduler(), graph_encoder=conditioner)
+    path = tmp_path_factory.mktemp("pipeline") / "pipe"
+    pipe.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def graphs_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("graphs") / "relationships_validation.json"
+    path.write_text(json.dumps({"scans": SCANS}))
+    return path
+
+
+def run(pipeline_dir: Path, graphs: Path, out: Path, *extra: str) -> dict:
+    overrides = [f"pipeline={pipeline_dir}", f"graphs={graphs}", f"out={out}", "steps=2", "progress=false"]
+    return sample(load_config([*overrides, *extra]))
+
+
+def manifest(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / MANIFEST).read_text().splitlines()]
+
+
+def images(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((out / "images").glob("*.png"))}
+
+
+def mtimes(out: Path) -> dict[str, int]:
+    return {str(p): p.stat().st_mtime_ns for p in sorted(out.rglob("*"))}
+
+
+def test_manifest_and_images(pipeline_dir, graphs_file, tmp_path):
+    out = tmp_path / "out"
+    result = run(pipeline_dir, graphs_file, out, "cameras=[1,3]", "samples_per_graph=2", "batch_size=3")
+    assert result["generated"] == 3 * 2 * 2 == result["images"] and result["skipped"] == 0
+    lines = manifest(out)
+    assert len(lines) == 12 and len({line["image"] for line in lines}) == 12
+    first = lines[0]
+    assert first["image"] == "images/take4_scan000001_cam1_s0.png"
+    assert first["source"] == str(graphs_file) and (first["take"], first["scan"]) == (4, "000001")
+    assert first["seed"] == item_seed(0, 4, "000001", 1, 0)
+    expected = {"sampler": "dpmsolver++", "steps": 2, "guidance_scale": 3.0, "layout_guidance_scale": 1.0}
+    assert {k: first[k] for k in expected} == expected
+    assert first["layout"] == "absent" and first["pipeline"] == str(pipeline_dir)
+    assert len(first["pipeline_hash"]) == 16 and (first["height"], first["width"]) == (16, 16)
+    assert {(line["camera"], line["sample"]) for line in lines} == {(c, k) for c in (1, 3) for k in (0, 1)}
+    assert len({line["seed"] for line in lines}) == 12  # every image has its own seed
+    pngs = sorted((out / "images").glob("*.png"))
+    assert len(pngs) == 12 and {Image.open(p).size for p in pngs} == {(16, 16)}
+    assert sorted(p.name for p in out.iterdir()) == ["images", MANIFEST]  # no temporaries, no Hydra files
+
+
+def test_same_seed_same_bytes_across_runs_and_batch_sizes(pipeline_dir, graphs_file, tmp_path):
+    a = images_of(run(pipeline_dir, graphs_file, tmp_path / "a", "cameras=[2,5]", "batch_size=8"))
+    b = images_of(run(pipeline_dir, graphs_file, tmp_path / "b", "cameras=[2,5]", "batch_size=8"))
+    c = images_of(run(pipeline_dir, graphs_file, tmp_path / "c", "cameras=[2,5]", "batch_size=1"))
+    # limit: the first graph's images do not depend on the graphs sampled with them.
+    d = images_of(run(pipeline_dir, graphs_file, tmp_path / "d", "cameras=[5]", "limit=1"))
+    assert len(a) == 6 and a == b == c
+    assert d and all(a[name] == data for name, data in d.items())
+    assert len(set(a.values())) == 6  # different items, different images
+    e = images_of(run(pipeline_dir, graphs_file, tmp_path / "e", "cameras=[2,5]", "seed=1"))
+    assert a.keys() == e.keys() and all(a[k] != e[k] for k in a)
+
+
+def images_of(result: dict) -> dict[str, bytes]:
+    return images(Path(result["out"]))
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpmsolver++"])
+def test_samplers(pipeline_dir, graphs_file, tmp_path, sampler):
+    out = tmp_path / sampler
+    result = run(pipeline_dir, graphs_file, out, f"sampler={sampler}", "cameras=[1]", "limit=2", "steps=3")
+    assert result["generated"] == 2
+    assert {line["sampler"] for line in manifest(out)} == {sampler}
+    arrays = [np.asarray(Image.open(p)) for p in sorted((out / "images").glob("*.png"))]
+    assert all(a.shape == (16, 16, 3) and a.dtype == np.uint8 for a in arrays)
+
+
+def test_resume_redraws_only_missing_items_and_a_complete_rerun_writes_nothing(
+    pipeline_dir, graphs_file, tmp_path
+):
+    out = tmp_path / "out"
+    args = ("cameras=[1,2]", "batch_size=4")
+    run(pipeline_dir, graphs_file, out, *args)
+    before = images(out)
+    lines = (out / MANIFEST).read_text().splitlines()
+    assert len(lines) == 6
+    # A crash: one image lost, and the last manifest line cut off half-way.
+    lost = out / json.loads(lines[1])["image"]
+    cut = json.loads(lines[-1])["image"]
+    lost.unlink()
+    (out / MANIFEST).write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:20])
+    untouched = {
+        p: t for p, t in mtimes(out).items() if p.endswith(".png") and not p.endswith(Path(cut).name)
+    }
+    result = run(pipeline_dir, graphs_file, out, *args)
+    assert result["generated"] == 2 and result["skipped"] == 4 and result["images"] == 6
+    assert images(out) == before  # the redrawn images are the same bytes
+    assert all(mtimes(out)[p] == t for p, t in untouched.items())
+    redone = manifest(out)
+    assert len(redone) == 6 and {line["image"] for line in redone} == {json.loads(x)["image"] for x in lines}
+
+    stamps = mtimes(out)
+    again = run(pipeline_dir, graphs_file, out, *args)
+    assert again["generated"] == 0 and again["skipped"] == 6
+    assert mtimes(out) == stamps
+    # Asking for more (another camera) only adds that camera's images.
+    more = run(pipeline_dir, graphs_file, out, "cameras=[1,2,3]", "batch_size=4")
+    assert more["generated"] == 3 and more["images"] == 9 and len(manifest(out)) == 9
+
+
+def test_refuses_an_incomplete_pipeline_folder(pipeline_dir, graphs_file, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(pipeline_dir, broken)
+    (broken / "unet" / "diffusion_pytorch_model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match=r"incomplete.*unet/\*\.safetensors"):
+        run(broken, graphs_file, tmp_path / "out")
+    with pytest.raises(FileNotFoundError, match="model_index.json"):
+        run(tmp_path / "nowhere", graphs_file, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        ("cameras=[1,7]", "camera 7 .*1..6"),
+        ("cameras=[0]", "camera 0"),
+        ("samples_per_graph=0", "samples_per_graph must be >= 1"),
+        ("sampler=euler", "unknown sampler 'euler'"),
+        ("layout=boxes", "layout must be one of"),
+    ],
+)
+def test_refuses_bad_options(pipeline_dir, graphs_file, tmp_path, extra, match):
+    with pytest.raises(ValueError, match=match):
+        run(pipeline_dir, graphs_file, tmp_path / "out", extra)
+    assert not (tmp_path / "out").exists()
+
+
+def test_refuses_unknown_labels_naming_file_take_and_scan(pipeline_dir, tmp_path):
+    bad = scan_entry(8, "000042", ["Patient", "spaceship"], [(2, 1, "CloseTo")])
+    graphs = tmp_path / "bad" / "relationships_validation.json"
+    graphs.parent.mkdir()
+    graphs.write_text(json.dumps({"scans": [small_scene(4, "000001"), bad]}))
+    with pytest.raises(DatasetFormatError, match=r"take 8, scan 000042.*'spaceship'"):
+        run(pipeline_dir, graphs, tmp_path / "out")
+    # A dataset whose own vocabulary knows the class, but the pipeline's encoder does not.
+    (graphs.parent / "classes.txt").write_text("\n".join([*OBJECT_CLASSES, "spaceship"]) + "\n")
+    with pytest.raises(DatasetFormatError, match=r"take 8, scan 000042.*spaceship.*graph encoder"):
+        run(pipeline_dir, graphs, tmp_path / "out")
+    with pytest.raises(DatasetFormatError, match="neither a file nor a split"):
+        run(pipeline_dir, tmp_path / "missing.json", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_refuses_other_settings_in_the_same_out_unless_overwrite(pipeline_dir, graphs_file, tmp_path):
+    out = tmp_path / "out"
+    run(pipeline_dir, graphs_file, out, "cameras=[1]", "limit=2")
+    stamps = mtimes(out)
+    for extra in ("steps=3", "sampler=ddim", "seed=5", "guidance_scale=2.0"):
+        with pytest.raises(SampleRefused, match="overwrite=true"):
+            run(pipeline_dir, graphs_file, out, "cameras=[1]", "limit=2", extra)
+    assert mtimes(out) == stamps
+    result = run(pipeline_dir, graphs_file, out, "cameras=[1]", "limit=1", "steps=3", "overwrite=true")
+    assert result["generated"] == 1 and result["images"] == 1
+    assert [line["steps"] for line in manifest(out)] == [3] and len(images(out)) == 1
+
+
+def test_layout_masks_from_a_rendered_dataset(pipeline_dir, tmp_path):
+    root = write_layout_dataset(tmp_path / "ds", {"validation": SCANS[:2]}, image_hw=(24, 32))
+    for take, scan in ((4, 1), (4, 2)):
+        folder = root / f"export_holistic_take{take}_processed" / "instance_masks"
+        folder.mkdir(parents=True, exist_ok=True)
+        mask = np.zeros((24, 32), dtype=np.uint8)
+        mask[4:20, 6:26] = 1  # the patient
+        mask[0:8, 0:10] = 6  # the operating table
+        Image.fromarray(mask).save(folder / f"camera01_colorimage-{1000 + 7 * scan:06d}.png")
+    base = [
+        f"pipeline={pipeline_dir}",
+        "graphs=validation",
+        f"dataset_root={root}",
+        "steps=2",
+        "progress=false",
+    ]
+    out = tmp_path / "out"
+    result = sample(
+        load_config([*base, f"out={out}", "cameras=[1]", "layout=masks", "layout_guidance_scale=2.0"])
+    )
+    assert result["generated"] == 2 and {line["layout"] for line in manifest(out)} == {"given"}
+    plain = sample(load_config([*base, f"out={tmp_path / 'plain'}", "cameras=[1]"]))
+    assert images_of(plain).keys() == images(out).keys() and images_of(plain) != images(out)
+    with pytest.raises(DatasetFormatError, match=r"instance mask is missing.*layout=none"):
+        sample(load_config([*base, f"out={tmp_path / 'cam2'}", "cameras=[2]", "layout=masks"]))
+    assert not (tmp_path / "cam2").exists()
+
+
+@pytest.mark.real_data
+def test_real_validation_graphs(pipeline_dir, real_validation_file, tmp_path):
+    out = tmp_path / "real"
+    result = run(pipeline_dir, real_validation_file, out, "limit=3", "cameras=[2]")
+    assert result["generated"] == 3
+    lines = manifest(out)
+    assert [line["source"] for line in lines] == [str(real_validation_file)] * 3
+    assert all(line["take"] in (4, 8) for line in lines) and len(images(out)) == 3
+
+
+def test_command_line(pipeline_dir, graphs_file, tmp_path):
+    work = tmp_path / "cwd"
+    work.mkdir()
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(ROOT)}
+    out = tmp_path / "out"
+    args = [f"pipeline={pipeline_dir}", f"graphs={graphs_file}", f"out={out}", "steps=2", "limit=1"]
+
+    def cli(*extra: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "or_synth.sample", *args, *extra]
+        return subprocess.run(command, capture_output=True, text=True, env=env, cwd=work, timeout=300)
+
+    done = cli("cameras=[1,2]")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(manifest(out)) == 2 and str(out) in done.stdout and "2 new image(s)" in done.stdout
+    assert "sample: 100%" in done.stderr  # the tqdm bar over images
+    assert list(work.iterdir()) == []  # Hydra wrote nothing in the working directory (no outputs/)
+    assert sorted(p.name for p in out.iterdir()) == ["images", MANIFEST]
+    refused = cli("cameras=[7]")
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        "error: camera 7 is not a 4D-OR camera; cameras must be in 1..6"
+    ]
