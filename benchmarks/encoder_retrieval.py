@@ -43,7 +43,7 @@ ENCODER = [
     "encoder.graph.dim=128",
     "encoder.graph.hidden=256",
     "encoder.graph.layers=3",
-    "stage.embed_dim=128",
+    "align.embed_dim=128",
 ]
 
 
@@ -63,19 +63,21 @@ def retrieval(root: Path, work: Path, steps: int, batch_size: int, cameras: list
         f"dataset.cameras=[{','.join(map(str, cameras))}]",
         f"encoder.cache_dir={work / 'label_cache'}",
         *ENCODER,
-        f"trainer.steps={steps}",
-        f"trainer.batch_size={batch_size}",
-        "trainer.lr=1e-3",
-        "trainer.image_lr=3e-4",
-        f"trainer.eval_every={steps}",
-        f"trainer.ckpt_every={steps}",
+        f"align.steps={steps}",
+        f"align.batch_size={batch_size}",
+        "align.lr=1e-3",
+        "align.image_lr=3e-4",
+        f"align.eval_every={steps}",
+        f"align.ckpt_every={steps}",
         "trainer.log_every=25",
         "trainer.resume=false",
-        "stage.eval_max_graphs=100000",  # the whole validation split
+        "align.eval_max_graphs=100000",  # the whole validation split
     ]
     runs = {}
     for name, blocks in (("frozen_image_tower", 0), ("trained_image_tower", -1)):
-        cfg = compose_cfg([*base, f"run_dir={work / name}", f"encoder.image_tower.trainable_blocks={blocks}"])
+        cfg = compose_cfg(
+            [*base, f"align.run_dir={work / name}", f"encoder.image_tower.trainable_blocks={blocks}"]
+        )
         started = time.perf_counter()
         result = train(cfg)
         runs[name] = {
@@ -85,7 +87,7 @@ def retrieval(root: Path, work: Path, steps: int, batch_size: int, cameras: list
             "train_seconds": round(time.perf_counter() - started, 1),
         }
         print(name, json.dumps(runs[name], indent=1))
-    cfg = compose_cfg([*base, f"run_dir={work / 'frozen_image_tower'}"])
+    cfg = compose_cfg([*base, f"align.run_dir={work / 'frozen_image_tower'}"])
     gallery = runs["frozen_image_tower"]["after"]["retrieval/queries"]
     return {
         "dataset": str(root),

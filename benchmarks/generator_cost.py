@@ -9,10 +9,11 @@
 - Memory of one ``base`` training step at 256 px (latents from the paired autoencoder's downsampling factor),
   on CPU in fp32, as the ``ldm`` stage runs it: conditioner trained jointly, layout masks, CFG dropout, AdamW
   (state allocated before the step), gradient clipping, an EMA copy. Each measurement runs in a fresh
-  subprocess; ``peak_rss_mib`` is its ``ru_maxrss`` (peak resident set, imports included) and ``ready_rss_mib``
-  its resident set just before the step (model, AdamW state, EMA, inputs). Batches 1 and 2 give the activation
-  memory per sample; batch 16 in bf16 is then PROJECTED (not measured): weights fp32 + grads + AdamW m, v
-  (16 bytes/param) + EMA (4 bytes/param) + 16 x the per-sample activations x 0.5 (bf16 halves activations).
+  subprocess; ``peak_rss_mib`` is its ``ru_maxrss`` (peak resident set, imports included), ``ready_rss_mib``
+  its resident set just before the step (model, AdamW state, EMA, inputs), ``saved_for_backward_mib`` the
+  tensors autograd saved in the forward pass (the activations; each storage once, weights excluded), at batch 1
+  and 2. Batch 16 in bf16 is then PROJECTED (not measured): weights fp32 + grads + AdamW m, v (16 bytes/param)
+  + EMA (4 bytes/param) + 8 x the batch-2 activations x 0.5 (activations ~linear in batch, halved by bf16).
 - Seconds per training step of ``cpu`` at batch 16 on 16x16 latents (median of steps after one warm-up).
 
 Writes ``benchmarks/results/generator_cost.json`` (``--out``) and prints a summary.
@@ -21,6 +22,7 @@ Writes ``benchmarks/results/generator_cost.json`` (``--out``) and prints a summa
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import platform
 import resource
@@ -150,17 +152,29 @@ def measure(name: str, batch: int, image_size: int, steps: int) -> dict:
     masks = torch.randint(0, 10, (batch, image_size, image_size), generator=generator, dtype=torch.uint8)
     views = torch.arange(batch) % 6 + 1
     shape = (batch, 4, cfg["latent_size"], cfg["latent_size"])
+    ctypes.CDLL("libc.so.6").malloc_trim(0)  # return what building freed, so "ready" is what stays
     ready, peak_ready = current_rss_mib(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:  # count each storage saved for backward once
+        key = tensor.untyped_storage().data_ptr()
+        if key not in weights:
+            saved[key] = tensor.untyped_storage().nbytes()
+        return tensor
+
     seconds = []
     for _ in range(steps):
         start = time.perf_counter()
         noise = torch.randn(shape, generator=generator)
         drop_graph, drop_layout = conditioner.draw_dropout(batch, 0.1, 0.1, generator)
         timesteps = torch.randint(1000, (batch,), generator=generator)
-        prediction = model(
-            torch.randn(shape, generator=generator), timesteps, graphs, views, masks=masks,
-            drop_graph=drop_graph, drop_layout=drop_layout,
-        )  # fmt: skip
+        saved.clear()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            prediction = model(
+                torch.randn(shape, generator=generator), timesteps, graphs, views, masks=masks,
+                drop_graph=drop_graph, drop_layout=drop_layout,
+            )  # fmt: skip
         F.mse_loss(prediction, noise).backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
@@ -177,6 +191,7 @@ def measure(name: str, batch: int, image_size: int, steps: int) -> dict:
         "ready_rss_mib": round(ready, 1),
         "peak_rss_mib_before_step": round(peak_ready, 1),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "saved_for_backward_mib": round(sum(saved.values()) / 2**20, 1),
         "seconds_per_step": [round(s, 3) for s in seconds],
         "torch_threads": torch.get_num_threads(),
     }
@@ -211,25 +226,25 @@ def run(args) -> dict:
     result = {"parameters": sizes}
     if args.memory:
         one, two = (in_subprocess("base", b, args.memory_size, 1, args.threads) for b in (1, 2))
-        params = two["parameters"]
-        per_sample = two["peak_rss_mib"] - one["peak_rss_mib"]  # activations (+ transients) per sample
-        static = 20 * params / 2**20  # weights, grads, AdamW m and v (16 B/param) + EMA (4 B/param), MiB
-        runtime = two["ready_rss_mib"] - 16 * params / 2**20  # interpreter, libraries, inputs: what is left
+        params, activations = two["parameters"], two["saved_for_backward_mib"]
+        state = 20 * params / 2**20  # weights, grads, AdamW m and v (16 B/param) + EMA (4 B/param), MiB
         result["base_training_step"] = {
             "measured": {"batch_1_fp32": one, "batch_2_fp32": two},
-            "activations_mib_per_sample_fp32": round(per_sample, 1),
+            "step_peak_above_ready_mib_batch_2": round(two["peak_rss_mib"] - two["ready_rss_mib"], 1),
+            "of_which_gradients_mib": round(4 * params / 2**20, 1),
             "projected_batch_16_bf16_mib": {
-                "model_and_optimizer_state (20 B/param)": round(static, 1),
-                "activations (16 x per-sample x 0.5)": round(16 * per_sample * 0.5, 1),
-                "total_without_runtime": round(static + 8 * per_sample, 1),
-                "cpu_process_runtime_overhead": round(runtime, 1),
+                "weights_grads_adamw_ema (20 B/param, fp32)": round(state, 1),
+                "activations (saved for backward at batch 2, x 8, x 0.5)": round(4 * activations, 1),
+                "total": round(state + 4 * activations, 1),
             },
-            "note": "PROJECTED, not measured: activations assumed linear in batch (the slope between batch 1 "
-            "and 2 peaks) and halved by bf16 autocast; on a GPU add the CUDA context and allocator slack",
+            "note": "PROJECTED, not measured: the activations are the tensors autograd saves for backward "
+            "(counted once per storage, weights excluded), assumed linear in batch (compare batch 1 and 2) and "
+            "halved by bf16 autocast; add the runtime (CUDA context, allocator slack, kernel workspaces)",
         }
         print(
-            f"base @ {args.memory_size} px: peak RSS b1 {one['peak_rss_mib']} MiB, b2 {two['peak_rss_mib']} MiB;"
-            f" projected b16 bf16 {static + 8 * per_sample:.0f} MiB (+ runtime)"
+            f"base @ {args.memory_size} px: peak RSS b1 {one['peak_rss_mib']} MiB, b2 {two['peak_rss_mib']} MiB, "
+            f"saved activations b1 {one['saved_for_backward_mib']} b2 {activations} MiB; "
+            f"projected b16 bf16 {state + 4 * activations:.0f} MiB (+ runtime)"
         )
     if args.cpu_time:
         timing = in_subprocess("cpu", 16, 64, 4, args.threads)

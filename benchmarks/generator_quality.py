@@ -27,6 +27,7 @@ Writes ``benchmarks/results/generator_quality.json`` (``--out``) and prints the 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import resource
@@ -85,17 +86,18 @@ def generate(
     pipe, graphs, views, masks, seeds, args, steps: int | None = None, batch: int = 8
 ) -> torch.Tensor:
     """(N, 3, size, size) uint8: one image per (graph, view), image i from its own generator seeded seeds[i]."""
+    guidance = {"guidance_scale": args.guidance_scale, "layout_guidance_scale": args.layout_guidance_scale}
     out = []
     for s in range(0, len(graphs), batch):
+        part = slice(s, s + batch)
         images = pipe(
-            graphs[s : s + batch],
-            views[s : s + batch],
-            masks=None if masks is None else masks[s : s + batch],
+            graphs[part],
+            views[part],
+            masks=None if masks is None else masks[part],
             num_inference_steps=steps or args.steps,
-            guidance_scale=args.guidance_scale,
-            layout_guidance_scale=args.layout_guidance_scale,
-            generator=[torch.Generator().manual_seed(int(seed)) for seed in seeds[s : s + batch]],
+            generator=[torch.Generator().manual_seed(int(seed)) for seed in seeds[part]],
             output_type="pt",
+            **guidance,
         ).images
         if images.shape[-1] != args.size:
             images = F.interpolate(images, size=(args.size, args.size), mode="bilinear", antialias=True)
@@ -114,8 +116,11 @@ def reconstruct(vae, images: torch.Tensor, batch: int = 32) -> torch.Tensor:
 
 
 def speed(pipe, graphs, views, masks, args) -> dict:
-    """Images/s and peak-RSS growth of one batch of 8, 20 DPM-Solver++ steps with guidance."""
+    """Images/s and peak-RSS growth of one batch of 8, 20 DPM-Solver++ steps with guidance (3 if it is off)."""
     pipe.scheduler = make_scheduler("dpmsolver++", args.scheduler_config)
+    args = argparse.Namespace(
+        **{**vars(args), "guidance_scale": args.guidance_scale if args.guidance_scale != 1 else 3.0}
+    )
     seeds = np.arange(8)
     masks = None if masks is None else masks[:8]
     generate(pipe, graphs[:8], views[:8], masks, seeds, args, steps=1)  # warm-up (allocator, kernels)
@@ -126,11 +131,9 @@ def speed(pipe, graphs, views, masks, args) -> dict:
     return {
         "images_per_second": round(8 / seconds, 3),
         "seconds_per_image": round(seconds / 8, 3),
-        "setup": f"batch 8, dpmsolver++ 20 steps, guidance {args.guidance_scale}, layout {args.layout}",
+        "guidance_scale": args.guidance_scale,
         "peak_rss_mib_before": round(before, 1),
         "peak_rss_mib_after": round(peak_rss_mib(), 1),
-        "memory_note": "ru_maxrss: the process's peak resident set (high-water mark), read after loading the "
-        "pipeline and a 1-step warm-up and again after the batch; the delta is sampling's extra peak",
     }
 
 
@@ -187,34 +190,35 @@ def run(args) -> dict:
             FourDORDataset(args.dataset_root, "train", **common)
         )
     timings["load_and_speed"] = time.perf_counter() - start
-    start = time.perf_counter()
-    classifier, steps = train(
-        train_images, train_labels, args.classifier_seconds, args.seed, max_steps=args.classifier_steps
+
+    def timed(key: str, fn, *fn_args, **kwargs):
+        begin = time.perf_counter()
+        out = fn(*fn_args, **kwargs)
+        timings[key] = time.perf_counter() - begin
+        return out
+
+    classifier, steps = timed(
+        "classifier",
+        train,
+        train_images,
+        train_labels,
+        args.classifier_seconds,
+        args.seed,
+        args.classifier_steps,
     )
-    timings["classifier"] = time.perf_counter() - start
-    start = time.perf_counter()
     pipe.scheduler = make_scheduler(args.sampler, args.scheduler_config)
-    generated = generate(pipe, flat_graphs, flat_views, masks, seeds, args)
-    timings["generate_model"] = time.perf_counter() - start
-    perm = derangement(len(graphs), args.seed)
-    donor = torch.as_tensor(perm).repeat_interleave(v) * v + torch.arange(v).repeat(len(graphs))
-    start = time.perf_counter()
-    shuffled = generate(
-        pipe,
-        [flat_graphs[i] for i in donor],
-        flat_views,
-        None if masks is None else masks[donor],
-        seeds,
-        args,
-    )
-    timings["generate_floor"] = time.perf_counter() - start
-    recon = reconstruct(pipe.vae, real.flatten(0, 1))
-    shape = real.shape
+    generated = timed("generate_model", generate, pipe, flat_graphs, flat_views, masks, seeds, args)
+    perm = torch.as_tensor(derangement(len(graphs), args.seed))
+    donor = perm.repeat_interleave(v) * v + torch.arange(v).repeat(len(graphs))  # same camera, other scan
+    donor_masks = None if masks is None else masks[donor]
+    donor_graphs = [flat_graphs[i] for i in donor]
+    shuffled = timed("generate_floor", generate, pipe, donor_graphs, flat_views, donor_masks, seeds, args)
+    recon = reconstruct(pipe.vae, real.flatten(0, 1)).view(real.shape)
     sources = {
         "ceiling": real,
-        "vae": recon.view(shape),
-        "model": generated.view(shape),
-        "floor": shuffled.view(shape),
+        "vae": recon,
+        "model": generated.view(real.shape),
+        "floor": shuffled.view(real.shape),
     }
     scores = {name: evaluate(classifier, images, labels) for name, images in sources.items()}
     summary = {}
@@ -225,47 +229,32 @@ def run(args) -> dict:
         summary[f"model_above_floor_fraction_{unit}"] = round((m - f) / (c - f), 3) if c != f else None
     summary["chance_random"] = scores["ceiling"]["macro_chance_f1_random"]
     summary["chance_always"] = scores["ceiling"]["macro_chance_f1_always"]
-    result.update(
-        summary=summary,
-        predicates={
-            p: {"prevalence": scores["ceiling"]["predicates"][p]["prevalence"]}
-            | {f"{k}_scan": scores[k]["predicates"][p]["f1_per_scan"] for k in sources}
-            | {f"{k}_image": scores[k]["predicates"][p]["f1_per_image"] for k in sources}
-            for p in PREDICATES
-        },
-    )
+    table = {p: {"prevalence": scores["ceiling"]["predicates"][p]["prevalence"]} for p in PREDICATES}
+    for p, k, unit in itertools.product(PREDICATES, sources, ("scan", "image")):
+        table[p][f"{k}_{unit}"] = scores[k]["predicates"][p][f"f1_per_{unit}"]
+    result.update(summary=summary, predicates=table)
     if args.samplers:
         pick = np.unique(np.linspace(0, len(flat_graphs) - 1, args.sampler_images).round().astype(int))
-        start = time.perf_counter()
-        result["samplers"] = compare_samplers(
-            pipe,
-            classifier,
-            [flat_graphs[i] for i in pick],
-            flat_views[pick],
-            None if masks is None else masks[pick],
-            labels.repeat_interleave(v, 0)[pick],
-            seeds[pick],
-            args,
+        subset = ([flat_graphs[i] for i in pick], flat_views[pick], None if masks is None else masks[pick])
+        truth = labels.repeat_interleave(v, 0)[pick]
+        result["samplers"] = timed(
+            "samplers", compare_samplers, pipe, classifier, *subset, truth, seeds[pick], args
         )
-        timings["samplers"] = time.perf_counter() - start
     result["setup"] = {
         "pipeline": str(args.pipeline),
         "pipeline_hash": pipeline_hash(args.pipeline),
         "dataset_root": str(args.dataset_root),
-        "size": args.size,
-        "pipeline_native_size": native,
+        "size": f"{args.size} px (the pipeline decodes {native} px)",
         "classifier": f"TinyCNN on {len(train_graphs)} train scans x 6 real views, {steps} steps",
         "validation": f"{len(graphs)} scans x cameras {args.cameras} = {len(flat_graphs)} images",
-        "sampler": f"{args.sampler}, {args.steps} steps",
-        "guidance_scale": args.guidance_scale,
-        "layout": args.layout,
-        "layout_guidance_scale": args.layout_guidance_scale,
+        "sampling": f"{args.sampler}, {args.steps} steps, guidance {args.guidance_scale}, layout {args.layout} "
+        f"(layout guidance {args.layout_guidance_scale}); speed: batch 8, dpmsolver++ 20 steps",
         "floor": "each image generated from the graph (and masks) of another validation scan (Sattolo "
         f"derangement, seed {args.seed}), scored against its own scan's labels",
-        "seeds": f"image i of the flattened (scan, camera) list: Generator().manual_seed({args.seed}e6 + i)",
+        "seeds": f"image i of the flattened (scan, camera) list: Generator().manual_seed({args.seed} * 10**6 + i)",
         "seconds": {k: round(t, 1) for k, t in timings.items()},
-        "torch_threads": torch.get_num_threads(),
-        "machine": platform.processor() or platform.machine(),
+        "generate_seconds_per_image": round(timings["generate_model"] / len(flat_graphs), 3),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
     }
     return result
 

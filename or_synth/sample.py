@@ -26,7 +26,7 @@ from pathlib import Path
 import hydra
 import numpy as np
 import torch
-from diffusers import DDPMScheduler
+from diffusers.utils import logging as diffusers_logging
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from PIL import Image
@@ -105,6 +105,7 @@ class SamplePlan:
     settings: dict
     kept_lines: list[dict]
     rewrite_manifest: bool
+    stale_images: list[Path] | None
     mask_root: Path | None
     height: int
     width: int
@@ -154,6 +155,18 @@ def generate(
     ).images
 
 
+def load_pipeline(path: str | Path, *, progress: bool = True) -> ORScenePipeline:
+    """``ORScenePipeline.from_pretrained`` (its loading bar shown only with ``progress``)."""
+    shown = diffusers_logging.is_progress_bar_enabled()
+    if not progress:
+        diffusers_logging.disable_progress_bar()  # a global switch in diffusers: restored below
+    try:
+        return ORScenePipeline.from_pretrained(path)
+    finally:
+        if shown:
+            diffusers_logging.enable_progress_bar()
+
+
 # --- validation -----------------------------------------------------------------------------------------
 def check_options(cfg: DictConfig) -> tuple[list[int], str]:
     """Plain option checks (no files read); returns the cameras (deduplicated) and the canonical sampler."""
@@ -180,13 +193,15 @@ def check_options(cfg: DictConfig) -> tuple[list[int], str]:
     sampler = SAMPLERS.get(str(cfg.sampler))
     if sampler is None:
         raise ValueError(f"unknown sampler {cfg.sampler!r}; choose ddpm, ddim or dpmsolver++")
-    make_scheduler(sampler, DDPMScheduler().config)  # the diffusers class exists in this version
     if cfg.layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {cfg.layout!r}")
     device = torch.device(str(cfg.device))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={cfg.device} but CUDA is not available; use device=cpu")
     return cameras, sampler
+
+
+EMBEDDED_ROOT = Path("datasets/synthetic_or")
 
 
 def resolve_graphs(graphs: str, dataset_root: str | Path) -> tuple[Path, Path]:
@@ -198,6 +213,12 @@ def resolve_graphs(graphs: str, dataset_root: str | Path) -> tuple[Path, Path]:
         return path, root
     if str(graphs) in SPLIT_TAKES or str(graphs) in SPLIT_ALIASES:
         found = relationships_file(dataset_root, str(graphs))
+        if found is None and Path(dataset_root).resolve() == EMBEDDED_ROOT.resolve():
+            # The embedded default is rendered on first use, as every command that needs it does.
+            from or_synth.render import load_config, render
+
+            render(load_config([f"root={dataset_root}"]))
+            found = relationships_file(dataset_root, str(graphs))
         if found is None:
             raise DatasetFormatError(
                 f"no relationships file for split {graphs!r} here (looked in it and its data/ folder); "
@@ -279,8 +300,9 @@ def read_masks(root: Path, items: Sequence[SampleItem], height: int, width: int)
     return torch.from_numpy(np.stack(masks))
 
 
-def read_manifest(out: Path, settings: dict, overwrite: bool) -> tuple[list[dict], bool]:
-    """The manifest lines to keep and whether the file needs rewriting.
+def read_manifest(out: Path, settings: dict, overwrite: bool) -> tuple[list[dict], bool, list[Path] | None]:
+    """The manifest lines to keep, whether the file needs rewriting, and (``overwrite`` of a folder sampled
+    with other settings) the images to delete before starting afresh, else None. Reads only.
 
     Lines whose image is gone and a line cut off by a crash are dropped (those images are drawn again).
 
@@ -289,9 +311,9 @@ def read_manifest(out: Path, settings: dict, overwrite: bool) -> tuple[list[dict
     """
     path = out / MANIFEST
     if not path.is_file():
-        return [], False
+        return [], False, None
     raw = path.read_bytes()
-    # A last line without its newline was cut off by a crash: drop it and rewrite before appending.
+    # A last line without its newline was cut off by a crash: rewrite the file before appending to it.
     lines, dropped = [], bool(raw) and not raw.endswith(b"\n")
     for text in raw.decode("utf-8", errors="replace").splitlines():
         try:
@@ -312,23 +334,19 @@ def read_manifest(out: Path, settings: dict, overwrite: bool) -> tuple[list[dict
                 f"{out} holds images sampled with other settings ({before}, now {now}); nothing was changed. "
                 "Pass overwrite=true to replace them, or choose another out="
             )
-        # overwrite: remove what an earlier job listed (and nothing else), then start afresh.
-        for line in lines:
-            image = (out / line["image"]).resolve()
-            if image.is_relative_to(out.resolve()):
-                image.unlink(missing_ok=True)
-        path.unlink()
-        return [], False
+        # overwrite: what the earlier job listed (and nothing else) goes, when sampling starts.
+        listed = [(out / line["image"]).resolve() for line in lines]
+        return [], False, [image for image in listed if image.is_relative_to(out.resolve())]
     kept = [line for line in lines if (out / line["image"]).is_file()]
     # Keep one line per image (the last), so a manifest never lists an image twice.
     by_image = {line["image"]: line for line in kept}
     dropped = dropped or len(by_image) != len(lines)
-    return list(by_image.values()), dropped
+    return list(by_image.values()), dropped, None
 
 
 # --- the job --------------------------------------------------------------------------------------------
 def prepare(cfg: DictConfig) -> SamplePlan:
-    """Validate the whole job and load the pipeline; reads files but writes nothing.
+    """Validate the whole job and load the pipeline; reads files but writes nothing (not even ``out``).
 
     Raises:
         ValueError: bad options (camera outside 1..6, unknown sampler, ...).
@@ -341,11 +359,11 @@ def prepare(cfg: DictConfig) -> SamplePlan:
     check_pipeline_folder(pipeline_dir)
     source, data_root = resolve_graphs(cfg.graphs, cfg.dataset_root)
     scene_graphs = load_scene_graphs(source, Vocabulary.load(data_root), strict=True)
-    records = scene_graphs.records[: cfg.limit] if cfg.limit is not None else scene_graphs.records
+    records = scene_graphs.records[: int(cfg.limit)] if cfg.limit is not None else scene_graphs.records
     if not records:
         raise DatasetFormatError("holds no scene graphs", file=source)
 
-    pipe = ORScenePipeline.from_pretrained(pipeline_dir)
+    pipe = load_pipeline(pipeline_dir, progress=bool(cfg.progress))
     pipe.set_progress_bar_config(disable=True)  # one bar over all images instead of one per batch
     pipe.scheduler = make_scheduler(sampler, pipe.scheduler.config)
     pipe.to(torch.device(str(cfg.device)))
@@ -384,7 +402,7 @@ def prepare(cfg: DictConfig) -> SamplePlan:
         "width": width,
     }
     out = Path(cfg.out)
-    kept, rewrite = read_manifest(out, settings, bool(cfg.overwrite))
+    kept, rewrite, stale = read_manifest(out, settings, bool(cfg.overwrite))
     done = {line["image"] for line in kept}
     return SamplePlan(
         pipe=pipe,
@@ -395,6 +413,7 @@ def prepare(cfg: DictConfig) -> SamplePlan:
         settings=settings,
         kept_lines=kept,
         rewrite_manifest=rewrite,
+        stale_images=stale,
         mask_root=mask_root,
         height=height,
         width=width,
@@ -419,6 +438,10 @@ def manifest_line(item: SampleItem, settings: dict) -> dict:
 def run_plan(plan: SamplePlan) -> dict:
     """Draw the plan's missing images batch by batch; the manifest grows by one flushed line per image."""
     out, manifest, settings = plan.out, plan.out / MANIFEST, plan.settings
+    if plan.stale_images is not None:  # overwrite=true on a folder of other settings
+        for image in plan.stale_images:
+            image.unlink(missing_ok=True)
+        manifest.unlink(missing_ok=True)
     if plan.rewrite_manifest:  # drop lines of lost images and a cut-off line before appending
         with atomic_path(manifest) as tmp:
             tmp.write_text("".join(json.dumps(line) + "\n" for line in plan.kept_lines), encoding="utf-8")

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 from PIL import Image
+
+# Tests never download: the Hugging Face libraries answer from local files only.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 SHARED_4DOR = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "4d-or"
 REAL_VALIDATION = SHARED_4DOR / "relationships_validation.json"

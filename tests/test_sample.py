@@ -26,6 +26,15 @@ ROOT = Path(__file__).resolve().parents[1]
 SCANS = [small_scene(4, "000001"), small_scene(4, "000002"), small_scene(8, "000005")]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors: one intra-op thread beats two on a busy 2-core machine (no spin-waiting threads)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def pipeline_dir(tmp_path_factory) -> Path:
     """A saved tiny ORScenePipeline (random weights, layout input, 8x8 latents -> 16x16 images)."""
@@ -82,16 +91,22 @@ def images(out: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted((out / "images").glob("*.png"))}
 
 
+def images_of(result: dict) -> dict[str, bytes]:
+    return images(Path(result["out"]))
+
+
 def mtimes(out: Path) -> dict[str, int]:
     return {str(p): p.stat().st_mtime_ns for p in sorted(out.rglob("*"))}
 
 
 def test_manifest_and_images(pipeline_dir, graphs_file, tmp_path):
     out = tmp_path / "out"
-    result = run(pipeline_dir, graphs_file, out, "cameras=[1,3]", "samples_per_graph=2", "batch_size=3")
-    assert result["generated"] == 3 * 2 * 2 == result["images"] and result["skipped"] == 0
+    result = run(
+        pipeline_dir, graphs_file, out, "cameras=[1,3]", "samples_per_graph=2", "limit=2", "batch_size=3"
+    )
+    assert result["generated"] == 2 * 2 * 2 == result["images"] and result["skipped"] == 0
     lines = manifest(out)
-    assert len(lines) == 12 and len({line["image"] for line in lines}) == 12
+    assert len(lines) == 8 and len({line["image"] for line in lines}) == 8
     first = lines[0]
     assert first["image"] == "images/take4_scan000001_cam1_s0.png"
     assert first["source"] == str(graphs_file) and (first["take"], first["scan"]) == (4, "000001")
@@ -101,27 +116,23 @@ def test_manifest_and_images(pipeline_dir, graphs_file, tmp_path):
     assert first["layout"] == "absent" and first["pipeline"] == str(pipeline_dir)
     assert len(first["pipeline_hash"]) == 16 and (first["height"], first["width"]) == (16, 16)
     assert {(line["camera"], line["sample"]) for line in lines} == {(c, k) for c in (1, 3) for k in (0, 1)}
-    assert len({line["seed"] for line in lines}) == 12  # every image has its own seed
+    assert len({line["seed"] for line in lines}) == 8  # every image has its own seed
     pngs = sorted((out / "images").glob("*.png"))
-    assert len(pngs) == 12 and {Image.open(p).size for p in pngs} == {(16, 16)}
+    assert len(pngs) == 8 and {Image.open(p).size for p in pngs} == {(16, 16)}
     assert sorted(p.name for p in out.iterdir()) == ["images", MANIFEST]  # no temporaries, no Hydra files
 
 
 def test_same_seed_same_bytes_across_runs_and_batch_sizes(pipeline_dir, graphs_file, tmp_path):
     a = images_of(run(pipeline_dir, graphs_file, tmp_path / "a", "cameras=[2,5]", "batch_size=8"))
     b = images_of(run(pipeline_dir, graphs_file, tmp_path / "b", "cameras=[2,5]", "batch_size=8"))
-    c = images_of(run(pipeline_dir, graphs_file, tmp_path / "c", "cameras=[2,5]", "batch_size=1"))
+    c = images_of(run(pipeline_dir, graphs_file, tmp_path / "c", "cameras=[2,5]", "batch_size=4"))
     # limit: the first graph's images do not depend on the graphs sampled with them.
     d = images_of(run(pipeline_dir, graphs_file, tmp_path / "d", "cameras=[5]", "limit=1"))
     assert len(a) == 6 and a == b == c
     assert d and all(a[name] == data for name, data in d.items())
     assert len(set(a.values())) == 6  # different items, different images
-    e = images_of(run(pipeline_dir, graphs_file, tmp_path / "e", "cameras=[2,5]", "seed=1"))
-    assert a.keys() == e.keys() and all(a[k] != e[k] for k in a)
-
-
-def images_of(result: dict) -> dict[str, bytes]:
-    return images(Path(result["out"]))
+    e = images_of(run(pipeline_dir, graphs_file, tmp_path / "e", "cameras=[2,5]", "limit=1", "seed=1"))
+    assert len(e) == 2 and all(a[k] != e[k] for k in e)
 
 
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpmsolver++"])
@@ -264,7 +275,7 @@ def test_real_validation_graphs(pipeline_dir, real_validation_file, tmp_path):
 def test_command_line(pipeline_dir, graphs_file, tmp_path):
     work = tmp_path / "cwd"
     work.mkdir()
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     out = tmp_path / "out"
     args = [f"pipeline={pipeline_dir}", f"graphs={graphs_file}", f"out={out}", "steps=2", "limit=1"]
 

@@ -29,7 +29,7 @@ def compose_train_cfg(dataset_root: Path, tmp_path: Path, overrides: list[str] =
                 "dataset=4dor",
                 f"dataset.root={dataset_root}",
                 f"dataset.processed_root={tmp_path / 'processed'}",
-                f"run_dir={tmp_path / 'run'}",
+                f"align.run_dir={tmp_path / 'run'}",
                 f"encoder.cache_dir={tmp_path / 'label_cache'}",
                 *overrides,
             ],
@@ -64,17 +64,17 @@ def test_smoke_run_writes_checkpoint_and_logs_and_resumes(layout_dataset, tmp_pa
     # Re-running continues from the last checkpoint instead of starting over.
     state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert state["step"] == 4
-    longer = compose_train_cfg(layout_dataset, tmp_path, ["trainer.steps=6"])
+    longer = compose_train_cfg(layout_dataset, tmp_path, ["align.steps=6"])
     assert train(longer)["step"] == 6
     assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["step"] == 6
     # resume=false starts from scratch.
-    fresh = compose_train_cfg(layout_dataset, tmp_path, ["trainer.resume=false", "trainer.steps=2"])
+    fresh = compose_train_cfg(layout_dataset, tmp_path, ["trainer.resume=false", "align.steps=2"])
     assert train(fresh)["step"] == 2
 
 
 def test_smoke_run_with_data2vec_and_bf16(layout_dataset, tmp_path):
     cfg = compose_train_cfg(
-        layout_dataset, tmp_path, ["encoder=data2vec", "trainer.precision=bf16", "trainer.steps=2"]
+        layout_dataset, tmp_path, ["encoder=data2vec", "trainer.precision=bf16", "align.steps=2"]
     )
     result = train(cfg)
     encoder = SceneGraphEncoder.from_pretrained(result["encoder_dir"])
@@ -84,7 +84,7 @@ def test_smoke_run_with_data2vec_and_bf16(layout_dataset, tmp_path):
 def test_unknown_stage_and_precision(layout_dataset, tmp_path):
     cfg = compose_train_cfg(layout_dataset, tmp_path)
     cfg.stage.name = "generator"
-    with pytest.raises(ValueError, match="unknown stage 'generator'; available: align"):
+    with pytest.raises(ValueError, match="unknown stage .generator.; available: all, vae, align, ldm"):
         train(cfg)
     cfg = compose_train_cfg(layout_dataset, tmp_path, ["trainer.precision=fp16"])
     with pytest.raises(ValueError, match="fp32 or bf16"):
@@ -103,7 +103,8 @@ def test_python_m_entry_point_smoke_and_resume(layout_dataset, tmp_path):
     command = [
         sys.executable, "-m", "or_synth.train", "stage=align", "debug=smoke", "dataset=4dor",
         f"dataset.root={layout_dataset}", f"dataset.processed_root={tmp_path / 'processed'}",
-        f"run_dir={tmp_path / 'run'}", f"encoder.cache_dir={tmp_path / 'label_cache'}",
+        f"align.run_dir={tmp_path / 'run'}", f"encoder.cache_dir={tmp_path / 'label_cache'}",
+        f"runs_root={tmp_path / 'runs'}",
     ]  # fmt: skip
     first = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -111,7 +112,7 @@ def test_python_m_entry_point_smoke_and_resume(layout_dataset, tmp_path):
     assert (tmp_path / "run" / "encoder" / "config.json").is_file() and _event_files(tmp_path / "run")
     assert "align: 100%" in first.stderr  # the tqdm progress bar
     second = subprocess.run(
-        [*command, "trainer.steps=5"], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [*command, "align.steps=5"], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resumed from" in second.stdout + second.stderr
@@ -119,12 +120,12 @@ def test_python_m_entry_point_smoke_and_resume(layout_dataset, tmp_path):
 
 @pytest.mark.slow
 def test_compile_path(layout_dataset, tmp_path):
-    cfg = compose_train_cfg(layout_dataset, tmp_path, ["trainer.compile=true", "trainer.steps=2"])
+    cfg = compose_train_cfg(layout_dataset, tmp_path, ["trainer.compile=true", "align.steps=2"])
     assert train(cfg)["step"] == 2
 
 
 def test_resume_refuses_a_checkpoint_of_another_model(layout_dataset, tmp_path):
-    train(compose_train_cfg(layout_dataset, tmp_path, ["trainer.steps=2"]))
-    wider = compose_train_cfg(layout_dataset, tmp_path, ["trainer.steps=3", "encoder.graph.dim=48"])
+    train(compose_train_cfg(layout_dataset, tmp_path, ["align.steps=2"]))
+    wider = compose_train_cfg(layout_dataset, tmp_path, ["align.steps=3", "encoder.graph.dim=48"])
     with pytest.raises(RuntimeError, match="different model.*trainer.resume=false"):
         train(wider)

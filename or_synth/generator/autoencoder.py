@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL
 from torch import nn
 
-from or_synth.encoders.towers import PretrainedWeightsError
+from or_synth.encoders.towers import PretrainedWeightsError, looks_like_path
 
 
 def to_model_range(images: torch.Tensor) -> torch.Tensor:
@@ -41,17 +41,21 @@ def build_autoencoder(cfg: Mapping) -> AutoencoderKL:
     pretrained = cfg.get("pretrained")
     if pretrained:
         subfolder = cfg.get("subfolder")
+        source = str(pretrained)
+        hint = (
+            "Set autoencoder.pretrained to a local diffusers AutoencoderKL folder (config.json + "
+            "diffusion_pytorch_model.safetensors), or to null to train one with stage=vae."
+        )
+        if looks_like_path(source):
+            source = str(Path(source).expanduser())
+            if not Path(source).is_dir():  # a path that is not there: never ask the hub about it
+                raise PretrainedWeightsError(f"autoencoder.pretrained={pretrained!r} is not a folder. {hint}")
         try:
-            return AutoencoderKL.from_pretrained(
-                str(Path(pretrained).expanduser()) if Path(pretrained).expanduser().exists() else pretrained,
-                subfolder=subfolder,
-            )
+            return AutoencoderKL.from_pretrained(source, subfolder=subfolder)
         except (OSError, ValueError) as exc:
             raise PretrainedWeightsError(
                 f"cannot load the autoencoder from autoencoder.pretrained={pretrained!r}"
-                f"{f' (subfolder {subfolder!r})' if subfolder else ''}: {' '.join(str(exc).split())[:300]}. "
-                "Set autoencoder.pretrained to a local diffusers AutoencoderKL folder (config.json + "
-                "diffusion_pytorch_model.safetensors), or to null to train one with stage=vae."
+                f"{f' (subfolder {subfolder!r})' if subfolder else ''}: {' '.join(str(exc).split())[:300]}. {hint}"
             ) from exc
     arch = dict(cfg["arch"])
     for key in ("down_block_types", "up_block_types", "block_out_channels"):

@@ -98,7 +98,7 @@ class GraphConditioner(ModelMixin, ConfigMixin):
 
     def forward(
         self,
-        graphs: Data | Batch,
+        graphs: Data | Batch | list[Data],
         views: torch.Tensor,
         *,
         masks: torch.Tensor | None = None,
@@ -115,7 +115,9 @@ class GraphConditioner(ModelMixin, ConfigMixin):
             drop_graph / drop_layout: (B,) bool or one bool: replace the graph by the learned null graph /
                 the layout by zeros (classifier-free guidance; training draws these at random).
         """
-        if not isinstance(graphs, Batch):
+        if isinstance(graphs, list | tuple):
+            graphs = Batch.from_data_list(list(graphs))
+        elif not isinstance(graphs, Batch):
             graphs = Batch.from_data_list([graphs])
         device = self.encoder.node_text.device
         views = torch.as_tensor(views, device=device).long().reshape(-1)

@@ -104,7 +104,7 @@ def make_accelerator(trainer_cfg: DictConfig, grad_accum: int = 1):
     Under ``accelerate launch`` (or ``torchrun``) each process gets its rank's device; on CPU the processes
     talk over gloo.
     """
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DistributedDataParallelKwargs
 
     resolve_device(trainer_cfg.device)
     precision = trainer_cfg.precision
@@ -114,6 +114,9 @@ def make_accelerator(trainer_cfg: DictConfig, grad_accum: int = 1):
         cpu=torch.device(trainer_cfg.device).type == "cpu",
         mixed_precision="bf16" if precision == "bf16" else "no",
         gradient_accumulation_steps=grad_accum,
+        # The graph encoder's masked-modelling tokens, and the null graph in steps that drop no graph, get no
+        # gradient; DDP must not wait for them.
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
 
 

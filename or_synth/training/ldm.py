@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from accelerate.utils import gather_object
 from diffusers import AutoencoderKL, DDPMScheduler
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel, compute_snr
@@ -26,6 +27,7 @@ from tqdm import tqdm
 
 from or_synth.data.views import ViewSet, load_views
 from or_synth.encoders import SceneGraphEncoder, build_scene_graph_encoder
+from or_synth.generator.autoencoder import weights_hash
 from or_synth.generator.conditioning import GraphConditioner
 from or_synth.generator.denoiser import GraphConditionedDenoiser, build_unet
 from or_synth.generator.latents import cached_latents, dataset_identity, encode_views
@@ -294,6 +296,8 @@ def train_ldm(cfg: DictConfig) -> dict:
     # 6. The pipeline folder (EMA weights) and the final sample grid.
     pipeline_dir, grid_path = run_dir / PIPELINE_DIR, run_dir / FINAL_GRID
     metrics.update({"step": max(start, steps), "skipped_steps": guard.skipped, "layout": layout})
+    if world > 1:  # every replica must hold the same weights after DDP's all-reduce
+        metrics["replica_weight_hashes"] = gather_object([weights_hash(model)])
     if accelerator.is_main_process:
         pipeline = _ema_pipeline(model, ema, vae, noise_scheduler)
         save_pretrained_atomic(pipeline, pipeline_dir)

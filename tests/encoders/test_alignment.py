@@ -73,15 +73,15 @@ def test_tiny_alignment_run_improves_retrieval(aligned_dataset, tmp_path):
         aligned_dataset,
         tmp_path,
         [
-            "trainer.steps=120",
-            "trainer.batch_size=16",
-            "trainer.eval_every=1000",
-            "trainer.ckpt_every=1000",
+            "align.steps=120",
+            "align.batch_size=16",
+            "align.eval_every=1000",
+            "align.ckpt_every=1000",
             "trainer.log_every=20",
-            "trainer.lr=2e-3",
-            "trainer.image_lr=1e-3",
+            "align.lr=2e-3",
+            "align.image_lr=1e-3",
             "encoder.image_tower.trainable_blocks=-1",
-            "stage.eval_max_graphs=24",
+            "align.eval_max_graphs=24",
         ],
     )
     from or_synth.train import train

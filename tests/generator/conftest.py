@@ -1,0 +1,47 @@
+"""Tiny generator components of the real architectures (AutoencoderKL, UNet2DConditionModel, GraphConditioner)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diffusers import AutoencoderKL, DDPMScheduler
+
+from or_synth.encoders import build_scene_graph_encoder
+from or_synth.generator import GraphConditioner, ORScenePipeline, build_unet
+from tests.encoders.conftest import knee_graphs, tiny_clip_cfg
+
+TINY_UNET = {
+    "arch": {
+        "block_out_channels": [16, 32],
+        "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
+        "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
+        "layers_per_block": 1,
+        "attention_head_dim": 8,
+        "norm_num_groups": 8,
+    }
+}
+
+
+def tiny_vae() -> AutoencoderKL:
+    return AutoencoderKL(
+        block_out_channels=(8, 16),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=4,
+        norm_num_groups=8,
+        layers_per_block=1,
+    )
+
+
+def tiny_pipeline(layout_channels: int = 4) -> ORScenePipeline:
+    torch.manual_seed(0)
+    conditioner = GraphConditioner.from_encoder(
+        build_scene_graph_encoder(tiny_clip_cfg(None)), layout_channels
+    )
+    unet = build_unet(TINY_UNET, latent_channels=4, sample_size=8, conditioner=conditioner)
+    return ORScenePipeline(unet=unet, vae=tiny_vae(), scheduler=DDPMScheduler(), graph_encoder=conditioner)
+
+
+@pytest.fixture
+def graphs():
+    return knee_graphs()
