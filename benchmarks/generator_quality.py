@@ -45,7 +45,6 @@ from or_synth.data import PREDICATES, FourDORDataset
 from or_synth.data.views import load_views
 from or_synth.generator import (
     ORScenePipeline,
-    downsampling_factor,
     make_scheduler,
     pipeline_hash,
     to_model_range,
@@ -171,7 +170,7 @@ def run(args) -> dict:
         module.eval()
     args.scheduler_config = pipe.scheduler.config
     args.train_timesteps = int(pipe.scheduler.config.num_train_timesteps)
-    native = pipe.unet.config.sample_size * downsampling_factor(pipe.vae)
+    native = pipe.image_size[0]
     args.size = args.size or native
     with tempfile.TemporaryDirectory() as tmp:
         common = dict(load_images=True, image_size=args.size, processed_root=Path(tmp) / "processed")

@@ -42,7 +42,6 @@ from or_synth.data.vocabulary import CAMERAS, SPLIT_ALIASES, SPLIT_TAKES, Vocabu
 from or_synth.generator import (
     ORScenePipeline,
     check_pipeline_folder,
-    downsampling_factor,
     make_scheduler,
     pipeline_hash,
 )
@@ -368,9 +367,7 @@ def prepare(cfg: DictConfig) -> SamplePlan:
     pipe.scheduler = make_scheduler(sampler, pipe.scheduler.config)
     pipe.to(torch.device(str(cfg.device)))
     graphs = graphs_for_pipeline(pipe, records, source)
-    _, latent_h, latent_w = pipe.latent_shape
-    factor = downsampling_factor(pipe.vae)
-    height, width = latent_h * factor, latent_w * factor
+    height, width = pipe.image_size
 
     items = [
         SampleItem(g, r.take, r.scan, c, k, item_seed(cfg.seed, r.take, r.scan, c, k))

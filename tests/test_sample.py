@@ -21,6 +21,7 @@ from or_synth.data import DatasetFormatError
 from or_synth.data.vocabulary import OBJECT_CLASSES
 from or_synth.sample import MANIFEST, SampleRefused, item_seed, load_config, sample
 from tests.conftest import scan_entry, small_scene, write_layout_dataset
+from tests.generator.conftest import tiny_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 SCANS = [small_scene(4, "000001"), small_scene(4, "000002"), small_scene(8, "000005")]
@@ -38,34 +39,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def pipeline_dir(tmp_path_factory) -> Path:
     """A saved tiny ORScenePipeline (random weights, layout input, 8x8 latents -> 16x16 images)."""
-    from diffusers import AutoencoderKL, DDPMScheduler
-
-    from or_synth.encoders import build_scene_graph_encoder
-    from or_synth.generator import GraphConditioner, ORScenePipeline, build_unet
-    from tests.encoders.conftest import tiny_clip_cfg
-
-    torch.manual_seed(0)
-    conditioner = GraphConditioner.from_encoder(
-        build_scene_graph_encoder(tiny_clip_cfg(None)), layout_channels=4
-    )
-    vae = AutoencoderKL(
-        block_out_channels=(8, 16),
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        latent_channels=4,
-        norm_num_groups=8,
-        layers_per_block=1,
-    )
-    arch = {
-        "block_out_channels": [16, 32],
-        "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
-        "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
-        "layers_per_block": 1,
-        "attention_head_dim": 8,
-        "norm_num_groups": 8,
-    }
-    unet = build_unet({"arch": arch}, latent_channels=4, sample_size=8, conditioner=conditioner)
-    pipe = ORScenePipeline(unet=unet, vae=vae, scheduler=DDPMScheduler(), graph_encoder=conditioner)
+    pipe = tiny_pipeline(layout_channels=4)
     path = tmp_path_factory.mktemp("pipeline") / "pipe"
     pipe.save_pretrained(path)
     return path

@@ -26,6 +26,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 from torch_geometric.data import Batch, Data
 
+from or_synth.generator.autoencoder import downsampling_factor
 from or_synth.generator.conditioning import GraphConditioner
 from or_synth.generator.denoiser import denoise
 
@@ -99,6 +100,13 @@ class ORScenePipeline(DiffusionPipeline):
         size = self.unet.config.sample_size
         h, w = (size, size) if isinstance(size, int) else tuple(size)
         return self.vae.config.latent_channels, h, w
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(height, width) of the images this pipeline draws: the UNet's latent grid times the VAE's factor."""
+        _, h, w = self.latent_shape
+        factor = downsampling_factor(self.vae)
+        return h * factor, w * factor
 
     @property
     def has_layout_input(self) -> bool:

@@ -27,6 +27,7 @@ from or_synth.training.common import (
     build_dataset,
     forever,
     log_scalars,
+    reached_step,
     resolve_device,
     save_resolved_config,
     summary_writer,
@@ -40,11 +41,7 @@ ENCODER_DIR = "encoder"
 
 def is_complete(cfg: DictConfig) -> bool:
     """The stage's result exists and its metrics say it reached the configured step count."""
-    run_dir = Path(cfg.align.run_dir)
-    metrics = run_dir / "metrics.json"
-    if not (run_dir / ENCODER_DIR / "model.safetensors").is_file() or not metrics.is_file():
-        return False
-    return int(json.loads(metrics.read_text()).get("step", 0)) >= int(cfg.align.steps)
+    return reached_step(Path(cfg.align.run_dir), f"{ENCODER_DIR}/model.safetensors", cfg.align.steps)
 
 
 def save_training_state(path: Path, step: int, model: torch.nn.Module, optimizer, generator) -> None:

@@ -13,7 +13,8 @@ import logging
 import os
 import random
 import shutil
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image, ImageDraw, ImageFont
 from torch_geometric.loader import DataLoader
+from tqdm import tqdm
 
 from or_synth.data import FourDORDataset, relationships_file
 from or_synth.data.io import atomic_path, atomic_write_json
@@ -201,6 +203,38 @@ def mismatch_error(path: Path, exc: Exception) -> RuntimeError:
     )
 
 
+def resume_from_checkpoint(
+    run_dir: Path, enabled: bool, restore: Callable[[dict, dict], None], stage: str
+) -> tuple[int, dict]:
+    """Restore the latest checkpoint of ``run_dir`` (when ``enabled`` and one exists) through ``restore``.
+
+    ``restore(weights, state)`` loads the stage's own models and optimizers; the RNG states are restored here.
+    Anything that does not fit (another model size, another optimizer setup) is a clear error.
+
+    Returns:
+        (the step to start from, the metrics saved with the checkpoint); (0, {}) when starting fresh.
+    """
+    checkpoint = latest_checkpoint(run_dir) if enabled else None
+    if checkpoint is None:
+        return 0, {}
+    weights, state = load_checkpoint(checkpoint)
+    try:
+        restore(weights, state)
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise mismatch_error(checkpoint, exc) from exc
+    set_rng_state(state["rng"])
+    log.info("%s: resumed from %s at step %d", stage, checkpoint, int(state["step"]))
+    return int(state["step"]), dict(state.get("metrics", {}))
+
+
+def reached_step(run_dir: Path, artefact: str, steps: int) -> bool:
+    """A stage is complete when its artefact exists and its ``metrics.json`` says it reached ``steps``."""
+    metrics = Path(run_dir) / "metrics.json"
+    if not (Path(run_dir) / artefact).is_file() or not metrics.is_file():
+        return False
+    return int(json.loads(metrics.read_text()).get("step", 0)) >= int(steps)
+
+
 def config_fingerprint(cfg: Mapping) -> str:
     return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -219,8 +253,9 @@ def log_scalars(writer, scalars: Mapping, step: int) -> None:
 
 
 class StepLog:
-    """``train_log.jsonl``: one line per optimisation step (loss and friends), truncated to the resumed step so a
-    resumed run's log reads exactly like an uninterrupted one."""
+    """``train_log.jsonl``: one line per optimisation step (loss and friends, plus ``time``, the wall clock when
+    the step finished, for throughput), truncated to the resumed step so a resumed run's log reads exactly like
+    an uninterrupted one."""
 
     def __init__(self, path: Path, resume_step: int) -> None:
         self.path = path
@@ -236,11 +271,42 @@ class StepLog:
         self.handle = path.open("a", encoding="utf-8")
 
     def write(self, record: Mapping) -> None:
-        self.handle.write(json.dumps(record) + "\n")
+        self.handle.write(json.dumps({**record, "time": round(time.time(), 3)}) + "\n")
         self.handle.flush()
 
     def close(self) -> None:
         self.handle.close()
+
+
+class RunLogs:
+    """The main process's TensorBoard writer and ``train_log.jsonl``; other ranks get a no-op."""
+
+    def __init__(self, run_dir: Path, start: int, is_main: bool) -> None:
+        self.writer = summary_writer(run_dir / "tensorboard") if is_main else None
+        self.steps = StepLog(run_dir / "train_log.jsonl", start) if is_main else None
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.steps.close()
+
+
+def step_progress(stage: str, start: int, steps: int, accelerator) -> tqdm:
+    """The stage's progress bar over steps ``start..steps`` (shown once per machine)."""
+    return tqdm(
+        range(start, steps),
+        initial=start,
+        total=steps,
+        desc=stage,
+        dynamic_ncols=True,
+        disable=not accelerator.is_local_main_process,
+    )
+
+
+def check_divisible(batch_size: int, world: int, key: str) -> None:
+    """The global batch is drawn once and sliced per process, so it must split evenly."""
+    if batch_size % world:
+        raise ValueError(f"{key}={batch_size} must divide evenly over {world} processes")
 
 
 def write_metrics(run_dir: Path, metrics: Mapping) -> None:

@@ -10,7 +10,6 @@ folder ``<run_dir>/pipeline`` and a sample grid of fixed validation graphs.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 from pathlib import Path
 
@@ -23,35 +22,33 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel, compute_snr
 from omegaconf import DictConfig, OmegaConf
 from torch_geometric.data import Batch
-from tqdm import tqdm
 
 from or_synth.data.views import ViewSet, load_views
 from or_synth.encoders import SceneGraphEncoder, build_scene_graph_encoder
-from or_synth.generator.autoencoder import weights_hash
+from or_synth.generator.autoencoder import downsampling_factor, weights_hash
 from or_synth.generator.conditioning import GraphConditioner
 from or_synth.generator.denoiser import GraphConditionedDenoiser, build_unet
 from or_synth.generator.latents import cached_latents, dataset_identity, encode_views
 from or_synth.generator.pipeline import ORScenePipeline, make_scheduler
 from or_synth.training.common import (
     NonFiniteGuard,
-    StepLog,
+    RunLogs,
     build_dataset,
+    check_divisible,
     describe_graph,
     epoch_batch,
-    latest_checkpoint,
-    load_checkpoint,
     log_scalars,
     make_accelerator,
-    mismatch_error,
+    reached_step,
+    resume_from_checkpoint,
     rng_state,
     sample_grid,
     save_checkpoint,
     save_image_atomic,
     save_pretrained_atomic,
     save_resolved_config,
-    set_rng_state,
     step_generator,
-    summary_writer,
+    step_progress,
     write_metrics,
 )
 
@@ -62,11 +59,7 @@ FINAL_GRID = "samples/grid_final.png"
 
 
 def is_complete(cfg: DictConfig) -> bool:
-    run_dir = Path(cfg.ldm.run_dir)
-    metrics = run_dir / "metrics.json"
-    if not (run_dir / PIPELINE_DIR / "model_index.json").is_file() or not metrics.is_file():
-        return False
-    return int(json.loads(metrics.read_text()).get("step", 0)) >= int(cfg.ldm.steps)
+    return reached_step(Path(cfg.ldm.run_dir), f"{PIPELINE_DIR}/model_index.json", cfg.ldm.steps)
 
 
 def load_autoencoder(cfg: DictConfig) -> AutoencoderKL:
@@ -129,7 +122,7 @@ def train_ldm(cfg: DictConfig) -> dict:
         latents = latents or cached_latents(vae, train_views.images, cfg.ldm.cache_dir, identity)
     scale = vae.config.scaling_factor
     channels = vae.config.latent_channels
-    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    factor = downsampling_factor(vae)
     latent_hw = (train_views.images.shape[-2] // factor, train_views.images.shape[-1] // factor)
 
     # 3. Model: graph conditioner (+ layout map) and UNet, trained together; EMA of both.
@@ -167,21 +160,15 @@ def train_ldm(cfg: DictConfig) -> dict:
     )
 
     # 4. Resume: model, EMA, optimizer, LR schedule, RNG; the data position and noise follow from the step.
-    start, metrics = 0, {}
-    checkpoint = latest_checkpoint(run_dir) if cfg.trainer.resume else None
     names = [name for name, _ in model.named_parameters()]
-    if checkpoint is not None:
-        weights, state = load_checkpoint(checkpoint)
-        try:
-            model.load_state_dict(weights["model"])
-            ema.load_state_dict({**state["ema"], "shadow_params": [weights["ema"][n] for n in names]})
-            optimizer.load_state_dict(state["optimizer"])
-        except (KeyError, RuntimeError, ValueError) as exc:
-            raise mismatch_error(checkpoint, exc) from exc
+
+    def restore(weights: dict, state: dict) -> None:
+        model.load_state_dict(weights["model"])
+        ema.load_state_dict({**state["ema"], "shadow_params": [weights["ema"][n] for n in names]})
+        optimizer.load_state_dict(state["optimizer"])
         lr_schedule.load_state_dict(state["lr_schedule"])
-        set_rng_state(state["rng"])
-        start, metrics = int(state["step"]), dict(state.get("metrics", {}))
-        log.info("ldm: resumed from %s at step %d", checkpoint, start)
+
+    start, metrics = resume_from_checkpoint(run_dir, cfg.trainer.resume, restore, "ldm")
     ema.to(accelerator.device)
     wrapped, optimizer, lr_schedule = accelerator.prepare(model, optimizer, lr_schedule)
     if cfg.trainer.compile:
@@ -189,21 +176,12 @@ def train_ldm(cfg: DictConfig) -> dict:
 
     # 5. Loop.
     grid_items = _grid_items(cfg, val_views)
-    writer = summary_writer(run_dir / "tensorboard") if accelerator.is_main_process else None
-    step_log = StepLog(run_dir / "train_log.jsonl", start) if accelerator.is_main_process else None
+    logs = RunLogs(run_dir, start, accelerator.is_main_process)
     guard = NonFiniteGuard(cfg.trainer.max_bad_steps)
     steps, batch_size = cfg.ldm.steps, cfg.ldm.batch_size
     rank, world = accelerator.process_index, accelerator.num_processes
-    if batch_size % world:
-        raise ValueError(f"ldm.batch_size={batch_size} must divide evenly over {world} processes")
-    progress = tqdm(
-        range(start, steps),
-        initial=start,
-        total=steps,
-        desc="ldm",
-        dynamic_ncols=True,
-        disable=not accelerator.is_local_main_process,
-    )
+    check_divisible(batch_size, world, "ldm.batch_size")
+    progress = step_progress("ldm", start, steps, accelerator)
     for step in progress:
         wrapped.train()
         # Everything random about this step is drawn for the global batch, then sliced to this rank.
@@ -264,16 +242,16 @@ def train_ldm(cfg: DictConfig) -> dict:
                 "train/lr": lr_schedule.get_last_lr()[0],
                 "train/ema_decay": ema.cur_decay_value or 0.0,
             }
-            step_log.write({"step": done, "loss": mean_loss})
+            logs.steps.write({"step": done, "loss": mean_loss})
             if done % cfg.trainer.log_every == 0 or done == steps:
-                log_scalars(writer, scalars, done)
+                log_scalars(logs.writer, scalars, done)
                 progress.set_postfix(loss=f"{mean_loss:.4f}")
             if done % cfg.ldm.sample_every == 0 or done == steps:
                 pipeline = _ema_pipeline(model, ema, vae, noise_scheduler)
                 grid = _write_grid(
                     pipeline, cfg, grid_items, val_views, run_dir / "samples" / f"grid_{done:07d}.png"
                 )
-                writer.add_image("samples/grid", np.asarray(grid), done, dataformats="HWC")
+                logs.writer.add_image("samples/grid", np.asarray(grid), done, dataformats="HWC")
             if done % cfg.ldm.ckpt_every == 0 or done == steps:
                 ema_state = {k: v for k, v in ema.state_dict().items() if k != "shadow_params"}
                 save_checkpoint(
@@ -303,8 +281,7 @@ def train_ldm(cfg: DictConfig) -> dict:
         save_pretrained_atomic(pipeline, pipeline_dir)
         _write_grid(pipeline, cfg, grid_items, val_views, grid_path)
         write_metrics(run_dir, metrics)
-        writer.close()
-        step_log.close()
+        logs.close()
     accelerator.wait_for_everyone()
     log.info("ldm: pipeline in %s, sample grid %s", pipeline_dir, grid_path)
     return {

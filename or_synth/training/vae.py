@@ -19,34 +19,33 @@ from diffusers.optimization import get_scheduler
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from torch import nn
-from tqdm import tqdm
 
 from or_synth.data.views import load_views
 from or_synth.generator.autoencoder import (
     AutoencoderLoss,
     build_autoencoder,
+    downsampling_factor,
     measure_scaling_factor,
     to_model_range,
     to_uint8,
 )
 from or_synth.training.common import (
     NonFiniteGuard,
-    StepLog,
+    RunLogs,
     build_dataset,
+    check_divisible,
     epoch_batch,
-    latest_checkpoint,
-    load_checkpoint,
     log_scalars,
     make_accelerator,
-    mismatch_error,
+    reached_step,
+    resume_from_checkpoint,
     rng_state,
     save_checkpoint,
     save_image_atomic,
     save_pretrained_atomic,
     save_resolved_config,
-    set_rng_state,
     step_generator,
-    summary_writer,
+    step_progress,
     write_metrics,
 )
 
@@ -56,17 +55,8 @@ AUTOENCODER_DIR = "autoencoder"
 
 
 def is_complete(cfg: DictConfig) -> bool:
-    return (
-        (Path(cfg.vae.run_dir) / AUTOENCODER_DIR / "config.json").is_file()
-        and (Path(cfg.vae.run_dir) / "metrics.json").is_file()
-        and _metrics_step(Path(cfg.vae.run_dir)) >= (0 if cfg.autoencoder.pretrained else cfg.vae.steps)
-    )
-
-
-def _metrics_step(run_dir: Path) -> int:
-    import json
-
-    return int(json.loads((run_dir / "metrics.json").read_text()).get("step", 0))
+    steps = 0 if cfg.autoencoder.pretrained else cfg.vae.steps
+    return reached_step(Path(cfg.vae.run_dir), f"{AUTOENCODER_DIR}/config.json", steps)
 
 
 @torch.no_grad()
@@ -127,22 +117,15 @@ def train_vae(cfg: DictConfig) -> dict:
         disc_optimizer = torch.optim.AdamW(loss_fn.discriminator.parameters(), lr=cfg.vae.discriminator_lr)
 
     # 4. Resume: weights, optimizers, LR schedule, RNG; the data position follows from the step.
-    start, metrics = 0, {}
-    checkpoint = latest_checkpoint(run_dir) if cfg.trainer.resume else None
-    if checkpoint is not None:
-        weights, state = load_checkpoint(checkpoint)
-        try:
-            vae.load_state_dict(weights["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            if disc_optimizer is not None:
-                loss_fn.discriminator.load_state_dict(weights["discriminator"])
-                disc_optimizer.load_state_dict(state["discriminator_optimizer"])
-        except (KeyError, RuntimeError, ValueError) as exc:
-            raise mismatch_error(checkpoint, exc) from exc
+    def restore(weights: dict, state: dict) -> None:
+        vae.load_state_dict(weights["model"])
+        optimizer.load_state_dict(state["optimizer"])
         lr_schedule.load_state_dict(state["lr_schedule"])
-        set_rng_state(state["rng"])
-        start, metrics = int(state["step"]), dict(state.get("metrics", {}))
-        log.info("vae: resumed from %s at step %d", checkpoint, start)
+        if disc_optimizer is not None:
+            loss_fn.discriminator.load_state_dict(weights["discriminator"])
+            disc_optimizer.load_state_dict(state["discriminator_optimizer"])
+
+    start, metrics = resume_from_checkpoint(run_dir, cfg.trainer.resume, restore, "vae")
     model, optimizer, lr_schedule = accelerator.prepare(PosteriorReconstruction(vae), optimizer, lr_schedule)
     if disc_optimizer is not None:
         loss_fn.discriminator, disc_optimizer = accelerator.prepare(loss_fn.discriminator, disc_optimizer)
@@ -150,21 +133,12 @@ def train_vae(cfg: DictConfig) -> dict:
         vae.compile()  # in place: state_dict keys stay the same
 
     # 5. Loop.
-    writer = summary_writer(run_dir / "tensorboard") if accelerator.is_main_process else None
-    step_log = StepLog(run_dir / "train_log.jsonl", start) if accelerator.is_main_process else None
+    logs = RunLogs(run_dir, start, accelerator.is_main_process)
     guard = NonFiniteGuard(cfg.trainer.max_bad_steps)
     steps, batch_size = cfg.vae.steps, cfg.vae.batch_size
     rank, world = accelerator.process_index, accelerator.num_processes
-    if batch_size % world:
-        raise ValueError(f"vae.batch_size={batch_size} must divide evenly over {world} processes")
-    progress = tqdm(
-        range(start, steps),
-        initial=start,
-        total=steps,
-        desc="vae",
-        dynamic_ncols=True,
-        disable=not accelerator.is_local_main_process,
-    )
+    check_divisible(batch_size, world, "vae.batch_size")
+    progress = step_progress("vae", start, steps, accelerator)
     for step in progress:
         model.train()
         indices = epoch_batch(len(train_views), batch_size, step, cfg.seed).chunk(world)[rank]
@@ -192,17 +166,17 @@ def train_vae(cfg: DictConfig) -> dict:
         done = step + 1
         scalars = {f"train/{k}": float(v.detach().mean()) for k, v in terms.items()}
         if accelerator.is_main_process:
-            step_log.write({"step": done, **scalars})
+            logs.steps.write({"step": done, **scalars})
             if done % cfg.trainer.log_every == 0 or done == steps:
-                log_scalars(writer, scalars, done)
+                log_scalars(logs.writer, scalars, done)
                 progress.set_postfix(loss=f"{scalars['train/loss']:.4f}")
             if done % cfg.vae.sample_every == 0 or done == steps:
                 recon = reconstruct(vae, eval_images)
                 metrics["val_psnr"] = psnr(recon, eval_images)
-                log_scalars(writer, {"val/psnr": metrics["val_psnr"]}, done)
+                log_scalars(logs.writer, {"val/psnr": metrics["val_psnr"]}, done)
                 grid = _reconstruction_grid(eval_images[:8], recon[:8])
                 save_image_atomic(grid, run_dir / "samples" / f"reconstructions_{done:07d}.png")
-                writer.add_image("val/reconstructions", np.asarray(grid), done, dataformats="HWC")
+                logs.writer.add_image("val/reconstructions", np.asarray(grid), done, dataformats="HWC")
             if done % cfg.vae.ckpt_every == 0 or done == steps:
                 weights = {"model": vae.state_dict()}
                 state = {
@@ -228,8 +202,7 @@ def train_vae(cfg: DictConfig) -> dict:
     if accelerator.is_main_process:
         save_pretrained_atomic(vae, run_dir / AUTOENCODER_DIR)
         write_metrics(run_dir, metrics)
-        writer.close()
-        step_log.close()
+        logs.close()
     log.info(
         "vae: autoencoder in %s (PSNR %.1f dB, scaling factor %.3f)",
         run_dir / AUTOENCODER_DIR,
@@ -257,7 +230,7 @@ class PosteriorReconstruction(nn.Module):
 
 
 def _latent_shape(vae: AutoencoderKL, images: torch.Tensor) -> tuple[int, int, int]:
-    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    factor = downsampling_factor(vae)
     return vae.config.latent_channels, images.shape[-2] // factor, images.shape[-1] // factor
 
 
