@@ -1,4 +1,5 @@
-"""The latent diffusion generator: autoencoder, graph conditioning, denoiser, and the sampling pipeline.
+"""The latent diffusion generator: first stage (autoencoder or patch codec), graph conditioning, denoiser, and
+the sampling pipeline.
 
 Imports :mod:`or_synth.encoders` and :mod:`or_synth.data`; sampling, export and edits build on
 :class:`ORScenePipeline`.
@@ -8,11 +9,13 @@ from or_synth.generator.autoencoder import (
     AutoencoderLoss,
     build_autoencoder,
     downsampling_factor,
+    load_pretrained_autoencoder,
     measure_scaling_factor,
     to_model_range,
     to_uint8,
     weights_hash,
 )
+from or_synth.generator.codec import PatchPCACodec
 from or_synth.generator.conditioning import Conditioning, GraphConditioner
 from or_synth.generator.denoiser import GraphConditionedDenoiser, build_unet, denoise
 from or_synth.generator.pipeline import (
@@ -28,11 +31,13 @@ __all__ = [
     "GraphConditionedDenoiser",
     "GraphConditioner",
     "ORScenePipeline",
+    "PatchPCACodec",
     "build_autoencoder",
     "build_unet",
     "check_pipeline_folder",
     "denoise",
     "downsampling_factor",
+    "load_pretrained_autoencoder",
     "make_scheduler",
     "measure_scaling_factor",
     "pipeline_hash",

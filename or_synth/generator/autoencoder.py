@@ -1,4 +1,5 @@
-"""The first stage: diffusers ``AutoencoderKL``, pretrained or trained on the dataset, and its losses.
+"""The first stage: diffusers ``AutoencoderKL``, pretrained or trained on the dataset, and its losses; or the
+closed-form :class:`~or_synth.generator.codec.PatchPCACodec` (``kind: pca_patch``), fitted in about a second.
 
 Images are uint8 in the data layer; the autoencoder sees floats in [-1, 1] (:func:`to_model_range`). The
 latent scaling factor is measured on the training data (1 / std of the latents) and stored in the
@@ -8,6 +9,7 @@ autoencoder's own config, as diffusers does, so every later stage reads ``vae.co
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,6 +19,11 @@ from diffusers import AutoencoderKL
 from torch import nn
 
 from or_synth.encoders.towers import PretrainedWeightsError, looks_like_path
+from or_synth.generator.codec import PatchPCACodec
+
+# ``autoencoder.kind`` -> the class it builds; every one has AutoencoderKL's encode/decode interface.
+AUTOENCODER_KINDS: dict[str, type] = {"kl": AutoencoderKL, "pca_patch": PatchPCACodec}
+FirstStage = AutoencoderKL | PatchPCACodec
 
 
 def to_model_range(images: torch.Tensor) -> torch.Tensor:
@@ -29,50 +36,79 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return images.add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)
 
 
-def build_autoencoder(cfg: Mapping) -> AutoencoderKL:
-    """``AutoencoderKL`` from the ``autoencoder`` config group.
+def build_autoencoder(cfg: Mapping) -> FirstStage:
+    """The first stage from the ``autoencoder`` config group: ``kind`` ``kl`` (default) builds diffusers
+    ``AutoencoderKL``, ``pca_patch`` the closed-form :class:`PatchPCACodec`.
 
     ``pretrained`` (a hub id or a local folder, with an optional ``subfolder``) loads weights; otherwise
-    ``arch`` holds the constructor arguments of a fresh model to be trained by ``stage=vae``.
+    ``arch`` holds the constructor arguments of a fresh model, trained (``kl``) or fitted (``pca_patch``) by
+    ``stage=vae``.
 
     Raises:
         PretrainedWeightsError: the weights cannot be loaded (no hub access, a missing folder); names the key.
+        ValueError: an unknown ``kind``.
     """
+    kind = cfg.get("kind") or "kl"
+    if kind not in AUTOENCODER_KINDS:
+        raise ValueError(f"unknown autoencoder.kind={kind!r}; choose one of {', '.join(AUTOENCODER_KINDS)}")
+    model_class = AUTOENCODER_KINDS[kind]
     pretrained = cfg.get("pretrained")
     if pretrained:
         subfolder = cfg.get("subfolder")
         source = str(pretrained)
         hint = (
-            "Set autoencoder.pretrained to a local diffusers AutoencoderKL folder (config.json + "
-            "diffusion_pytorch_model.safetensors), or to null to train one with stage=vae."
+            f"Set autoencoder.pretrained to a local diffusers {model_class.__name__} folder (config.json + "
+            "diffusion_pytorch_model.safetensors), or to null to train (or fit) one with stage=vae."
         )
         if looks_like_path(source):
             source = str(Path(source).expanduser())
             if not Path(source).is_dir():  # a path that is not there: never ask the hub about it
                 raise PretrainedWeightsError(f"autoencoder.pretrained={pretrained!r} is not a folder. {hint}")
         try:
-            return AutoencoderKL.from_pretrained(source, subfolder=subfolder)
+            return model_class.from_pretrained(source, subfolder=subfolder)
         except (OSError, ValueError) as exc:
             raise PretrainedWeightsError(
                 f"cannot load the autoencoder from autoencoder.pretrained={pretrained!r}"
                 f"{f' (subfolder {subfolder!r})' if subfolder else ''}: {' '.join(str(exc).split())[:300]}. {hint}"
             ) from exc
     arch = dict(cfg["arch"])
-    for key in ("down_block_types", "up_block_types", "block_out_channels"):
-        arch[key] = tuple(arch[key])
-    return AutoencoderKL(**arch)
+    if model_class is AutoencoderKL:
+        for key in ("down_block_types", "up_block_types", "block_out_channels"):
+            arch[key] = tuple(arch[key])
+    return model_class(**arch)
 
 
-def downsampling_factor(vae: AutoencoderKL) -> int:
-    """Pixels per latent cell along each side (one halving per down block but the last)."""
+def load_pretrained_autoencoder(folder: str | Path) -> FirstStage:
+    """A saved first stage (``save_pretrained`` folder), of the class its ``config.json`` names.
+
+    Raises:
+        FileNotFoundError: no ``config.json`` in ``folder``.
+        ValueError: the config names a class that is not a first stage.
+    """
+    config_file = Path(folder) / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{folder} is not an autoencoder folder: config.json is missing")
+    name = json.loads(config_file.read_text()).get("_class_name")
+    classes = {cls.__name__: cls for cls in AUTOENCODER_KINDS.values()}
+    if name not in classes:
+        raise ValueError(f"{config_file} describes a {name!r}, not one of {', '.join(classes)}")
+    return classes[name].from_pretrained(folder)
+
+
+def downsampling_factor(vae: FirstStage) -> int:
+    """Pixels per latent cell along each side: a patch codec's ``patch_size``, or for ``AutoencoderKL`` one
+    halving per down block but the last."""
+    patch_size = vae.config.get("patch_size")
+    if patch_size:
+        return int(patch_size)
     return 2 ** (len(vae.config.block_out_channels) - 1)
 
 
 @torch.no_grad()
-def measure_scaling_factor(vae: AutoencoderKL, images: torch.Tensor, batch_size: int = 32) -> float:
+def measure_scaling_factor(vae: FirstStage, images: torch.Tensor, batch_size: int = 32) -> float:
     """1 / std of the latents (posterior samples) of ``images`` (uint8 (M, 3, H, W)); Rombach et al., §G."""
     vae.eval()
-    device = next(vae.parameters()).device
+    device = vae.device  # parameters or buffers: the codec has only buffers
     latents = []
     generator = torch.Generator(device=device).manual_seed(0)
     for start in range(0, images.shape[0], batch_size):
@@ -87,7 +123,8 @@ def weights_hash(module: nn.Module) -> str:
     for name, tensor in sorted(module.state_dict().items()):
         tensor = tensor.detach().cpu().contiguous()
         digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        flat = tensor.reshape(-1)  # a 0-d tensor (a scalar buffer) cannot be viewed as bytes
+        digest.update(flat.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()[:16]
 
 

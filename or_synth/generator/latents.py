@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from or_synth.data.io import atomic_path, atomic_write_json
-from or_synth.generator.autoencoder import to_model_range, weights_hash
+from or_synth.generator.autoencoder import FirstStage, to_model_range, weights_hash
 
 SHARD_SIZE = 2048
 META = "meta.json"
@@ -40,7 +39,7 @@ class CachedLatents:
         return self.mean[indices] + self.std[indices] * noise
 
 
-def cache_key(vae: AutoencoderKL, data_identity: dict) -> str:
+def cache_key(vae: FirstStage, data_identity: dict) -> str:
     """Hash of the autoencoder's weights and config, and of what identifies the images."""
     parts = {"vae": weights_hash(vae), "vae_config": dict(vae.config), "data": data_identity}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
@@ -63,10 +62,10 @@ def dataset_identity(dataset, count: int) -> dict:
 
 
 @torch.no_grad()
-def encode_views(vae: AutoencoderKL, images: torch.Tensor, batch_size: int = 64, progress: bool = True):
+def encode_views(vae: FirstStage, images: torch.Tensor, batch_size: int = 64, progress: bool = True):
     """(mean, std) of the posterior of uint8 images (M, 3, H, W)."""
     vae.eval()
-    device = next(vae.parameters()).device
+    device = vae.device  # parameters or buffers: the codec has only buffers
     means, stds = [], []
     for start in tqdm(range(0, images.shape[0], batch_size), desc="encoding latents", disable=not progress):
         posterior = vae.encode(to_model_range(images[start : start + batch_size].to(device))).latent_dist
@@ -76,7 +75,7 @@ def encode_views(vae: AutoencoderKL, images: torch.Tensor, batch_size: int = 64,
 
 
 def cached_latents(
-    vae: AutoencoderKL,
+    vae: FirstStage,
     images: torch.Tensor,
     cache_dir: str | Path,
     data_identity: dict,

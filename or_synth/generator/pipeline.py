@@ -2,7 +2,10 @@
 
 A diffusers ``DiffusionPipeline`` with four components (``unet``, ``vae``, ``scheduler``, ``graph_encoder``),
 saved as a folder with ``model_index.json`` and loaded with ``ORScenePipeline.from_pretrained(path)``, with no
-training code. Sampling, export and edits all call this one denoising loop.
+training code. ``vae`` is diffusers' ``AutoencoderKL`` or the closed-form :class:`PatchPCACodec`; like
+:class:`GraphConditioner`, the codec is a custom component that ``model_index.json`` records by its module
+(``["or_synth.generator.codec", "PatchPCACodec"]``), which diffusers imports when loading. Sampling, export
+and edits all call this one denoising loop.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from PIL import Image
 from torch_geometric.data import Batch, Data
 
 from or_synth.generator.autoencoder import downsampling_factor
+from or_synth.generator.codec import PatchPCACodec
 from or_synth.generator.conditioning import GraphConditioner
 from or_synth.generator.denoiser import denoise
 
@@ -78,7 +82,8 @@ class ORScenePipeline(DiffusionPipeline):
 
     Args:
         unet: the denoiser (``UNet2DConditionModel`` with projection class embedding).
-        vae: the first stage (``AutoencoderKL``; ``config.scaling_factor`` measured on the training data).
+        vae: the first stage, ``AutoencoderKL`` or :class:`PatchPCACodec` (``config.scaling_factor``
+            measured on the training data).
         scheduler: any diffusers scheduler (the training one is saved; swap with :func:`make_scheduler`).
         graph_encoder: :class:`GraphConditioner` (scene-graph encoder + layout map).
     """
@@ -88,7 +93,7 @@ class ORScenePipeline(DiffusionPipeline):
     def __init__(
         self,
         unet: UNet2DConditionModel,
-        vae: AutoencoderKL,
+        vae: AutoencoderKL | PatchPCACodec,  # diffusers reads this hint to check the loaded component's class
         scheduler,
         graph_encoder: GraphConditioner,
     ) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate.utils import gather_object
-from diffusers import AutoencoderKL, DDPMScheduler
+from diffusers import DDPMScheduler
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel, compute_snr
 from omegaconf import DictConfig, OmegaConf
@@ -25,7 +25,12 @@ from torch_geometric.data import Batch
 
 from or_synth.data.views import ViewSet, load_views
 from or_synth.encoders import SceneGraphEncoder, build_scene_graph_encoder
-from or_synth.generator.autoencoder import downsampling_factor, weights_hash
+from or_synth.generator.autoencoder import (
+    FirstStage,
+    downsampling_factor,
+    load_pretrained_autoencoder,
+    weights_hash,
+)
 from or_synth.generator.conditioning import GraphConditioner
 from or_synth.generator.denoiser import GraphConditionedDenoiser, build_unet
 from or_synth.generator.latents import cached_latents, dataset_identity, encode_views
@@ -62,14 +67,15 @@ def is_complete(cfg: DictConfig) -> bool:
     return reached_step(Path(cfg.ldm.run_dir), f"{PIPELINE_DIR}/model_index.json", cfg.ldm.steps)
 
 
-def load_autoencoder(cfg: DictConfig) -> AutoencoderKL:
+def load_autoencoder(cfg: DictConfig) -> FirstStage:
+    """The stage-``vae`` first stage (``AutoencoderKL`` or the patch codec, as its config.json says)."""
     folder = Path(cfg.ldm.autoencoder_dir)
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(
             f"no autoencoder at ldm.autoencoder_dir={folder}: run stage=vae first (same name=...), or point "
-            "ldm.autoencoder_dir at a diffusers AutoencoderKL folder"
+            "ldm.autoencoder_dir at a diffusers AutoencoderKL (or PatchPCACodec) folder"
         )
-    return AutoencoderKL.from_pretrained(folder)
+    return load_pretrained_autoencoder(folder)
 
 
 def build_conditioner(cfg: DictConfig, vocabulary, layout_channels: int) -> GraphConditioner:

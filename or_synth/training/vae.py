@@ -1,20 +1,22 @@
 """Stage ``vae``: the first stage of the latent diffusion model.
 
 With ``autoencoder.pretrained`` set, the stage loads those weights, measures the latent scaling factor on the
-training images and saves the autoencoder. Otherwise it trains ``AutoencoderKL`` on single camera views of the
-training split: L1 + KL + (1 - MS-SSIM), and a patch-adversarial term after a warm-up (MONAI). Writes
-``<run_dir>/autoencoder`` (diffusers folder; ``config.scaling_factor`` = 1 / std of the training latents).
+training images and saves the autoencoder. With ``autoencoder.kind=pca_patch`` it fits the closed-form
+:class:`~or_synth.generator.codec.PatchPCACodec` on the training views (no optimisation loop, about a
+second). Otherwise it trains ``AutoencoderKL`` on single camera views of the training split: L1 + KL +
+(1 - MS-SSIM), and a patch-adversarial term after a warm-up (MONAI). Writes ``<run_dir>/autoencoder``
+(diffusers folder; ``config.scaling_factor`` = 1 / std of the training latents).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKL
 from diffusers.optimization import get_scheduler
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
@@ -23,12 +25,14 @@ from torch import nn
 from or_synth.data.views import load_views
 from or_synth.generator.autoencoder import (
     AutoencoderLoss,
+    FirstStage,
     build_autoencoder,
     downsampling_factor,
     measure_scaling_factor,
     to_model_range,
     to_uint8,
 )
+from or_synth.generator.codec import PatchPCACodec
 from or_synth.training.common import (
     NonFiniteGuard,
     RunLogs,
@@ -54,16 +58,21 @@ log = logging.getLogger(__name__)
 AUTOENCODER_DIR = "autoencoder"
 
 
+def trains(cfg: DictConfig) -> bool:
+    """Whether the stage runs an optimisation loop: not for pretrained weights, nor for the codec."""
+    return not cfg.autoencoder.pretrained and (cfg.autoencoder.get("kind") or "kl") == "kl"
+
+
 def is_complete(cfg: DictConfig) -> bool:
-    steps = 0 if cfg.autoencoder.pretrained else cfg.vae.steps
+    steps = cfg.vae.steps if trains(cfg) else 0  # loaded or fitted: complete once saved
     return reached_step(Path(cfg.vae.run_dir), f"{AUTOENCODER_DIR}/config.json", steps)
 
 
 @torch.no_grad()
-def reconstruct(vae: AutoencoderKL, images: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+def reconstruct(vae: FirstStage, images: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
     """uint8 (M, 3, H, W) -> uint8 reconstructions through the posterior mean."""
     vae.eval()
-    device = next(vae.parameters()).device
+    device = vae.device  # parameters or buffers: the codec has only buffers
     out = []
     for start in range(0, images.shape[0], batch_size):
         x = to_model_range(images[start : start + batch_size].to(device))
@@ -77,7 +86,7 @@ def psnr(reconstruction: torch.Tensor, target: torch.Tensor) -> float:
 
 
 def train_vae(cfg: DictConfig) -> dict:
-    """Train (or take pretrained) the autoencoder; returns ``{"step", "run_dir", "autoencoder_dir", "metrics"}``."""
+    """Train, fit or load the first stage; returns ``{"step", "run_dir", "autoencoder_dir", "metrics"}``."""
     # 1. Setup: Accelerate (CPU, one GPU or several processes), run folder.
     accelerator = make_accelerator(cfg.trainer, cfg.vae.grad_accum)
     run_dir = Path(cfg.vae.run_dir)
@@ -91,23 +100,15 @@ def train_vae(cfg: DictConfig) -> dict:
     eval_images = val_views.images[torch.linspace(0, len(val_views) - 1, cfg.vae.eval_images).long().unique()]
     scaling_images = train_views.images[: cfg.vae.scaling_images]
 
-    # 3. Model: pretrained weights only need their scaling factor measured on this data.
+    # 3. Model: pretrained weights only need their scaling factor measured on this data; the codec is fitted.
     vae = build_autoencoder(OmegaConf.to_container(cfg.autoencoder, resolve=True))
-    if cfg.autoencoder.pretrained:
+    if not trains(cfg):
         vae.to(accelerator.device)
-        scale = measure_scaling_factor(vae, scaling_images)
-        vae.register_to_config(scaling_factor=scale)
-        metrics = {"step": 0, "pretrained": str(cfg.autoencoder.pretrained), "scaling_factor": scale}
-        metrics["val_psnr"] = psnr(reconstruct(vae, eval_images), eval_images)
-        if accelerator.is_main_process:
-            save_pretrained_atomic(vae, run_dir / AUTOENCODER_DIR)
-            write_metrics(run_dir, metrics)
-        return {
-            "step": 0,
-            "run_dir": str(run_dir),
-            "autoencoder_dir": str(run_dir / AUTOENCODER_DIR),
-            "metrics": metrics,
-        }
+        if cfg.autoencoder.pretrained:
+            metrics = {"step": 0, "pretrained": str(cfg.autoencoder.pretrained)}
+        else:
+            metrics = _fit_codec(cfg, vae, train_views.images)
+        return _save_untrained(cfg, accelerator, vae, metrics, scaling_images, eval_images)
 
     loss_fn = AutoencoderLoss(**OmegaConf.to_container(cfg.vae.loss, resolve=True))
     optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.vae.lr, weight_decay=cfg.vae.weight_decay)
@@ -217,10 +218,49 @@ def train_vae(cfg: DictConfig) -> dict:
     }
 
 
+def _fit_codec(cfg: DictConfig, codec: PatchPCACodec, images: torch.Tensor) -> dict:
+    """Fit the codec on every training view in closed form; its metrics (step 0: nothing to train)."""
+    patch = codec.config.patch_size
+    if any(int(side) % patch for side in images.shape[-2:]):
+        raise ValueError(
+            f"dataset.image_size={list(images.shape[-2:])} is not a multiple of autoencoder.arch.patch_size="
+            f"{patch}; choose an image size divisible by the patch size"
+        )
+    started = time.perf_counter()
+    explained = codec.fit(images, max_patches=cfg.autoencoder.fit.max_patches, seed=cfg.seed)
+    fit_seconds = time.perf_counter() - started
+    log.info("vae: fitted the patch codec in %.2f s (%.1f%% of the variance)", fit_seconds, 100 * explained)
+    return {"step": 0, "kind": "pca_patch", "fit_seconds": fit_seconds, "explained_variance": explained}
+
+
+def _save_untrained(cfg, accelerator, vae: FirstStage, metrics: dict, scaling_images, eval_images) -> dict:
+    """Loaded or fitted first stage: measure its scaling factor and PSNR, save it and its metrics."""
+    run_dir = Path(cfg.vae.run_dir)
+    scale = measure_scaling_factor(vae, scaling_images)
+    vae.register_to_config(scaling_factor=scale)
+    val_psnr = psnr(reconstruct(vae, eval_images), eval_images)
+    metrics = {**metrics, "scaling_factor": scale, "val_psnr": val_psnr}
+    if accelerator.is_main_process:
+        save_pretrained_atomic(vae, run_dir / AUTOENCODER_DIR)
+        write_metrics(run_dir, metrics)
+    log.info(
+        "vae: autoencoder in %s (PSNR %.1f dB, scaling factor %.3f)",
+        run_dir / AUTOENCODER_DIR,
+        metrics["val_psnr"],
+        scale,
+    )
+    return {
+        "step": 0,
+        "run_dir": str(run_dir),
+        "autoencoder_dir": str(run_dir / AUTOENCODER_DIR),
+        "metrics": metrics,
+    }
+
+
 class PosteriorReconstruction(nn.Module):
     """Encode, sample the posterior with given noise, decode: one module, so DDP sees the whole forward pass."""
 
-    def __init__(self, vae: AutoencoderKL) -> None:
+    def __init__(self, vae: FirstStage) -> None:
         super().__init__()
         self.vae = vae
 
@@ -229,7 +269,7 @@ class PosteriorReconstruction(nn.Module):
         return self.vae.decode(posterior.mean + posterior.std * noise).sample, posterior
 
 
-def _latent_shape(vae: AutoencoderKL, images: torch.Tensor) -> tuple[int, int, int]:
+def _latent_shape(vae: FirstStage, images: torch.Tensor) -> tuple[int, int, int]:
     factor = downsampling_factor(vae)
     return vae.config.latent_channels, images.shape[-2] // factor, images.shape[-1] // factor
 

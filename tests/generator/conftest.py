@@ -1,4 +1,5 @@
-"""Tiny generator components of the real architectures (AutoencoderKL, UNet2DConditionModel, GraphConditioner)."""
+"""Tiny generator components of the real architectures (AutoencoderKL or PatchPCACodec, UNet2DConditionModel,
+GraphConditioner)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import torch
 from diffusers import AutoencoderKL, DDPMScheduler
 
 from or_synth.encoders import build_scene_graph_encoder
-from or_synth.generator import GraphConditioner, ORScenePipeline, build_unet
+from or_synth.generator import GraphConditioner, ORScenePipeline, build_unet, downsampling_factor
 from tests.encoders.conftest import knee_graphs, tiny_clip_cfg
 
 TINY_UNET = {
@@ -33,13 +34,16 @@ def tiny_vae() -> AutoencoderKL:
     )
 
 
-def tiny_pipeline(layout_channels: int = 4) -> ORScenePipeline:
+def tiny_pipeline(layout_channels: int = 4, vae=None) -> ORScenePipeline:
+    """A pipeline drawing 16 px images through ``vae`` (default: :func:`tiny_vae`, f=2, 4 latent channels)."""
     torch.manual_seed(0)
     conditioner = GraphConditioner.from_encoder(
         build_scene_graph_encoder(tiny_clip_cfg(None)), layout_channels
     )
-    unet = build_unet(TINY_UNET, latent_channels=4, sample_size=8, conditioner=conditioner)
-    return ORScenePipeline(unet=unet, vae=tiny_vae(), scheduler=DDPMScheduler(), graph_encoder=conditioner)
+    channels, factor = (4, 2) if vae is None else (vae.config.latent_channels, downsampling_factor(vae))
+    unet = build_unet(TINY_UNET, latent_channels=channels, sample_size=16 // factor, conditioner=conditioner)
+    vae = tiny_vae() if vae is None else vae  # built after the UNet: the seeded weights stay as they were
+    return ORScenePipeline(unet=unet, vae=vae, scheduler=DDPMScheduler(), graph_encoder=conditioner)
 
 
 @pytest.fixture
