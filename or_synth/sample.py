@@ -2,12 +2,20 @@
 
 Generates images of 4D-OR scene graphs with a saved :class:`~or_synth.generator.ORScenePipeline` and writes
 ``out/images/take{T}_scan{S}_cam{C}_s{K}.png`` plus ``out/manifest.jsonl``, one JSON line per image (source
-file, take, scan, camera, sample, seed, sampler, steps, guidance scales, pipeline hash, size). The options are
-in ``configs/sample.yaml``.
+file, take, scan, camera, sample, seed, sampler, steps, guidance scales, layout source, pipeline hash, size).
+The options are in ``configs/sample.yaml``.
 
-Every image has its own seed, derived from ``(seed, take, scan, camera, sample)``, so an image does not depend
-on the batch it was drawn in, on ``limit`` or on resuming. Everything a user can get wrong (pipeline folder,
-cameras, graph labels, masks, an ``out`` folder of another job) is checked before the first denoiser call.
+Pipelines with a layout input can also take instance masks (label maps, node index + 1): ``layout=masks``
+reads a rendered dataset's own masks (manifest ``"layout": "given"``); ``layout=render`` draws them for any
+graph, real 4D-OR graphs without images included, with the renderer's 3D layout
+(:func:`or_synth.render.layout_masks`; manifest ``"layout": "rendered"``). One scene per graph serves all its
+cameras, so the views agree; ``layout=none`` samples from the graph alone (``"layout": "absent"``).
+
+Every image has its own seed, derived from ``(seed, take, scan, camera, sample)``, and a rendered layout is
+seeded by ``(seed, take, scan)`` as the renderer seeds its scans, so an image does not depend on the batch it
+was drawn in, on ``limit`` or on resuming. Everything a user can get wrong (pipeline folder, cameras, graph
+labels, masks, graphs the renderer cannot draw, an ``out`` folder of another job) is checked before the first
+denoiser call.
 
 A thin ``@hydra.main`` wrapper around :func:`sample`, which tests call with a composed config
 (:func:`load_config`).
@@ -45,10 +53,13 @@ from or_synth.generator import (
     make_scheduler,
     pipeline_hash,
 )
+from or_synth.render import check_renderable, layout_masks
+from or_synth.render.pipeline import RENDERER_VERSION
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
 MANIFEST = "manifest.jsonl"
 IMAGE_DIR = "images"
+LAYOUT_DIR = "layouts"
 # Sampler names accepted on the command line -> the name the manifest records.
 SAMPLERS = {
     "ddpm": "ddpm",
@@ -57,7 +68,8 @@ SAMPLERS = {
     "dpm-solver++": "dpmsolver++",
     "dpmsolver": "dpmsolver++",
 }
-LAYOUTS = ("none", "masks")
+# layout= option -> the manifest's "layout": where the instance masks came from.
+LAYOUTS = {"none": "absent", "masks": "given", "render": "rendered"}
 # Manifest fields that must agree for a folder to be resumed (the rest describe the image itself).
 SETTINGS_KEYS = (
     "pipeline_hash",
@@ -67,6 +79,7 @@ SETTINGS_KEYS = (
     "guidance_scale",
     "layout_guidance_scale",
     "layout",
+    "layout_renderer",  # only with layout=render: a new renderer may place graphs differently
     "base_seed",
 )
 
@@ -91,6 +104,41 @@ class SampleItem:
         """Path of the PNG relative to ``out`` (also the item's key in the manifest)."""
         return f"{IMAGE_DIR}/take{self.take}_scan{self.scan}_cam{self.camera}_s{self.sample}.png"
 
+    @property
+    def layout_image(self) -> str:
+        """Path of its layout label map relative to ``out`` (``save_layouts``), shared by all samples."""
+        return f"{LAYOUT_DIR}/take{self.take}_scan{self.scan}_cam{self.camera}.png"
+
+
+class RenderedLayouts:
+    """``layout=render``: each graph's label maps in the plan's cameras, drawn once from one 3D scene.
+
+    Items come graph by graph, so keeping the graphs of the current batch computes each graph once.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[SceneGraphRecord],
+        cameras: Sequence[int],
+        height: int,
+        width: int,
+        seed: int,
+        source: Path,
+    ) -> None:
+        self.records, self.cameras, self.size = list(records), list(cameras), (height, width)
+        self.seed, self.source = seed, source
+        self._maps: dict[int, dict[int, np.ndarray]] = {}
+
+    def masks(self, items: Sequence[SampleItem]) -> torch.Tensor:
+        """(B, H, W) uint8 label maps of the items."""
+        wanted = {item.graph for item in items}
+        self._maps = {g: maps for g, maps in self._maps.items() if g in wanted}
+        for graph in sorted(wanted - self._maps.keys()):
+            record = self.records[graph]
+            maps = layout_masks(record, self.cameras, self.size, self.seed, file=self.source)
+            self._maps[graph] = dict(zip(self.cameras, maps, strict=True))
+        return torch.from_numpy(np.stack([self._maps[item.graph][item.camera] for item in items]))
+
 
 @dataclass
 class SamplePlan:
@@ -106,6 +154,8 @@ class SamplePlan:
     rewrite_manifest: bool
     stale_images: list[Path] | None
     mask_root: Path | None
+    rendered: RenderedLayouts | None
+    save_layouts: bool
     height: int
     width: int
     batch_size: int
@@ -194,6 +244,10 @@ def check_options(cfg: DictConfig) -> tuple[list[int], str]:
         raise ValueError(f"unknown sampler {cfg.sampler!r}; choose ddpm, ddim or dpmsolver++")
     if cfg.layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {cfg.layout!r}")
+    if cfg.layout == "render" and int(cfg.seed) < 0:
+        raise ValueError(f"layout=render needs seed >= 0 (it seeds the renderer's layout), got {cfg.seed}")
+    if cfg.get("save_layouts") and cfg.layout == "none":
+        raise ValueError("save_layouts=true needs a layout: layout=masks or layout=render")
     device = torch.device(str(cfg.device))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={cfg.device} but CUDA is not available; use device=cpu")
@@ -289,6 +343,22 @@ def check_masks(root: Path, items: Sequence[SampleItem]) -> None:
         ) from None
 
 
+def check_renderable_graphs(records: Sequence[SceneGraphRecord], source: Path) -> None:
+    """Every graph can be drawn by the renderer (layout=render), before any sampling."""
+    for record in records:
+        try:
+            check_renderable(record, file=source)
+        except DatasetFormatError as error:
+            raise DatasetFormatError(
+                f"{error.reason} (layout=render draws each graph with the renderer; use layout=none for "
+                "graphs it cannot draw)",
+                file=error.file,
+                take=error.take,
+                scan=error.scan,
+                field=error.field,
+            ) from None
+
+
 def read_masks(root: Path, items: Sequence[SampleItem], height: int, width: int) -> torch.Tensor:
     """(B, H, W) uint8 instance masks of the items, resized (nearest: labels stay labels) to the image size."""
     masks = []
@@ -324,17 +394,18 @@ def read_manifest(out: Path, settings: dict, overwrite: bool) -> tuple[list[dict
             dropped = True
             continue
         lines.append(line)
-    differing = sorted({k for line in lines for k in SETTINGS_KEYS if line.get(k) != settings[k]})
+    differing = sorted({k for line in lines for k in SETTINGS_KEYS if line.get(k) != settings.get(k)})
     if differing:
         if not overwrite:
             before = {k: lines[0].get(k) for k in differing}
-            now = {k: settings[k] for k in differing}
+            now = {k: settings.get(k) for k in differing}
             raise SampleRefused(
                 f"{out} holds images sampled with other settings ({before}, now {now}); nothing was changed. "
                 "Pass overwrite=true to replace them, or choose another out="
             )
         # overwrite: what the earlier job listed (and nothing else) goes, when sampling starts.
         listed = [(out / line["image"]).resolve() for line in lines]
+        listed += [(out / line["layout_image"]).resolve() for line in lines if line.get("layout_image")]
         return [], False, [image for image in listed if image.is_relative_to(out.resolve())]
     kept = [line for line in lines if (out / line["image"]).is_file()]
     # Keep one line per image (the last), so a manifest never lists an image twice.
@@ -350,7 +421,8 @@ def prepare(cfg: DictConfig) -> SamplePlan:
     Raises:
         ValueError: bad options (camera outside 1..6, unknown sampler, ...).
         FileNotFoundError: the pipeline folder is missing or incomplete.
-        DatasetFormatError: a bad graphs file, a label unknown to the pipeline, a missing instance mask.
+        DatasetFormatError: a bad graphs file, a label unknown to the pipeline, a missing instance mask,
+            a graph the renderer cannot draw (layout=render).
         SampleRefused: ``out`` holds images of other settings and ``overwrite`` is false.
     """
     cameras, sampler = check_options(cfg)
@@ -375,14 +447,17 @@ def prepare(cfg: DictConfig) -> SamplePlan:
         for c in cameras
         for k in range(int(cfg.samples_per_graph))
     ]
-    mask_root = None
+    mask_root, rendered = None, None
+    if cfg.layout != "none" and not pipe.has_layout_input:
+        raise ValueError(
+            f"layout={cfg.layout}, but this pipeline's denoiser has no layout input; use layout=none"
+        )
     if cfg.layout == "masks":
-        if not pipe.has_layout_input:
-            raise ValueError(
-                "layout=masks, but this pipeline's denoiser has no layout input; use layout=none"
-            )
         mask_root = data_root
         check_masks(mask_root, items)
+    elif cfg.layout == "render":
+        check_renderable_graphs(records, source)
+        rendered = RenderedLayouts(records, cameras, height, width, int(cfg.seed), source)
 
     settings = {
         "source": str(source),
@@ -391,13 +466,15 @@ def prepare(cfg: DictConfig) -> SamplePlan:
         "steps": int(cfg.steps),
         "guidance_scale": float(cfg.guidance_scale),
         "layout_guidance_scale": float(cfg.layout_guidance_scale),
-        "layout": "given" if mask_root is not None else "absent",
+        "layout": LAYOUTS[cfg.layout],
         "base_seed": int(cfg.seed),
         "pipeline": str(pipeline_dir),
         "pipeline_hash": pipeline_hash(pipeline_dir),
         "height": height,
         "width": width,
     }
+    if rendered is not None:
+        settings["layout_renderer"] = RENDERER_VERSION
     out = Path(cfg.out)
     kept, rewrite, stale = read_manifest(out, settings, bool(cfg.overwrite))
     done = {line["image"] for line in kept}
@@ -412,6 +489,8 @@ def prepare(cfg: DictConfig) -> SamplePlan:
         rewrite_manifest=rewrite,
         stale_images=stale,
         mask_root=mask_root,
+        rendered=rendered,
+        save_layouts=bool(cfg.get("save_layouts", False)),
         height=height,
         width=width,
         batch_size=int(cfg.batch_size),
@@ -419,8 +498,8 @@ def prepare(cfg: DictConfig) -> SamplePlan:
     )
 
 
-def manifest_line(item: SampleItem, settings: dict) -> dict:
-    return {
+def manifest_line(item: SampleItem, settings: dict, *, layout_image: bool = False) -> dict:
+    line = {
         "image": item.image,
         "source": settings["source"],
         "take": item.take,
@@ -430,6 +509,28 @@ def manifest_line(item: SampleItem, settings: dict) -> dict:
         "seed": item.seed,
         **{k: v for k, v in settings.items() if k != "source"},
     }
+    if layout_image:
+        line["layout_image"] = item.layout_image
+    return line
+
+
+def batch_masks(plan: SamplePlan, batch: Sequence[SampleItem]) -> torch.Tensor | None:
+    """(B, H, W) uint8 layout label maps of the batch, or None (layout=none)."""
+    if plan.mask_root is not None:
+        return read_masks(plan.mask_root, batch, plan.height, plan.width)
+    if plan.rendered is not None:
+        return plan.rendered.masks(batch)
+    return None
+
+
+def write_layouts(out: Path, batch: Sequence[SampleItem], masks: torch.Tensor) -> None:
+    """The batch's label maps as PNGs (uint8, as ``instance_masks/``), once per (graph, camera)."""
+    written = set()
+    for item, mask in zip(batch, masks, strict=True):
+        if item.layout_image not in written:
+            with atomic_path(out / item.layout_image) as tmp:
+                Image.fromarray(mask.numpy()).save(tmp, format="PNG")
+            written.add(item.layout_image)
 
 
 def run_plan(plan: SamplePlan) -> dict:
@@ -447,9 +548,7 @@ def run_plan(plan: SamplePlan) -> dict:
     )
     for start in range(0, len(plan.todo), plan.batch_size):
         batch = plan.todo[start : start + plan.batch_size]
-        masks = None
-        if plan.mask_root is not None:
-            masks = read_masks(plan.mask_root, batch, plan.height, plan.width)
+        masks = batch_masks(plan, batch)
         images = generate(
             plan.pipe,
             [plan.graphs[item.graph] for item in batch],
@@ -464,8 +563,13 @@ def run_plan(plan: SamplePlan) -> dict:
         for item, image in zip(batch, images, strict=True):
             with atomic_path(out / item.image) as tmp:
                 image.save(tmp, format="PNG")
+        saved = plan.save_layouts and masks is not None
+        if saved:
+            write_layouts(out, batch, masks)
         with manifest.open("a", encoding="utf-8") as handle:
-            handle.writelines(json.dumps(manifest_line(item, settings)) + "\n" for item in batch)
+            handle.writelines(
+                json.dumps(manifest_line(item, settings, layout_image=saved)) + "\n" for item in batch
+            )
             handle.flush()
             os.fsync(handle.fileno())
         progress.update(len(batch))

@@ -17,8 +17,10 @@ import pytest
 import torch
 from PIL import Image
 
-from or_synth.data import DatasetFormatError
+from or_synth.data import DatasetFormatError, load_scene_graphs
 from or_synth.data.vocabulary import OBJECT_CLASSES
+from or_synth.render import layout_masks
+from or_synth.render.pipeline import RENDERER_VERSION
 from or_synth.sample import MANIFEST, SampleRefused, item_seed, load_config, sample
 from tests.conftest import scan_entry, small_scene, write_layout_dataset
 from tests.generator.conftest import tiny_pipeline
@@ -42,6 +44,14 @@ def pipeline_dir(tmp_path_factory) -> Path:
     pipe = tiny_pipeline(layout_channels=4)
     path = tmp_path_factory.mktemp("pipeline") / "pipe"
     pipe.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def plain_pipeline_dir(tmp_path_factory) -> Path:
+    """The same tiny pipeline without a layout input (graph only)."""
+    path = tmp_path_factory.mktemp("pipeline") / "plain"
+    tiny_pipeline(layout_channels=0).save_pretrained(path)
     return path
 
 
@@ -234,6 +244,64 @@ def test_layout_masks_from_a_rendered_dataset(pipeline_dir, tmp_path):
     with pytest.raises(DatasetFormatError, match=r"instance mask is missing.*layout=none"):
         sample(load_config([*base, f"out={tmp_path / 'cam2'}", "cameras=[2]", "layout=masks"]))
     assert not (tmp_path / "cam2").exists()
+
+
+def test_layout_render_draws_masks_for_any_graph(pipeline_dir, graphs_file, tmp_path):
+    out = tmp_path / "out"
+    args = ("cameras=[1,4]", "layout=render", "layout_guidance_scale=2.0")
+    result = run(pipeline_dir, graphs_file, out, *args, "save_layouts=true", "batch_size=3")
+    assert result["generated"] == 6
+    lines = manifest(out)
+    assert {line["layout"] for line in lines} == {"rendered"}
+    assert {line["layout_renderer"] for line in lines} == {RENDERER_VERSION}
+    # One label map per (graph, camera), exactly the renderer's for the sample seed, named in the manifest.
+    records = load_scene_graphs(graphs_file).records
+    for line in lines:
+        record = next(r for r in records if r.key == (line["take"], line["scan"]))
+        saved = np.asarray(Image.open(out / line["layout_image"]))
+        assert np.array_equal(saved, layout_masks(record, [line["camera"]], (16, 16), seed=0)[0])
+    assert len(list((out / "layouts").glob("*.png"))) == 6
+    # The same seed gives the same images whatever the batch; the layout changes them.
+    again = run(pipeline_dir, graphs_file, tmp_path / "again", *args, "batch_size=1")
+    plain = run(pipeline_dir, graphs_file, tmp_path / "plain", "cameras=[1,4]")
+    assert images_of(again) == images(out) and images_of(plain).keys() == images(out).keys()
+    assert images_of(plain) != images(out)
+    with pytest.raises(SampleRefused, match="layout"):  # a folder sampled with other layouts is not mixed in
+        run(pipeline_dir, graphs_file, tmp_path / "plain", "cameras=[1,4]", "layout=render")
+
+
+def test_layout_render_refusals(pipeline_dir, plain_pipeline_dir, graphs_file, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="layout=render, but this pipeline's denoiser has no layout input"):
+        run(plain_pipeline_dir, graphs_file, out, "layout=render")
+    held = scan_entry(
+        8, "000042", ["human_0", "operating_table"], [(1, 2, "Holding")], {"human_0": "head-surgeon"}
+    )
+    graphs = tmp_path / "bad" / "relationships_validation.json"
+    graphs.parent.mkdir()
+    graphs.write_text(json.dumps({"scans": [small_scene(4, "000001"), held]}))
+    with pytest.raises(
+        DatasetFormatError, match=r"take 8, scan 000042.*Holding 'operating_table'.*layout=none"
+    ):
+        run(pipeline_dir, graphs, out, "layout=render")
+    with pytest.raises(ValueError, match="seed >= 0"):
+        run(pipeline_dir, graphs_file, out, "layout=render", "seed=-1")
+    with pytest.raises(ValueError, match="save_layouts=true needs a layout"):
+        run(pipeline_dir, graphs_file, out, "save_layouts=true")
+    assert not out.exists()
+    # layout=none needs nothing drawable.
+    assert run(pipeline_dir, graphs, out, "cameras=[1]")["generated"] == 2
+
+
+@pytest.mark.real_data
+def test_layout_render_on_real_graphs(pipeline_dir, real_validation_file, tmp_path):
+    """Real 4D-OR graphs have no images, hence no masks: layout=render draws them."""
+    out = tmp_path / "real"
+    result = run(pipeline_dir, real_validation_file, out, "limit=2", "cameras=[2,5]", "layout=render")
+    assert result["generated"] == 4 and len(images(out)) == 4
+    lines = manifest(out)
+    assert {line["layout"] for line in lines} == {"rendered"}
+    assert {line["source"] for line in lines} == {str(real_validation_file)}
 
 
 @pytest.mark.real_data

@@ -25,8 +25,8 @@ from or_synth.data.phases import PhaseTable
 from or_synth.data.scene_graph import SceneGraphRecord, load_scene_graphs, parse_scan
 from or_synth.data.vocabulary import PHASES, SPLIT_TAKES, Vocabulary
 from or_synth.render.layout import build_layout_record, check_drawable
-from or_synth.render.painter import Style, build_mesh, render_view, shade
-from or_synth.render.room import make_cameras
+from or_synth.render.painter import Shaded, Style, build_mesh, render_view, shade
+from or_synth.render.room import Camera, make_cameras
 from or_synth.render.scene_process import SceneProcess, phase_ranges
 from or_synth.render.writer import (
     atomic_write_json,
@@ -72,7 +72,7 @@ class ScanJob:
     take: int
     scan_index: int
     phase: str | None
-    record: dict | None  # given graph (4D-OR scan JSON) or None to generate one
+    record: dict | SceneGraphRecord | None  # given graph (4D-OR scan JSON or parsed) or None to generate
     seed: int
     rare_action_boost: float
     image_size: tuple[int, int]
@@ -302,15 +302,21 @@ def scan_record(job: ScanJob) -> tuple[SceneGraphRecord, object, np.random.Gener
         return build_layout_record(semantic, layout_rng, tries=job.layout_tries, derive_close_to=True) + (
             paint_rng,
         )
-    record = parse_scan(job.record, Vocabulary())
+    record = job.record
+    if not isinstance(record, SceneGraphRecord):
+        record = parse_scan(record, Vocabulary())
     return build_layout_record(record, layout_rng, tries=job.layout_tries, derive_close_to=False) + (
         paint_rng,
     )
 
 
-def render_scan(job: ScanJob) -> None:
-    """Render one scan into all six cameras and write its images, masks and annotation (annotation last)."""
-    root = Path(job.root)
+def scan_scene(
+    job: ScanJob,
+) -> tuple[SceneGraphRecord, Shaded, Style, dict[int, Camera], np.random.Generator]:
+    """The scan's graph, its lit 3D scene, style and six cameras, and the generator that draws on (noise).
+
+    One scene for all cameras, so the views agree; the cameras are the take's (seeded by ``(seed, take)``).
+    """
     record, layout, rng = scan_record(job)
     height, width = job.image_size
     cameras = make_cameras(
@@ -318,6 +324,13 @@ def render_scan(job: ScanJob) -> None:
     )
     style = Style.sample(rng)
     scene = shade(build_mesh(layout, rng), style, layout.knee())
+    return record, scene, style, cameras, rng
+
+
+def render_scan(job: ScanJob) -> None:
+    """Render one scan into all six cameras and write its images, masks and annotation (annotation last)."""
+    root = Path(job.root)
+    record, scene, style, cameras, rng = scan_scene(job)
     views = {}
     for camera_id, camera in cameras.items():
         rgb, labels = render_view(scene, camera, style, rng)

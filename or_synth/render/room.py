@@ -38,6 +38,7 @@ _CAMERA_RIG: dict[int, tuple[tuple[float, float, float], tuple[float, float, flo
     6: ((-0.3, 2.45, 2.8), (0.2, -0.1, 0.7)),
 }
 HORIZONTAL_FOV_DEG = 64.0
+CAMERA_JITTER = 0.08  # metres; the default of configs/render/config.yaml
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ def look_at(position: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 
 def make_cameras(
-    width: int, height: int, rng: np.random.Generator | None = None, jitter: float = 0.08
+    width: int, height: int, rng: np.random.Generator | None = None, jitter: float = CAMERA_JITTER
 ) -> dict[int, Camera]:
     """The six ceiling cameras of one take; ``rng`` jitters their poses a little (each take is re-mounted)."""
     focal = (width / 2) / np.tan(np.radians(HORIZONTAL_FOV_DEG) / 2)
