@@ -5,10 +5,15 @@
 #   render        render speed, images/s per core at 128 and 256 px, 1 vs all workers -> render.json
 #   learnability  a tiny CNN learns predicates from rendered images (about 6 minutes) -> learnability.json
 #   encoder       held-out graph->image retrieval before/after align, masked predicates on real graphs -> encoder.json
+#   generator-quality  does a trained pipeline draw the graph (classifier: generated vs ceiling and floor), samplers
+#                      against DDPM-1000, sampling speed; needs a pipeline (default: the demo's) -> generator_quality.json
+#   generator-cost     parameters of the denoiser sizes, base-size step memory at 256 px, cpu step time -> generator_cost.json
+#   latent-cache       ldm training images/s with the latent cache against encoding every batch -> latent_cache.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-suite=${1:?usage: scripts/benchmark.sh data|render|learnability|encoder [args]}
+suites="data|render|learnability|encoder|generator-quality|generator-cost|latent-cache"
+suite=${1:?usage: scripts/benchmark.sh $suites [args]}
 shift
 case "$suite" in
   data)
@@ -25,5 +30,12 @@ case "$suite" in
     .venv/bin/python -m or_synth.render root=datasets/synthetic_or_bench takes=6 scans_per_take=120 workers=0
     .venv/bin/python -m benchmarks.encoder_retrieval --synthetic-root datasets/synthetic_or_bench "$@"
     ;;
-  *) echo "unknown suite $suite (data|render|learnability|encoder)" >&2; exit 2 ;;
+  generator-quality)
+    # The recorded run scores the demo's pipeline (bash scripts/demo.sh) on 40 validation scans x cameras 1,3,5.
+    .venv/bin/python -m benchmarks.generator_quality --pipeline runs/ldm/cpu_demo/pipeline --classifier-steps 1000 \
+      --max-graphs 40 --cameras 1 3 5 --layout masks --samplers --sampler-images 8 --threads 2 "$@"
+    ;;
+  generator-cost) .venv/bin/python -m benchmarks.generator_cost "$@" ;;
+  latent-cache) .venv/bin/python -m benchmarks.latent_cache "$@" ;;
+  *) echo "unknown suite $suite ($suites)" >&2; exit 2 ;;
 esac

@@ -1,5 +1,6 @@
 """The generator recipe through the real entry point on a tiny rendered dataset: debug=smoke end to end, stage
-skipping, exact resume after SIGKILL, and two CPU processes (gloo) against one."""
+skipping, the closed-form patch codec as first stage, exact resume after SIGKILL, and two CPU processes (gloo)
+against one."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from or_synth.generator import ORScenePipeline
+from or_synth.generator import ORScenePipeline, PatchPCACodec
 from or_synth.train import CONFIG_DIR, train
+from or_synth.training import vae as vae_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,6 +44,16 @@ def compose_cfg(root: Path, work: Path, extra: list[str] = ()):
         return compose(config_name="train", overrides=[*overrides(root, work), *extra])
 
 
+def val_graphs(root: Path, work: Path, count: int = 2) -> list:
+    """The first validation scene graphs of the rendered dataset (PyG ``Data``)."""
+    from torch_geometric.data import InMemoryDataset
+
+    from or_synth.data import FourDORDataset
+
+    dataset = FourDORDataset(root, "val", processed_root=work / "p2")
+    return [InMemoryDataset.get(dataset, i) for i in range(count)]
+
+
 def losses(run_dir: Path) -> list[float]:
     lines = (run_dir / "train_log.jsonl").read_text().splitlines()
     return [json.loads(line)["loss"] for line in lines]
@@ -63,19 +75,30 @@ def test_smoke_recipe_renders_trains_every_stage_and_skips_complete_ones(rendere
     ]
 
     pipe = ORScenePipeline.from_pretrained(ldm["pipeline_dir"])  # no training code needed
-    from torch_geometric.data import InMemoryDataset
-
-    from or_synth.data import FourDORDataset
-
-    graphs = [
-        InMemoryDataset.get(FourDORDataset(rendered, "val", processed_root=tmp_path / "p2"), i)
-        for i in (0, 1)
-    ]
-    images = pipe(graphs, [1, 4], num_inference_steps=2, output_type="np").images
+    images = pipe(val_graphs(rendered, tmp_path), [1, 4], num_inference_steps=2, output_type="np").images
     assert images.shape == (2, 32, 32, 3)
 
     again = train(compose_cfg(rendered, tmp_path))
     assert all(again[stage].get("skipped") for stage in ("vae", "align", "ldm"))
+
+
+def test_patch_codec_is_fitted_by_stage_vae_and_carries_ldm(rendered, tmp_path):
+    """autoencoder=pca_patch: stage vae fits the codec (no loop, no checkpoints; complete at once), ldm trains
+    on its latents and writes a pipeline whose vae reloads as the codec (8x8x12 latents at 32 px)."""
+    codec = ["autoencoder=pca_patch", "ldm.encoder_dir=null"]  # a fresh graph encoder: no align run needed
+    fitted = train(compose_cfg(rendered, tmp_path, ["stage=vae", *codec]))
+    metrics = fitted["metrics"]
+    assert metrics["step"] == 0 and 0.9 < metrics["explained_variance"] <= 1.0 and metrics["fit_seconds"] < 10
+    assert metrics["val_psnr"] > 24.0 and 0.5 < metrics["scaling_factor"] < 2.0  # whitened: std about 1
+    assert not (tmp_path / "runs/vae/smoke/checkpoints").exists()
+    assert vae_stage.is_complete(compose_cfg(rendered, tmp_path, codec))
+
+    ldm = train(compose_cfg(rendered, tmp_path, ["stage=ldm", *codec]))
+    pipe = ORScenePipeline.from_pretrained(ldm["pipeline_dir"])
+    assert isinstance(pipe.vae, PatchPCACodec) and pipe.latent_shape == (12, 8, 8)
+    assert pipe.vae.config.scaling_factor == pytest.approx(metrics["scaling_factor"])
+    images = pipe(val_graphs(rendered, tmp_path), [1, 4], num_inference_steps=2, output_type="np").images
+    assert images.shape == (2, 32, 32, 3)
 
 
 def _command(root: Path, work: Path, *extra: str) -> list[str]:
@@ -145,3 +168,19 @@ def test_two_gloo_processes_match_one_process(rendered, tmp_path):
     # Steps 1-2 agree to float precision; AdamW's first updates are nearly sign(gradient), so reduction-order noise
     # on near-zero gradients moves later losses by up to about 1%.
     assert losses(tmp_path / "runs/ldm/two") == pytest.approx(losses(Path(single["run_dir"])), rel=0.02)
+
+
+@pytest.mark.slow
+def test_two_processes_render_and_align_once(tmp_path):
+    """Under a 2-process launch only the main process renders the embedded dataset and trains align; the other
+    waits at a barrier (no two processes write one folder) and both finish."""
+    root = tmp_path / "synthetic_or"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29534",
+               "-m", "or_synth.train", "stage=align", *overrides(root, tmp_path)]  # fmt: skip
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=400, env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    output = result.stdout + result.stderr
+    assert output.count("rendering the embedded synthetic OR dataset") == 1
+    assert output.count("stage align finished") == 2  # both ranks pass the barrier
+    assert (tmp_path / "runs/align/smoke/encoder/model.safetensors").is_file()

@@ -12,13 +12,27 @@ from collections.abc import Callable
 from omegaconf import DictConfig
 
 from or_synth.training import align, ldm, vae
-from or_synth.training.common import ensure_rendered
+from or_synth.training.common import ensure_rendered, process_state
 
 log = logging.getLogger(__name__)
 
+
+def align_on_main_process(cfg: DictConfig) -> dict:
+    """Stage ``align`` keeps its own single-device loop (a small model trained for minutes). Under a multi-process
+    launch (``accelerate launch`` / ``torchrun``) the main process runs it and the others wait at a barrier, so
+    no two processes write the same run folder; the later stages then find its encoder on every rank."""
+    state = process_state(cfg.trainer)
+    if state.is_main_process:
+        result = align.train_align(cfg)
+    else:
+        result = {"run_dir": str(cfg.align.run_dir), "ran_on": "main process"}
+    state.wait_for_everyone()
+    return result
+
+
 STAGES: dict[str, Callable[[DictConfig], dict]] = {
     "vae": vae.train_vae,
-    "align": align.train_align,
+    "align": align_on_main_process,
     "ldm": ldm.train_ldm,
 }
 COMPLETE: dict[str, Callable[[DictConfig], bool]] = {
@@ -37,7 +51,11 @@ def train(cfg: DictConfig) -> dict:
         The stage's result; for ``all``, ``{stage: result}`` (``{"skipped": True}`` for complete stages).
     """
     name = cfg.stage.name
-    ensure_rendered(cfg.dataset)
+    # Under a multi-process launch only the main process renders the embedded dataset; the others wait for it.
+    state = process_state(cfg.trainer)
+    if state.is_main_process:
+        ensure_rendered(cfg.dataset)
+    state.wait_for_everyone()
     if name == "all":
         results = {}
         for stage in RECIPE:

@@ -122,6 +122,14 @@ def make_accelerator(trainer_cfg: DictConfig, grad_accum: int = 1):
     )
 
 
+def process_state(trainer_cfg: DictConfig):
+    """Accelerate's ``PartialState``: rank and barrier of a multi-process launch without an ``Accelerator``, so
+    the precision of a stage that builds its own Accelerator later is not fixed here."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=resolve_device(trainer_cfg.device).type == "cpu")
+
+
 # --- checkpoints ----------------------------------------------------------------------------------------------
 def rng_state() -> dict:
     state = {
