@@ -333,14 +333,16 @@ def check_masks(root: Path, items: Sequence[SampleItem]) -> None:
                     field=f"camera {item.camera}",
                 )
     except DatasetFormatError as error:
-        raise DatasetFormatError(
-            f"{error.reason} (layout=masks reads the renderer's instance masks; use layout=none for graphs "
-            "without them)",
-            file=error.file,
-            take=error.take,
-            scan=error.scan,
-            field=error.field,
+        raise with_hint(
+            error, "layout=masks reads the renderer's instance masks; use layout=none for graphs without them"
         ) from None
+
+
+def with_hint(error: DatasetFormatError, hint: str) -> DatasetFormatError:
+    """The same error (file, take, scan, field) with what to do about it appended."""
+    return DatasetFormatError(
+        f"{error.reason} ({hint})", file=error.file, take=error.take, scan=error.scan, field=error.field
+    )
 
 
 def check_renderable_graphs(records: Sequence[SceneGraphRecord], source: Path) -> None:
@@ -349,13 +351,9 @@ def check_renderable_graphs(records: Sequence[SceneGraphRecord], source: Path) -
         try:
             check_renderable(record, file=source)
         except DatasetFormatError as error:
-            raise DatasetFormatError(
-                f"{error.reason} (layout=render draws each graph with the renderer; use layout=none for "
-                "graphs it cannot draw)",
-                file=error.file,
-                take=error.take,
-                scan=error.scan,
-                field=error.field,
+            raise with_hint(
+                error,
+                "layout=render draws each graph with the renderer; use layout=none for graphs it cannot draw",
             ) from None
 
 

@@ -204,18 +204,7 @@ def train_vae(cfg: DictConfig) -> dict:
         save_pretrained_atomic(vae, run_dir / AUTOENCODER_DIR)
         write_metrics(run_dir, metrics)
         logs.close()
-    log.info(
-        "vae: autoencoder in %s (PSNR %.1f dB, scaling factor %.3f)",
-        run_dir / AUTOENCODER_DIR,
-        metrics["val_psnr"],
-        scale,
-    )
-    return {
-        "step": metrics["step"],
-        "run_dir": str(run_dir),
-        "autoencoder_dir": str(run_dir / AUTOENCODER_DIR),
-        "metrics": metrics,
-    }
+    return _stage_result(run_dir, metrics)
 
 
 def _fit_codec(cfg: DictConfig, codec: PatchPCACodec, images: torch.Tensor) -> dict:
@@ -243,14 +232,18 @@ def _save_untrained(cfg, accelerator, vae: FirstStage, metrics: dict, scaling_im
     if accelerator.is_main_process:
         save_pretrained_atomic(vae, run_dir / AUTOENCODER_DIR)
         write_metrics(run_dir, metrics)
+    return _stage_result(run_dir, metrics)
+
+
+def _stage_result(run_dir: Path, metrics: dict) -> dict:
     log.info(
         "vae: autoencoder in %s (PSNR %.1f dB, scaling factor %.3f)",
         run_dir / AUTOENCODER_DIR,
         metrics["val_psnr"],
-        scale,
+        metrics["scaling_factor"],
     )
     return {
-        "step": 0,
+        "step": metrics.get("step", 0),
         "run_dir": str(run_dir),
         "autoencoder_dir": str(run_dir / AUTOENCODER_DIR),
         "metrics": metrics,
