@@ -47,8 +47,7 @@ from or_synth.generator import (
     ORScenePipeline,
     make_scheduler,
     pipeline_hash,
-    to_model_range,
-    to_uint8,
+    reconstruct,
 )
 
 RESULTS = Path(__file__).resolve().parent / "results" / "generator_quality.json"
@@ -101,16 +100,6 @@ def generate(
         if images.shape[-1] != args.size:
             images = F.interpolate(images, size=(args.size, args.size), mode="bilinear", antialias=True)
         out.append((images * 255).round().clamp(0, 255).to(torch.uint8))
-    return torch.cat(out)
-
-
-@torch.no_grad()
-def reconstruct(vae, images: torch.Tensor, batch: int = 32) -> torch.Tensor:
-    """uint8 (N, 3, H, W) through encode (posterior mode) -> decode."""
-    out = [
-        to_uint8(vae.decode(vae.encode(to_model_range(x)).latent_dist.mode()).sample)
-        for x in images.split(batch)
-    ]
     return torch.cat(out)
 
 

@@ -26,12 +26,11 @@ import time
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from or_synth.data.views import load_views
-from or_synth.generator import build_autoencoder
+from or_synth.generator import build_autoencoder, load_pretrained_autoencoder
 from or_synth.generator.latents import cached_latents, dataset_identity
 from or_synth.train import CONFIG_DIR
 from or_synth.training import ldm
@@ -89,7 +88,7 @@ def run(args) -> dict:
         views = load_views(train_set, masks=False)
         started = time.perf_counter()
         cached_latents(
-            AutoencoderKL.from_pretrained(work / "autoencoder").eval(),
+            load_pretrained_autoencoder(work / "autoencoder").eval(),
             views.images,
             base.ldm.cache_dir,
             dataset_identity(train_set, len(views)),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -36,6 +37,14 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return images.add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)
 
 
+def autoencoder_kind(cfg: Mapping) -> str:
+    """The ``autoencoder.kind`` of a config (``kl`` when unset), checked against the known kinds."""
+    kind = cfg.get("kind") or "kl"
+    if kind not in AUTOENCODER_KINDS:
+        raise ValueError(f"unknown autoencoder.kind={kind!r}; choose one of {', '.join(AUTOENCODER_KINDS)}")
+    return kind
+
+
 def build_autoencoder(cfg: Mapping) -> FirstStage:
     """The first stage from the ``autoencoder`` config group: ``kind`` ``kl`` (default) builds diffusers
     ``AutoencoderKL``, ``pca_patch`` the closed-form :class:`PatchPCACodec`.
@@ -48,10 +57,7 @@ def build_autoencoder(cfg: Mapping) -> FirstStage:
         PretrainedWeightsError: the weights cannot be loaded (no hub access, a missing folder); names the key.
         ValueError: an unknown ``kind``.
     """
-    kind = cfg.get("kind") or "kl"
-    if kind not in AUTOENCODER_KINDS:
-        raise ValueError(f"unknown autoencoder.kind={kind!r}; choose one of {', '.join(AUTOENCODER_KINDS)}")
-    model_class = AUTOENCODER_KINDS[kind]
+    model_class = AUTOENCODER_KINDS[autoencoder_kind(cfg)]
     pretrained = cfg.get("pretrained")
     if pretrained:
         subfolder = cfg.get("subfolder")
@@ -115,6 +121,24 @@ def measure_scaling_factor(vae: FirstStage, images: torch.Tensor, batch_size: in
         batch = to_model_range(images[start : start + batch_size].to(device))
         latents.append(vae.encode(batch).latent_dist.sample(generator).float().cpu())
     return float(1.0 / torch.cat(latents).std().clamp_min(1e-6))
+
+
+@torch.no_grad()
+def reconstruct(vae: FirstStage, images: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+    """uint8 (M, 3, H, W) -> uint8 reconstructions through the posterior mean."""
+    vae.eval()
+    device = vae.device  # parameters or buffers: the codec has only buffers
+    out = []
+    for start in range(0, images.shape[0], batch_size):
+        x = to_model_range(images[start : start + batch_size].to(device))
+        out.append(to_uint8(vae.decode(vae.encode(x).latent_dist.mode()).sample).cpu())
+    return torch.cat(out)
+
+
+def psnr(reconstruction: torch.Tensor, target: torch.Tensor) -> float:
+    """Peak signal-to-noise ratio in dB of uint8-range images."""
+    mse = (reconstruction.float() - target.float()).pow(2).mean().item()
+    return 10 * math.log10(255.0**2 / max(mse, 1e-10))
 
 
 def weights_hash(module: nn.Module) -> str:

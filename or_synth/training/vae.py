@@ -11,7 +11,6 @@ second). Otherwise it trains ``AutoencoderKL`` on single camera views of the tra
 from __future__ import annotations
 
 import logging
-import math
 import time
 from pathlib import Path
 
@@ -26,11 +25,13 @@ from or_synth.data.views import load_views
 from or_synth.generator.autoencoder import (
     AutoencoderLoss,
     FirstStage,
+    autoencoder_kind,
     build_autoencoder,
     downsampling_factor,
     measure_scaling_factor,
+    psnr,
+    reconstruct,
     to_model_range,
-    to_uint8,
 )
 from or_synth.generator.codec import PatchPCACodec
 from or_synth.training.common import (
@@ -60,29 +61,12 @@ AUTOENCODER_DIR = "autoencoder"
 
 def trains(cfg: DictConfig) -> bool:
     """Whether the stage runs an optimisation loop: not for pretrained weights, nor for the codec."""
-    return not cfg.autoencoder.pretrained and (cfg.autoencoder.get("kind") or "kl") == "kl"
+    return not cfg.autoencoder.pretrained and autoencoder_kind(cfg.autoencoder) == "kl"
 
 
 def is_complete(cfg: DictConfig) -> bool:
     steps = cfg.vae.steps if trains(cfg) else 0  # loaded or fitted: complete once saved
     return reached_step(Path(cfg.vae.run_dir), f"{AUTOENCODER_DIR}/config.json", steps)
-
-
-@torch.no_grad()
-def reconstruct(vae: FirstStage, images: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
-    """uint8 (M, 3, H, W) -> uint8 reconstructions through the posterior mean."""
-    vae.eval()
-    device = vae.device  # parameters or buffers: the codec has only buffers
-    out = []
-    for start in range(0, images.shape[0], batch_size):
-        x = to_model_range(images[start : start + batch_size].to(device))
-        out.append(to_uint8(vae.decode(vae.encode(x).latent_dist.mode()).sample).cpu())
-    return torch.cat(out)
-
-
-def psnr(reconstruction: torch.Tensor, target: torch.Tensor) -> float:
-    mse = (reconstruction.float() - target.float()).pow(2).mean().item()
-    return 10 * math.log10(255.0**2 / max(mse, 1e-10))
 
 
 def train_vae(cfg: DictConfig) -> dict:

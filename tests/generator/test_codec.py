@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 import torch
@@ -19,6 +18,7 @@ from or_synth.generator import (
     downsampling_factor,
     load_pretrained_autoencoder,
     measure_scaling_factor,
+    psnr,
     to_model_range,
     to_uint8,
     weights_hash,
@@ -39,11 +39,6 @@ def scenes(count: int = 12, size: int = 32, noise: float = 2.0, seed: int = 0) -
 def reconstruct(codec: PatchPCACodec, images: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return codec.decode(codec.encode(to_model_range(images)).latent_dist.mode()).sample
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = (a.float() - b.float()).pow(2).mean().item()
-    return 10 * math.log10(255.0**2 / mse)
 
 
 @pytest.fixture(scope="module")
