@@ -27,6 +27,7 @@ Writes ``benchmarks/results/generator_quality.json`` (``--out``) and prints the 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import platform
@@ -40,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from monai.metrics import SSIMMetric
 
-from benchmarks.learnability import evaluate, f1_scores, predict, train
+from benchmarks.learnability import TinyCNN, evaluate, f1_scores, predict, train
 from or_synth.data import PREDICATES, FourDORDataset
 from or_synth.data.views import load_views
 from or_synth.generator import (
@@ -78,6 +79,30 @@ def views_of(
     masks = None if vs.masks is None else vs.masks.view(-1, v, h, w)[scans]
     graphs = [vs.graphs[i] for i in scans]
     return graphs, images, torch.cat([g.predicate_multi_hot for g in graphs]), masks
+
+
+def cached_classifier(images: torch.Tensor, labels: torch.Tensor, seconds: float, args) -> tuple:
+    """:func:`benchmarks.learnability.train`; with a fixed ``--classifier-steps`` it is deterministic, so it is
+    trained once per (training images, labels, steps, seed) and reloaded from ``--classifier-cache`` after that:
+    every pipeline of a lever table is scored by the same classifier, and each score costs minutes less."""
+    if args.classifier_steps is None or not args.classifier_cache:
+        return train(images, labels, seconds, args.seed, args.classifier_steps)
+    from safetensors.torch import load_file, save_file
+
+    digest = hashlib.sha256(images.numpy().tobytes())
+    digest.update(labels.numpy().tobytes())
+    digest.update(f"{args.classifier_steps}/{args.seed}".encode())
+    path = Path(args.classifier_cache).expanduser() / f"tinycnn-{digest.hexdigest()[:16]}.safetensors"
+    if path.is_file():
+        model = TinyCNN()
+        model.load_state_dict(load_file(str(path)))
+        return model.eval(), args.classifier_steps
+    model, steps = train(images, labels, seconds, args.seed, args.classifier_steps)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    tmp.replace(path)
+    return model, steps
 
 
 def generate(
@@ -186,13 +211,7 @@ def run(args) -> dict:
         return out
 
     classifier, steps = timed(
-        "classifier",
-        train,
-        train_images,
-        train_labels,
-        args.classifier_seconds,
-        args.seed,
-        args.classifier_steps,
+        "classifier", cached_classifier, train_images, train_labels, args.classifier_seconds, args
     )
     pipe.scheduler = make_scheduler(args.sampler, args.scheduler_config)
     generated = timed("generate_model", generate, pipe, flat_graphs, flat_views, masks, seeds, args)
@@ -254,6 +273,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=None, help="default: the pipeline's decoded size")
     parser.add_argument("--classifier-seconds", type=float, default=200.0)
     parser.add_argument("--classifier-steps", type=int, default=None, help="fixed steps instead of seconds")
+    parser.add_argument(
+        "--classifier-cache",
+        default="~/.cache/or_synth/quality_classifier",
+        help="with --classifier-steps: reuse the classifier trained on the same data (empty: never)",
+    )
     parser.add_argument("--max-graphs", type=int, default=80, help="validation scans scored")
     parser.add_argument("--cameras", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6])
     parser.add_argument("--steps", type=int, default=20)

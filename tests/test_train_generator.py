@@ -17,6 +17,7 @@ from hydra import compose, initialize_config_dir
 
 from or_synth.generator import ORScenePipeline, PatchPCACodec
 from or_synth.train import CONFIG_DIR, train
+from or_synth.training import ldm as ldm_stage
 from or_synth.training import vae as vae_stage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,6 +98,38 @@ def test_patch_codec_is_fitted_by_stage_vae_and_carries_ldm(rendered, tmp_path):
     pipe = ORScenePipeline.from_pretrained(ldm["pipeline_dir"])
     assert isinstance(pipe.vae, PatchPCACodec) and pipe.latent_shape == (12, 8, 8)
     assert pipe.vae.config.scaling_factor == pytest.approx(metrics["scaling_factor"])
+    images = pipe(val_graphs(rendered, tmp_path), [1, 4], num_inference_steps=2, output_type="np").images
+    assert images.shape == (2, 32, 32, 3)
+
+
+def test_time_budget_stops_with_a_checkpoint_and_a_pipeline_and_a_longer_run_resumes(rendered, tmp_path):
+    """ldm.time_budget_s: the run stops at the step where the budget is spent, saves checkpoint + pipeline and
+    counts as complete; raising the budget resumes it (the budgeted run is a prefix). Also exercises x0
+    (``sample``) prediction with min-SNR weighting through training and sampling."""
+    extra = [
+        "autoencoder=pca_patch",
+        "ldm.encoder_dir=null",
+        "scheduler.prediction_type=sample",
+        "ldm.snr_gamma=5.0",
+        "ldm.steps=3",
+        "ldm.lr_schedule=constant_with_warmup",
+    ]
+    train(compose_cfg(rendered, tmp_path, ["stage=vae", *extra]))
+    budgeted = [*extra, "ldm.time_budget_s=1e-9"]
+    first = train(compose_cfg(rendered, tmp_path, ["stage=ldm", *budgeted]))
+    run_dir = tmp_path / "runs/ldm/smoke"
+    assert first["step"] == 1 and first["metrics"]["stopped_by_time_budget"] is True
+    assert sorted(p.name for p in (run_dir / "checkpoints").glob("step_*")) == ["step_0000001"]
+    assert ldm_stage.is_complete(compose_cfg(rendered, tmp_path, budgeted))
+    assert not ldm_stage.is_complete(compose_cfg(rendered, tmp_path, extra))
+
+    longer = train(compose_cfg(rendered, tmp_path, ["stage=ldm", *extra, "ldm.time_budget_s=100000"]))
+    assert longer["step"] == 3 and longer["metrics"]["stopped_by_time_budget"] is False
+    assert (
+        len(losses(run_dir)) == 3 and longer["metrics"]["train_seconds"] >= first["metrics"]["train_seconds"]
+    )
+    pipe = ORScenePipeline.from_pretrained(longer["pipeline_dir"])
+    assert pipe.scheduler.config.prediction_type == "sample"
     images = pipe(val_graphs(rendered, tmp_path), [1, 4], num_inference_steps=2, output_type="np").images
     assert images.shape == (2, 32, 32, 3)
 

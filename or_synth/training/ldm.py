@@ -10,7 +10,9 @@ folder ``<run_dir>/pipeline`` and a sample grid of fixed validation graphs.
 from __future__ import annotations
 
 import copy
+import json
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +66,25 @@ FINAL_GRID = "samples/grid_final.png"
 
 
 def is_complete(cfg: DictConfig) -> bool:
-    return reached_step(Path(cfg.ldm.run_dir), f"{PIPELINE_DIR}/model_index.json", cfg.ldm.steps)
+    run_dir = Path(cfg.ldm.run_dir)
+    if reached_step(run_dir, f"{PIPELINE_DIR}/model_index.json", cfg.ldm.steps):
+        return True
+    budget = cfg.ldm.get("time_budget_s")
+    return budget is not None and _out_of_time(_saved_metrics(run_dir), budget)
+
+
+def _saved_metrics(run_dir: Path) -> dict:
+    path = run_dir / "metrics.json"
+    return (
+        json.loads(path.read_text())
+        if (run_dir / PIPELINE_DIR / "model_index.json").is_file() and path.is_file()
+        else {}
+    )
+
+
+def _out_of_time(metrics: dict, budget: float | None) -> bool:
+    """The time budget counts the training loop's wall time over every resumed chunk of the run."""
+    return budget is not None and float(metrics.get("train_seconds", 0.0)) >= float(budget)
 
 
 def load_autoencoder(cfg: DictConfig) -> FirstStage:
@@ -188,7 +208,12 @@ def train_ldm(cfg: DictConfig) -> dict:
     rank, world = accelerator.process_index, accelerator.num_processes
     check_divisible(batch_size, world, "ldm.batch_size")
     progress = step_progress("ldm", start, steps, accelerator)
-    for step in progress:
+    # ldm.time_budget_s: stop (checkpoint + pipeline) once the loop has run this long, summed over resumes, so
+    # levers are compared at equal CPU time and a budgeted run is a prefix of a longer one (constant LR).
+    budget = cfg.ldm.get("time_budget_s")
+    seconds_before, loop_start = float(metrics.get("train_seconds", 0.0)), time.perf_counter()
+    stopped_early = _out_of_time(metrics, budget)
+    for step in progress if not stopped_early else ():
         wrapped.train()
         # Everything random about this step is drawn for the global batch, then sliced to this rank.
         generator = step_generator(cfg.seed, step)
@@ -212,11 +237,7 @@ def train_ldm(cfg: DictConfig) -> dict:
         clean = (clean * scale).to(accelerator.device)
         noise, timesteps = noise[local].to(accelerator.device), timesteps[local].to(accelerator.device)
         noisy = noise_scheduler.add_noise(clean, noise, timesteps)
-        target = (
-            noise
-            if noise_scheduler.config.prediction_type == "epsilon"
-            else (noise_scheduler.get_velocity(clean, noise, timesteps))
-        )
+        target = _target(noise_scheduler, clean, noise, timesteps)
         graphs = Batch.from_data_list([train_views.graphs[int(g)] for g in train_views.graph_index[idx]])
         masks = train_views.masks[idx] if layout else None
         with accelerator.accumulate(wrapped), accelerator.autocast():
@@ -242,6 +263,11 @@ def train_ldm(cfg: DictConfig) -> dict:
 
         done = step + 1
         mean_loss = accelerator.reduce(loss.detach(), "mean").item()
+        metrics["train_seconds"] = seconds_before + time.perf_counter() - loop_start
+        if budget is not None:  # every rank stops at the same step: the main process's clock decides
+            out_of_time = torch.tensor(float(_out_of_time(metrics, budget)), device=accelerator.device)
+            stopped_early = accelerator.reduce(out_of_time, "max").item() > 0 and done < steps
+        last = done == steps or stopped_early
         if accelerator.is_main_process:
             scalars = {
                 "train/loss": mean_loss,
@@ -249,16 +275,16 @@ def train_ldm(cfg: DictConfig) -> dict:
                 "train/ema_decay": ema.cur_decay_value or 0.0,
             }
             logs.steps.write({"step": done, "loss": mean_loss})
-            if done % cfg.trainer.log_every == 0 or done == steps:
+            if done % cfg.trainer.log_every == 0 or last:
                 log_scalars(logs.writer, scalars, done)
                 progress.set_postfix(loss=f"{mean_loss:.4f}")
-            if done % cfg.ldm.sample_every == 0 or done == steps:
+            if done % cfg.ldm.sample_every == 0 or last:
                 pipeline = _ema_pipeline(model, ema, vae, noise_scheduler)
                 grid = _write_grid(
                     pipeline, cfg, grid_items, val_views, run_dir / "samples" / f"grid_{done:07d}.png"
                 )
                 logs.writer.add_image("samples/grid", np.asarray(grid), done, dataformats="HWC")
-            if done % cfg.ldm.ckpt_every == 0 or done == steps:
+            if done % cfg.ldm.ckpt_every == 0 or last:
                 ema_state = {k: v for k, v in ema.state_dict().items() if k != "shadow_params"}
                 save_checkpoint(
                     run_dir,
@@ -275,11 +301,22 @@ def train_ldm(cfg: DictConfig) -> dict:
                 )
                 write_metrics(run_dir, {**metrics, "step": done, "loss": mean_loss})
         accelerator.wait_for_everyone()
+        if stopped_early:
+            log.info(
+                "ldm: time budget of %s s reached at step %d (run it longer: raise ldm.time_budget_s)",
+                budget,
+                done,
+            )
+            start = done
+            break
     progress.close()
 
     # 6. The pipeline folder (EMA weights) and the final sample grid.
     pipeline_dir, grid_path = run_dir / PIPELINE_DIR, run_dir / FINAL_GRID
-    metrics.update({"step": max(start, steps), "skipped_steps": guard.skipped, "layout": layout})
+    final_step = start if stopped_early else max(start, steps)
+    metrics.update({"step": final_step, "skipped_steps": guard.skipped, "layout": layout})
+    if budget is not None:
+        metrics.update({"time_budget_s": budget, "stopped_by_time_budget": bool(stopped_early)})
     if world > 1:  # every replica must hold the same weights after DDP's all-reduce
         metrics["replica_weight_hashes"] = gather_object([weights_hash(model)])
     if accelerator.is_main_process:
@@ -299,13 +336,27 @@ def train_ldm(cfg: DictConfig) -> dict:
     }
 
 
+def _target(noise_scheduler: DDPMScheduler, clean, noise, timesteps) -> torch.Tensor:
+    """What the denoiser predicts: the noise (epsilon), the velocity (v_prediction) or the clean latent (sample)."""
+    kind = noise_scheduler.config.prediction_type
+    if kind == "epsilon":
+        return noise
+    if kind == "v_prediction":
+        return noise_scheduler.get_velocity(clean, noise, timesteps)
+    if kind == "sample":
+        return clean
+    raise ValueError(f"scheduler.prediction_type={kind!r}: use epsilon, v_prediction or sample")
+
+
 def _loss(prediction, target, timesteps, noise_scheduler, snr_gamma) -> torch.Tensor:
-    """MSE, or min-SNR-gamma weighted MSE (Hang et al., ICCV 2023) when ``snr_gamma`` is set."""
+    """MSE, or min-SNR-gamma weighted MSE (Hang et al., ICCV 2023) when ``snr_gamma`` is set: the x0-space weight
+    min(SNR, gamma), expressed for the target predicted (divided by SNR for epsilon, by SNR + 1 for v)."""
     if snr_gamma is None:
         return F.mse_loss(prediction, target)
     snr = compute_snr(noise_scheduler, timesteps)
     weight = torch.clamp(snr, max=snr_gamma)
-    weight = weight / (snr + 1) if noise_scheduler.config.prediction_type == "v_prediction" else weight / snr
+    kind = noise_scheduler.config.prediction_type
+    weight = weight / (snr + 1) if kind == "v_prediction" else weight / snr if kind == "epsilon" else weight
     per_item = F.mse_loss(prediction, target, reduction="none").mean(dim=(1, 2, 3))
     return (per_item * weight).mean()
 
