@@ -50,6 +50,7 @@ from or_synth.generator import (
     pipeline_hash,
     reconstruct,
 )
+from or_synth.generator.shipped import resolve_pipeline
 
 RESULTS = Path(__file__).resolve().parent / "results" / "generator_quality.json"
 
@@ -178,6 +179,7 @@ def compare_samplers(pipe, classifier, graphs, views, masks, labels, seeds, args
 def run(args) -> dict:
     torch.set_num_threads(args.threads)
     timings, start = {}, time.perf_counter()
+    args.pipeline = resolve_pipeline(args.pipeline)
     pipe = ORScenePipeline.from_pretrained(args.pipeline)
     pipe.set_progress_bar_config(disable=True)
     for module in (pipe.unet, pipe.vae, pipe.graph_encoder):
@@ -268,7 +270,7 @@ def run(args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--pipeline", type=Path, required=True, help="a saved ORScenePipeline folder")
+    parser.add_argument("--pipeline", required=True, help="a saved ORScenePipeline folder, or a shipped name")
     parser.add_argument("--dataset-root", type=Path, default=Path("datasets/synthetic_or"))
     parser.add_argument("--size", type=int, default=None, help="default: the pipeline's decoded size")
     parser.add_argument("--classifier-seconds", type=float, default=200.0)

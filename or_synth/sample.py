@@ -53,6 +53,7 @@ from or_synth.generator import (
     make_scheduler,
     pipeline_hash,
 )
+from or_synth.generator.shipped import resolve_pipeline
 from or_synth.render import check_renderable, layout_masks
 from or_synth.render.pipeline import RENDERER_VERSION
 
@@ -220,7 +221,10 @@ def load_pipeline(path: str | Path, *, progress: bool = True) -> ORScenePipeline
 def check_options(cfg: DictConfig) -> tuple[list[int], str]:
     """Plain option checks (no files read); returns the cameras (deduplicated) and the canonical sampler."""
     if not cfg.get("pipeline"):
-        raise ValueError("pipeline=DIR is required: a saved ORScenePipeline folder")
+        raise ValueError(
+            "pipeline=DIR is required: a saved ORScenePipeline folder, or a shipped pipeline's name "
+            "(e.g. pipeline=cpu_quality, from pretrained/)"
+        )
     raw = (
         cfg.cameras
         if isinstance(cfg.cameras, Sequence) and not isinstance(cfg.cameras, str)
@@ -424,7 +428,7 @@ def prepare(cfg: DictConfig) -> SamplePlan:
         SampleRefused: ``out`` holds images of other settings and ``overwrite`` is false.
     """
     cameras, sampler = check_options(cfg)
-    pipeline_dir = Path(cfg.pipeline)
+    pipeline_dir = resolve_pipeline(cfg.pipeline)  # a folder, or a shipped pipeline's name (hashes verified)
     check_pipeline_folder(pipeline_dir)
     source, data_root = resolve_graphs(cfg.graphs, cfg.dataset_root)
     scene_graphs = load_scene_graphs(source, Vocabulary.load(data_root), strict=True)

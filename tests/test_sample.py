@@ -336,3 +336,18 @@ def test_command_line(pipeline_dir, graphs_file, tmp_path):
     assert refused.stderr.strip().splitlines() == [
         "error: camera 7 is not a 4D-OR camera; cameras must be in 1..6"
     ]
+
+
+def test_a_shipped_pipeline_samples_by_name(pipeline_dir, graphs_file, tmp_path, monkeypatch):
+    """pipeline=<name> finds pretrained/<name> (hashes checked), and the manifest records that folder."""
+    from or_synth.generator import shipped
+
+    monkeypatch.setattr(shipped, "SHIPPED_ROOT", tmp_path / "pretrained")
+    folder = shipped.ship(pipeline_dir, "tiny", command="test", notes={}, root=tmp_path / "pretrained")
+    result = run("tiny", graphs_file, tmp_path / "out", "cameras=[1]", "limit=1")
+    assert (
+        result["generated"] == 1 and manifest(tmp_path / "out")[0]["pipeline_hash"] == result["pipeline_hash"]
+    )
+    (folder / "graph_encoder" / "config.json").write_text("{}")
+    with pytest.raises(shipped.ShippedPipelineError, match=r"graph_encoder/config\.json does not match"):
+        run("tiny", graphs_file, tmp_path / "out2", "cameras=[1]", "limit=1")

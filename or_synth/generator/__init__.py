@@ -5,6 +5,7 @@ Imports :mod:`or_synth.encoders` and :mod:`or_synth.data`; sampling, export and 
 :class:`ORScenePipeline`.
 """
 
+from or_synth.generator import shipped
 from or_synth.generator.autoencoder import (
     AutoencoderLoss,
     build_autoencoder,
@@ -45,6 +46,7 @@ __all__ = [
     "pipeline_hash",
     "psnr",
     "reconstruct",
+    "shipped",
     "to_model_range",
     "to_uint8",
     "weights_hash",
