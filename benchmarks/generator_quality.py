@@ -176,6 +176,24 @@ def compare_samplers(pipe, classifier, graphs, views, masks, labels, seeds, args
     return {"images": len(graphs), "guidance_scale": args.guidance_scale, "runs": table}
 
 
+def write_grid(path: Path, graphs, generated: torch.Tensor, real: torch.Tensor, args) -> None:
+    """The first ``--grid-graphs`` scored validation scans: graph text, generated views, real renders (the
+    scored images themselves: same seeds, same layouts)."""
+    from PIL import Image
+
+    from or_synth.training.common import describe_graph, sample_grid, save_image_atomic
+
+    def tiles(images: torch.Tensor) -> list:
+        return [Image.fromarray(im.permute(1, 2, 0).numpy()) for im in images]
+
+    rows = []
+    for i, graph in enumerate(graphs[: args.grid_graphs]):
+        head = f"take {int(graph.take)} scan {graph.scan}, cameras {', '.join(map(str, args.cameras))}"
+        rows.append(([head, *describe_graph(graph)], tiles(generated[i]), tiles(real[i])))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image_atomic(sample_grid(rows), path)
+
+
 def run(args) -> dict:
     torch.set_num_threads(args.threads)
     timings, start = {}, time.perf_counter()
@@ -242,6 +260,8 @@ def run(args) -> dict:
     for p, k, unit in itertools.product(PREDICATES, sources, ("scan", "image")):
         table[p][f"{k}_{unit}"] = scores[k]["predicates"][p][f"f1_per_{unit}"]
     result.update(summary=summary, predicates=table)
+    if args.grid:
+        write_grid(args.grid, graphs, sources["model"], real, args)
     if args.samplers:
         pick = np.unique(np.linspace(0, len(flat_graphs) - 1, args.sampler_images).round().astype(int))
         subset = ([flat_graphs[i] for i in pick], flat_views[pick], None if masks is None else masks[pick])
@@ -290,6 +310,10 @@ def main() -> None:
     parser.add_argument("--samplers", action="store_true", help="also compare samplers against DDPM-1000")
     parser.add_argument("--sampler-images", type=int, default=24)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--grid", type=Path, default=None, help="also write a sample grid (PNG) of scored scans"
+    )
+    parser.add_argument("--grid-graphs", type=int, default=6)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()

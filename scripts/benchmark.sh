@@ -9,10 +9,12 @@
 #                      against DDPM-1000, sampling speed; needs a pipeline (default: the demo's) -> generator_quality.json
 #   generator-cost     parameters of the denoiser sizes, base-size step memory at 256 px, cpu step time -> generator_cost.json
 #   latent-cache       ldm training images/s with the latent cache against encoding every batch -> latent_cache.json
+#   generator-levers   each efficiency lever of the CPU quality recipe trained 30 min (1 core each, 2 side by side)
+#                      and scored against ceiling and floor; resumable, hours -> generator_levers.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-suites="data|render|learnability|encoder|generator-quality|generator-cost|latent-cache"
+suites="data|render|learnability|encoder|generator-quality|generator-cost|latent-cache|generator-levers"
 suite=${1:?usage: scripts/benchmark.sh $suites [args]}
 shift
 case "$suite" in
@@ -37,5 +39,6 @@ case "$suite" in
     ;;
   generator-cost) .venv/bin/python -m benchmarks.generator_cost "$@" ;;
   latent-cache) .venv/bin/python -m benchmarks.latent_cache "$@" ;;
+  generator-levers) .venv/bin/python -m benchmarks.generator_levers "$@" ;;
   *) echo "unknown suite $suite ($suites)" >&2; exit 2 ;;
 esac

@@ -277,7 +277,8 @@ def train_ldm(cfg: DictConfig) -> dict:
             logs.steps.write({"step": done, "loss": mean_loss})
             if done % cfg.trainer.log_every == 0 or last:
                 log_scalars(logs.writer, scalars, done)
-                progress.set_postfix(loss=f"{mean_loss:.4f}")
+                left = {} if budget is None else {"budget_left": _minutes(budget - metrics["train_seconds"])}
+                progress.set_postfix(loss=f"{mean_loss:.4f}", **left)
             if done % cfg.ldm.sample_every == 0 or last:
                 pipeline = _ema_pipeline(model, ema, vae, noise_scheduler)
                 grid = _write_grid(
@@ -334,6 +335,11 @@ def train_ldm(cfg: DictConfig) -> dict:
         "grid": str(grid_path),
         "metrics": metrics,
     }
+
+
+def _minutes(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
 
 
 def _target(noise_scheduler: DDPMScheduler, clean, noise, timesteps) -> torch.Tensor:

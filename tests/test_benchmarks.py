@@ -1,0 +1,69 @@
+"""The generator benchmarks' own logic on tiny inputs: the quality benchmark end to end (ceiling, codec,
+model, shuffled-graph floor, cached classifier, sample grid) and the lever table's raw-weight export."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks import generator_quality
+from or_synth.render import load_config, render
+from tests.generator.conftest import tiny_pipeline
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("bench") / "synthetic_or"
+    render(
+        load_config([f"root={root}", "takes=6", "scans_per_take=8", "image_size=[32,32]", "progress=false"])
+    )
+    return root
+
+
+def test_derangement_moves_every_scan():
+    for n in (2, 5, 40):
+        perm = generator_quality.derangement(n, seed=3)
+        assert sorted(perm) == list(range(n)) and not np.any(perm == np.arange(n))
+
+
+def test_quality_benchmark_scores_a_pipeline_against_ceiling_and_floor(tiny_dataset, tmp_path):
+    pipeline = tmp_path / "pipe"
+    tiny_pipeline(layout_channels=4).save_pretrained(pipeline)
+    args = argparse.Namespace(
+        pipeline=str(pipeline),
+        dataset_root=tiny_dataset,
+        size=32,
+        classifier_seconds=0.0,
+        classifier_steps=3,
+        classifier_cache=str(tmp_path / "cache"),
+        max_graphs=4,
+        cameras=[1, 2],
+        steps=2,
+        sampler="ddim",
+        guidance_scale=1.0,
+        layout="masks",
+        layout_guidance_scale=1.0,
+        samplers=False,
+        sampler_images=4,
+        seed=0,
+        threads=1,
+        grid=tmp_path / "grid.png",
+        grid_graphs=2,
+    )
+    threads = torch.get_num_threads()
+    try:
+        first = generator_quality.run(args)
+        cached = list((tmp_path / "cache").glob("tinycnn-*.safetensors"))
+        second = generator_quality.run(argparse.Namespace(**{**vars(args), "grid": None}))
+    finally:
+        torch.set_num_threads(threads)
+    summary = first["summary"]
+    assert set(summary["macro_f1_per_scan"]) == {"ceiling", "vae", "model", "floor"}
+    assert first["setup"]["validation"] == "4 scans x cameras [1, 2] = 8 images"
+    assert len(cached) == 1 and first["setup"]["classifier"].endswith("3 steps")
+    assert second["summary"] == summary  # the cached classifier scores the same images identically
+    assert (tmp_path / "grid.png").is_file()
