@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from PIL import Image
 
 from or_synth.generator import ORScenePipeline, PatchPCACodec
 from or_synth.train import CONFIG_DIR, train
@@ -123,8 +125,19 @@ def test_time_budget_stops_with_a_checkpoint_and_a_pipeline_and_a_longer_run_res
     assert ldm_stage.is_complete(compose_cfg(rendered, tmp_path, budgeted))
     assert not ldm_stage.is_complete(compose_cfg(rendered, tmp_path, extra))
 
-    longer = train(compose_cfg(rendered, tmp_path, ["stage=ldm", *extra, "ldm.time_budget_s=100000"]))
+    reference = shutil.copytree(
+        first["pipeline_dir"], tmp_path / "reference"
+    )  # the final grid's extra column
+    longer = train(
+        compose_cfg(
+            rendered,
+            tmp_path,
+            ["stage=ldm", *extra, "ldm.time_budget_s=100000", f"ldm.sample.reference_pipeline={reference}"],
+        )
+    )
     assert longer["step"] == 3 and longer["metrics"]["stopped_by_time_budget"] is False
+    with Image.open(longer["grid"]) as grid:  # text, then this run | reference | real render, one camera each
+        assert grid.width == 3 * 128 + 3 * 128
     assert (
         len(losses(run_dir)) == 3 and longer["metrics"]["train_seconds"] >= first["metrics"]["train_seconds"]
     )

@@ -14,7 +14,7 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -358,31 +358,37 @@ def _font(size: int):
 
 
 def sample_grid(
-    rows: list[tuple[list[str], list[Image.Image], list[Image.Image]]], tile: int = 128
+    rows: list[tuple[list[str], list[Image.Image], ...]],
+    tile: int = 128,
+    labels: Sequence[str] = ("generated", "real render"),
 ) -> Image.Image:
-    """One row per graph: its text, then the generated image(s), then the real image(s) of the same views.
+    """One row per graph: its text, then one group of images per label (by default the generated image(s), then
+    the real image(s) of the same views), each group under its label.
 
     Args:
-        rows: (text lines, generated images, real images) per graph; images are resized to ``tile``.
+        rows: (text lines, images of group 1, images of group 2, ...) per graph; images are resized to ``tile``.
+        labels: the column header of each group.
     """
-    text_width = 3 * tile
-    columns = max(len(g) + len(r) for _, g, r in rows)
-    header = 18
-    grid = Image.new("RGB", (text_width + columns * tile, header + len(rows) * tile), "white")
+    text_width, header = 3 * tile, 18
+    widths = [max(len(row[1 + g]) for row in rows) for g in range(len(labels))]
+    grid = Image.new("RGB", (text_width + sum(widths) * tile, header + len(rows) * tile), "white")
     draw = ImageDraw.Draw(grid)
     font = _font(11)
-    n_gen = max(len(g) for _, g, _ in rows)
     draw.text((4, 2), "scene graph", fill="black", font=font)
-    draw.text((text_width + 4, 2), "generated", fill="black", font=font)
-    draw.text((text_width + n_gen * tile + 4, 2), "real render", fill="black", font=font)
-    for r, (lines, generated, real) in enumerate(rows):
+    starts = [text_width + tile * sum(widths[:g]) for g in range(len(labels))]
+    for start, label in zip(starts, labels, strict=True):
+        draw.text((start + 4, 2), label, fill="black", font=font)
+    for r, (lines, *groups) in enumerate(rows):
         top = header + r * tile
         draw.line([(0, top), (grid.width, top)], fill=(200, 200, 200))
         for i, line in enumerate(lines):
             draw.text((4, top + 4 + 13 * i), line, fill="black", font=font)
-        for c, image in enumerate([*generated, *real]):
-            x = text_width + c * tile + (tile if c >= len(generated) and len(generated) < n_gen else 0)
-            grid.paste(image.convert("RGB").resize((tile, tile), Image.Resampling.NEAREST), (x, top))
+        for start, images in zip(starts, groups, strict=True):
+            for c, image in enumerate(images):
+                grid.paste(
+                    image.convert("RGB").resize((tile, tile), Image.Resampling.NEAREST),
+                    (start + c * tile, top),
+                )
     return grid
 
 

@@ -37,6 +37,7 @@ from or_synth.generator.conditioning import GraphConditioner
 from or_synth.generator.denoiser import GraphConditionedDenoiser, build_unet
 from or_synth.generator.latents import cached_latents, dataset_identity, encode_views
 from or_synth.generator.pipeline import ORScenePipeline, make_scheduler
+from or_synth.generator.shipped import resolve_pipeline
 from or_synth.training.common import (
     NonFiniteGuard,
     RunLogs,
@@ -323,7 +324,9 @@ def train_ldm(cfg: DictConfig) -> dict:
     if accelerator.is_main_process:
         pipeline = _ema_pipeline(model, ema, vae, noise_scheduler)
         save_pretrained_atomic(pipeline, pipeline_dir)
-        _write_grid(pipeline, cfg, grid_items, val_views, grid_path)
+        minutes = metrics.get("train_seconds", 0.0) / 60
+        label = f"this run ({metrics['step']} steps, {minutes:.0f} min)"
+        _write_grid(pipeline, cfg, grid_items, val_views, grid_path, label, _reference(cfg))
         write_metrics(run_dir, metrics)
         logs.close()
     accelerator.wait_for_everyone()
@@ -395,15 +398,14 @@ def _grid_items(cfg: DictConfig, views: ViewSet) -> list[tuple[int, list[int]]]:
 
 
 @torch.no_grad()
-def _write_grid(pipeline: ORScenePipeline, cfg: DictConfig, items, views: ViewSet, path: Path):
-    """Each graph as text beside its generated views and the real renders of the same views."""
+def _draw(pipeline: ORScenePipeline, cfg: DictConfig, rows_flat: list[int], views: ViewSet) -> list:
+    """The grid's images of ``pipeline``: the same validation graph-views and per-image seeds for every model."""
     sample_cfg = cfg.ldm.sample
     pipeline.scheduler = make_scheduler(sample_cfg.sampler, pipeline.scheduler.config)
     pipeline.set_progress_bar_config(disable=True)
-    rows_flat = [r for _, rows in items for r in rows]
     graphs = [views.graphs[int(views.graph_index[r])] for r in rows_flat]
     masks = views.masks[rows_flat] if pipeline.has_layout_input and views.masks is not None else None
-    images = pipeline(
+    return pipeline(
         graphs,
         views.cameras[rows_flat].tolist(),
         masks=masks,
@@ -412,16 +414,56 @@ def _write_grid(pipeline: ORScenePipeline, cfg: DictConfig, items, views: ViewSe
         layout_guidance_scale=sample_cfg.layout_guidance_scale,
         generator=[torch.Generator().manual_seed(cfg.seed * 1000 + i) for i in range(len(rows_flat))],
     ).images
+
+
+def _reference(cfg: DictConfig) -> tuple[ORScenePipeline, str] | None:
+    """``ldm.sample.reference_pipeline`` (a folder or a shipped name) and its column label, for the final grid:
+    what a longer recipe draws from the same graphs, beside this run's images."""
+    spec = cfg.ldm.sample.get("reference_pipeline")
+    if not spec:
+        return None
+    folder = resolve_pipeline(spec)
+    manifest = folder / "shipped.json"
+    label = f"{folder.name}"
+    if manifest.is_file():
+        notes = json.loads(manifest.read_text())
+        seconds = notes.get("train_wall_seconds")
+        label = f"shipped {notes['name']}" + (f" ({seconds / 3600:.1f} h CPU)" if seconds else "")
+    return ORScenePipeline.from_pretrained(folder), label
+
+
+@torch.no_grad()
+def _write_grid(
+    pipeline: ORScenePipeline,
+    cfg: DictConfig,
+    items,
+    views: ViewSet,
+    path: Path,
+    label: str = "generated",
+    reference: tuple[ORScenePipeline, str] | None = None,
+):
+    """Each graph as text beside its generated views (and a reference pipeline's) and the real renders."""
     from PIL import Image
 
+    rows_flat = [r for _, rows in items for r in rows]
+    groups, labels = [_draw(pipeline, cfg, rows_flat, views)], [label]
+    if reference is not None:
+        other, other_label = reference
+        if other.image_size != pipeline.image_size:
+            raise ValueError(
+                f"ldm.sample.reference_pipeline draws {other.image_size} images, this run {pipeline.image_size}"
+            )
+        groups.append(_draw(other, cfg, rows_flat, views))
+        labels.append(other_label)
     grid_rows, k = [], 0
     for g, rows in items:
-        generated = images[k : k + len(rows)]
         real = [Image.fromarray(views.images[r].permute(1, 2, 0).numpy()) for r in rows]
         cams = ", ".join(str(int(views.cameras[r])) for r in rows)
         lines = [f"take {int(views.graphs[g].take)} scan {views.graphs[g].scan}, cameras {cams}"]
-        grid_rows.append(([*lines, *describe_graph(views.graphs[g])], generated, real))
+        grid_rows.append(
+            ([*lines, *describe_graph(views.graphs[g])], *(im[k : k + len(rows)] for im in groups), real)
+        )
         k += len(rows)
-    grid = sample_grid(grid_rows)
+    grid = sample_grid(grid_rows, labels=[*labels, "real render"])
     save_image_atomic(grid, path)
     return grid
