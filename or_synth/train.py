@@ -7,12 +7,14 @@ one GPU, or several with ``accelerate launch -m or_synth.train ...``.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 from or_synth.training import STAGES, train
+from or_synth.training.common import TrainingInterrupted
 from or_synth.training.ldm import FINAL_GRID, PIPELINE_DIR
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
@@ -22,7 +24,11 @@ __all__ = ["CONFIG_DIR", "STAGES", "main", "train"]
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> None:
-    train(cfg)
+    try:
+        train(cfg)
+    except TrainingInterrupted as stopped:
+        print(stopped, file=sys.stderr)
+        sys.exit(130)
     if cfg.stage.name in ("all", "ldm"):
         run_dir = Path(cfg.ldm.run_dir)
         print(f"sample grid: {run_dir / FINAL_GRID}\npipeline: {run_dir / PIPELINE_DIR}")

@@ -125,9 +125,8 @@ def test_time_budget_stops_with_a_checkpoint_and_a_pipeline_and_a_longer_run_res
     assert ldm_stage.is_complete(compose_cfg(rendered, tmp_path, budgeted))
     assert not ldm_stage.is_complete(compose_cfg(rendered, tmp_path, extra))
 
-    reference = shutil.copytree(
-        first["pipeline_dir"], tmp_path / "reference"
-    )  # the final grid's extra column
+    # The final grid's extra column: a reference pipeline's images of the same graphs.
+    reference = shutil.copytree(first["pipeline_dir"], tmp_path / "reference")
     longer = train(
         compose_cfg(
             rendered,
@@ -193,6 +192,39 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(rendered, tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from" in resumed.stdout + resumed.stderr
     assert losses(run_dir) == pytest.approx(reference, rel=1e-5, abs=1e-7)
+
+
+def test_ctrl_c_saves_a_checkpoint_and_the_same_command_resumes(rendered, tmp_path):
+    """SIGINT (Ctrl-C) or SIGTERM: the step in flight finishes, a checkpoint is written (though none was due),
+    the command exits 130 saying how to resume, and re-running it continues from that step."""
+    _prepare_first_stages(rendered, tmp_path)
+    first_stages = [
+        f"ldm.autoencoder_dir={tmp_path}/runs/vae/smoke/autoencoder",
+        f"ldm.encoder_dir={tmp_path}/runs/align/smoke/encoder",
+    ]
+    cadence = ["ldm.ckpt_every=100000", "ldm.sample_every=100000"]
+    command = _command(rendered, tmp_path, "name=stopped", "ldm.steps=100000", *cadence, *first_stages)
+    run_dir = tmp_path / "runs/ldm/stopped"
+    process = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    log, deadline = run_dir / "train_log.jsonl", time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        if log.is_file() and len(log.read_text().splitlines()) >= 2:
+            process.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.05)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-3000:]
+    assert "run the same command again to resume" in stderr
+    step = int((run_dir / "checkpoints" / "latest").read_text().strip().removeprefix("step_"))
+    assert step >= 2 and len(losses(run_dir)) == step and not (run_dir / "pipeline").exists()
+
+    longer = _command(rendered, tmp_path, "name=stopped", f"ldm.steps={step + 2}", *cadence, *first_stages)
+    resumed = subprocess.run(longer, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"at step {step}" in resumed.stdout + resumed.stderr
+    assert len(losses(run_dir)) == step + 2 and (run_dir / "pipeline" / "model_index.json").is_file()
 
 
 def test_two_gloo_processes_match_one_process(rendered, tmp_path):

@@ -13,6 +13,8 @@ import logging
 import os
 import random
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
@@ -297,6 +299,36 @@ class RunLogs:
         if self.writer is not None:
             self.writer.close()
             self.steps.close()
+
+
+class TrainingInterrupted(RuntimeError):
+    """A run stopped on request (Ctrl-C, SIGTERM) after saving a checkpoint; the same command resumes it."""
+
+
+class StopRequest:
+    """Turns the first SIGINT / SIGTERM into a request the training loop honours at the end of its step (so it can
+    save a checkpoint first); a second SIGINT interrupts at once. Handlers are installed only in the main thread
+    and restored on exit."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        log.warning("stop requested (%s): saving a checkpoint after this step", signal.Signals(signum).name)
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
 
 
 def step_progress(stage: str, start: int, steps: int, accelerator) -> tqdm:

@@ -41,6 +41,8 @@ from or_synth.generator.shipped import resolve_pipeline
 from or_synth.training.common import (
     NonFiniteGuard,
     RunLogs,
+    StopRequest,
+    TrainingInterrupted,
     build_dataset,
     check_divisible,
     describe_graph,
@@ -214,103 +216,124 @@ def train_ldm(cfg: DictConfig) -> dict:
     budget = cfg.ldm.get("time_budget_s")
     seconds_before, loop_start = float(metrics.get("train_seconds", 0.0)), time.perf_counter()
     stopped_early = _out_of_time(metrics, budget)
-    for step in progress if not stopped_early else ():
-        wrapped.train()
-        # Everything random about this step is drawn for the global batch, then sliced to this rank.
-        generator = step_generator(cfg.seed, step)
-        indices = epoch_batch(len(train_views), batch_size, step, cfg.seed)
-        shape = (batch_size, channels, *latent_hw)
-        posterior_noise = torch.randn(shape, generator=generator)
-        noise = torch.randn(shape, generator=generator)
-        timesteps = torch.randint(
-            noise_scheduler.config.num_train_timesteps, (batch_size,), generator=generator
-        )
-        drop_graph, drop_layout = conditioner.draw_dropout(
-            batch_size, cfg.ldm.cond_drop.graph, cfg.ldm.cond_drop.layout, generator
-        )
-        local = torch.arange(batch_size).chunk(world)[rank]
-        idx = indices[local]
-        if latents is not None:
-            clean = latents.sample(idx, posterior_noise[local])
-        else:  # the baseline the latent cache is measured against: encode this batch now
-            mean, std = encode_views(vae, train_views.images[idx], progress=False)
-            clean = mean + std * posterior_noise[local]
-        clean = (clean * scale).to(accelerator.device)
-        noise, timesteps = noise[local].to(accelerator.device), timesteps[local].to(accelerator.device)
-        noisy = noise_scheduler.add_noise(clean, noise, timesteps)
-        target = _target(noise_scheduler, clean, noise, timesteps)
-        graphs = Batch.from_data_list([train_views.graphs[int(g)] for g in train_views.graph_index[idx]])
-        masks = train_views.masks[idx] if layout else None
-        with accelerator.accumulate(wrapped), accelerator.autocast():
-            prediction = wrapped(
-                noisy,
-                timesteps,
-                graphs,
-                train_views.cameras[idx],
-                masks=masks,
-                drop_graph=drop_graph[local],
-                drop_layout=drop_layout[local],
+    # Ctrl-C / SIGTERM: finish the step, save a checkpoint and stop; the same command resumes.
+    stop = StopRequest()
+    interrupted = False
+    with stop:
+        for step in progress if not stopped_early else ():
+            wrapped.train()
+            # Everything random about this step is drawn for the global batch, then sliced to this rank.
+            generator = step_generator(cfg.seed, step)
+            indices = epoch_batch(len(train_views), batch_size, step, cfg.seed)
+            shape = (batch_size, channels, *latent_hw)
+            posterior_noise = torch.randn(shape, generator=generator)
+            noise = torch.randn(shape, generator=generator)
+            timesteps = torch.randint(
+                noise_scheduler.config.num_train_timesteps, (batch_size,), generator=generator
             )
-            loss = _loss(prediction.float(), target.float(), timesteps, noise_scheduler, cfg.ldm.snr_gamma)
-        finite = accelerator.reduce(torch.isfinite(loss.detach()).float(), "min").item() > 0
-        if guard.check(finite, step):
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(wrapped.parameters(), cfg.ldm.grad_clip)
-            optimizer.step()
-            lr_schedule.step()
-            if accelerator.sync_gradients:
-                ema.step(model.parameters())
-        optimizer.zero_grad(set_to_none=True)
+            drop_graph, drop_layout = conditioner.draw_dropout(
+                batch_size, cfg.ldm.cond_drop.graph, cfg.ldm.cond_drop.layout, generator
+            )
+            local = torch.arange(batch_size).chunk(world)[rank]
+            idx = indices[local]
+            if latents is not None:
+                clean = latents.sample(idx, posterior_noise[local])
+            else:  # the baseline the latent cache is measured against: encode this batch now
+                mean, std = encode_views(vae, train_views.images[idx], progress=False)
+                clean = mean + std * posterior_noise[local]
+            clean = (clean * scale).to(accelerator.device)
+            noise, timesteps = noise[local].to(accelerator.device), timesteps[local].to(accelerator.device)
+            noisy = noise_scheduler.add_noise(clean, noise, timesteps)
+            target = _target(noise_scheduler, clean, noise, timesteps)
+            graphs = Batch.from_data_list([train_views.graphs[int(g)] for g in train_views.graph_index[idx]])
+            masks = train_views.masks[idx] if layout else None
+            with accelerator.accumulate(wrapped), accelerator.autocast():
+                prediction = wrapped(
+                    noisy,
+                    timesteps,
+                    graphs,
+                    train_views.cameras[idx],
+                    masks=masks,
+                    drop_graph=drop_graph[local],
+                    drop_layout=drop_layout[local],
+                )
+                loss = _loss(
+                    prediction.float(), target.float(), timesteps, noise_scheduler, cfg.ldm.snr_gamma
+                )
+            finite = accelerator.reduce(torch.isfinite(loss.detach()).float(), "min").item() > 0
+            if guard.check(finite, step):
+                accelerator.backward(loss)
+                accelerator.clip_grad_norm_(wrapped.parameters(), cfg.ldm.grad_clip)
+                optimizer.step()
+                lr_schedule.step()
+                if accelerator.sync_gradients:
+                    ema.step(model.parameters())
+            optimizer.zero_grad(set_to_none=True)
 
-        done = step + 1
-        mean_loss = accelerator.reduce(loss.detach(), "mean").item()
-        metrics["train_seconds"] = seconds_before + time.perf_counter() - loop_start
-        if budget is not None:  # every rank stops at the same step: the main process's clock decides
-            out_of_time = torch.tensor(float(_out_of_time(metrics, budget)), device=accelerator.device)
-            stopped_early = accelerator.reduce(out_of_time, "max").item() > 0 and done < steps
-        last = done == steps or stopped_early
-        if accelerator.is_main_process:
-            scalars = {
-                "train/loss": mean_loss,
-                "train/lr": lr_schedule.get_last_lr()[0],
-                "train/ema_decay": ema.cur_decay_value or 0.0,
-            }
-            logs.steps.write({"step": done, "loss": mean_loss})
-            if done % cfg.trainer.log_every == 0 or last:
-                log_scalars(logs.writer, scalars, done)
-                left = {} if budget is None else {"budget_left": _minutes(budget - metrics["train_seconds"])}
-                progress.set_postfix(loss=f"{mean_loss:.4f}", **left)
-            if done % cfg.ldm.sample_every == 0 or last:
-                pipeline = _ema_pipeline(model, ema, vae, noise_scheduler)
-                grid = _write_grid(
-                    pipeline, cfg, grid_items, val_views, run_dir / "samples" / f"grid_{done:07d}.png"
+            done = step + 1
+            mean_loss = accelerator.reduce(loss.detach(), "mean").item()
+            metrics["train_seconds"] = seconds_before + time.perf_counter() - loop_start
+            if budget is not None:  # every rank stops at the same step: the slowest clock decides
+                out_of_time = torch.tensor(float(_out_of_time(metrics, budget)), device=accelerator.device)
+                stopped_early = accelerator.reduce(out_of_time, "max").item() > 0 and done < steps
+            requested = torch.tensor(float(stop.requested), device=accelerator.device)
+            interrupted = accelerator.reduce(requested, "max").item() > 0 and done < steps
+            last = done == steps or stopped_early
+            if accelerator.is_main_process:
+                scalars = {
+                    "train/loss": mean_loss,
+                    "train/lr": lr_schedule.get_last_lr()[0],
+                    "train/ema_decay": ema.cur_decay_value or 0.0,
+                }
+                logs.steps.write({"step": done, "loss": mean_loss})
+                if done % cfg.trainer.log_every == 0 or last:
+                    log_scalars(logs.writer, scalars, done)
+                    left = (
+                        {} if budget is None else {"budget_left": _minutes(budget - metrics["train_seconds"])}
+                    )
+                    progress.set_postfix(loss=f"{mean_loss:.4f}", **left)
+                if (done % cfg.ldm.sample_every == 0 or last) and not interrupted:
+                    pipeline = _ema_pipeline(model, ema, vae, noise_scheduler)
+                    grid = _write_grid(
+                        pipeline, cfg, grid_items, val_views, run_dir / "samples" / f"grid_{done:07d}.png"
+                    )
+                    logs.writer.add_image("samples/grid", np.asarray(grid), done, dataformats="HWC")
+                if done % cfg.ldm.ckpt_every == 0 or last or interrupted:
+                    ema_state = {k: v for k, v in ema.state_dict().items() if k != "shadow_params"}
+                    save_checkpoint(
+                        run_dir,
+                        done,
+                        {
+                            "model": model.state_dict(),
+                            "ema": dict(zip(names, ema.shadow_params, strict=True)),
+                        },
+                        {
+                            "optimizer": optimizer.state_dict(),
+                            "lr_schedule": lr_schedule.state_dict(),
+                            "ema": ema_state,
+                            "rng": rng_state(),
+                            "metrics": metrics,
+                        },
+                        keep=cfg.trainer.keep_checkpoints,
+                    )
+                    write_metrics(run_dir, {**metrics, "step": done, "loss": mean_loss})
+            accelerator.wait_for_everyone()
+            if interrupted:
+                progress.close()
+                if accelerator.is_main_process:
+                    logs.close()
+                raise TrainingInterrupted(
+                    f"ldm stopped on request at step {done} with a checkpoint in {run_dir / 'checkpoints'}; "
+                    "run the same command again to resume"
                 )
-                logs.writer.add_image("samples/grid", np.asarray(grid), done, dataformats="HWC")
-            if done % cfg.ldm.ckpt_every == 0 or last:
-                ema_state = {k: v for k, v in ema.state_dict().items() if k != "shadow_params"}
-                save_checkpoint(
-                    run_dir,
+            if stopped_early:
+                log.info(
+                    "ldm: time budget of %s s reached at step %d (run it longer: raise ldm.time_budget_s)",
+                    budget,
                     done,
-                    {"model": model.state_dict(), "ema": dict(zip(names, ema.shadow_params, strict=True))},
-                    {
-                        "optimizer": optimizer.state_dict(),
-                        "lr_schedule": lr_schedule.state_dict(),
-                        "ema": ema_state,
-                        "rng": rng_state(),
-                        "metrics": metrics,
-                    },
-                    keep=cfg.trainer.keep_checkpoints,
                 )
-                write_metrics(run_dir, {**metrics, "step": done, "loss": mean_loss})
-        accelerator.wait_for_everyone()
-        if stopped_early:
-            log.info(
-                "ldm: time budget of %s s reached at step %d (run it longer: raise ldm.time_budget_s)",
-                budget,
-                done,
-            )
-            start = done
-            break
+                start = done
+                break
     progress.close()
 
     # 6. The pipeline folder (EMA weights) and the final sample grid.
