@@ -74,6 +74,11 @@ LEVERS: dict[str, tuple[str, list[str], dict]] = {
 
 
 def train_command(name: str, overrides: list[str], budget: float) -> list[str]:
+    shared = [  # the recipe's first stage and align encoder, unless the lever replaces them
+        f"{key}.run_dir=${{runs_root}}/{key}/cpu_quality"
+        for key in ("vae", "align")
+        if not any(o.startswith(f"{key}.run_dir=") for o in overrides)
+    ]
     return [
         sys.executable,
         "-m",
@@ -81,8 +86,7 @@ def train_command(name: str, overrides: list[str], budget: float) -> list[str]:
         *RECIPE,
         "stage=ldm",
         f"name=lever_{name}",
-        "vae.run_dir=${runs_root}/vae/cpu_quality",
-        "align.run_dir=${runs_root}/align/cpu_quality",
+        *shared,
         f"ldm.time_budget_s={budget}",
         "ldm.sample_every=1000000",  # one grid, at the end
         *overrides,
