@@ -140,6 +140,8 @@ class ORScenePipeline(DiffusionPipeline):
         layout_guidance_scale: float = 1.0,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
+        keep_latents: torch.Tensor | None = None,
+        keep_mask: torch.Tensor | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
     ):
@@ -155,7 +157,13 @@ class ORScenePipeline(DiffusionPipeline):
             layout_guidance_scale: guidance on the layout on top of the graph (SpaText); used with ``masks``.
             generator: one generator, or one per image (per-image seeds: an image does not depend on its batch).
             latents: (B, C, h, w) starting noise instead of drawing it.
-            output_type: ``pil``, ``np`` (B, H, W, 3 float in [0, 1]) or ``pt`` (B, 3, H, W in [0, 1]).
+            keep_latents / keep_mask: latent inpainting for graph edits. ``keep_latents`` (B, C, h, w) are the
+                final latents of an earlier image (``output_type="latent"``) and ``keep_mask`` (B, 1, h, w) is 1
+                where that image is kept: after every step the kept cells are replaced by ``keep_latents`` noised
+                to the next timestep with this call's starting noise (blended latent diffusion, as diffusers'
+                inpainting pipeline does for a plain UNet), so only the rest is regenerated.
+            output_type: ``pil``, ``np`` (B, H, W, 3 float in [0, 1]), ``pt`` (B, 3, H, W in [0, 1]) or
+                ``latent`` (the final latents, scaled as the denoiser sees them).
 
         Returns:
             ``ImagePipelineOutput(images=...)`` (or a tuple when ``return_dict=False``).
@@ -173,7 +181,13 @@ class ORScenePipeline(DiffusionPipeline):
             latents = randn_tensor(
                 (size, channels, h, w), generator=generator, device=device, dtype=self.unet.dtype
             )
-        latents = latents.to(device) * self.scheduler.init_noise_sigma
+        noise = latents.to(device)
+        latents = noise * self.scheduler.init_noise_sigma
+        if (keep_latents is None) != (keep_mask is None):
+            raise ValueError("keep_latents and keep_mask go together")
+        if keep_mask is not None:
+            keep_mask = keep_mask.to(device=device, dtype=latents.dtype)
+            keep_latents = keep_latents.to(device=device, dtype=latents.dtype)
 
         encode = self.graph_encoder
         use_layout = masks is not None
@@ -186,12 +200,20 @@ class ORScenePipeline(DiffusionPipeline):
                 graph_only = encode(batch, views, masks=masks, latent_size=(h, w), drop_layout=True)
 
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        for t in self.progress_bar(self.scheduler.timesteps):
+        timesteps = self.scheduler.timesteps
+        for i, t in enumerate(self.progress_bar(timesteps)):
             prediction = self._guided(
                 latents, t, cond, uncond, graph_only, guidance_scale, layout_guidance_scale
             )
             latents = self.scheduler.step(prediction, t, latents, generator=generator).prev_sample
+            if keep_mask is not None:
+                known = keep_latents
+                if i + 1 < len(timesteps):
+                    known = self.scheduler.add_noise(keep_latents, noise, timesteps[i + 1 : i + 2])
+                latents = keep_mask * known + (1 - keep_mask) * latents
 
+        if output_type == "latent":
+            return ImagePipelineOutput(images=latents) if return_dict else (latents,)
         images = self.vae.decode(latents / self.vae.config.scaling_factor).sample
         images = (images.float() / 2 + 0.5).clamp(0, 1)
         if output_type == "pt":
