@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from or_synth.data.edits import EditResult
 from or_synth.data.scene_graph import record_to_data
+from or_synth.data.vocabulary import Vocabulary
 from or_synth.generator.pipeline import ORScenePipeline
 
 
@@ -76,11 +77,13 @@ def regenerate(
     before_mask: np.ndarray | None = None,
     after_mask: np.ndarray | None = None,
     dilation: int = 2,
+    vocabulary: Vocabulary | None = None,
     **sampling,
 ) -> EditImages:
-    """The before image and the edited one from the same seed (``sampling``: steps, guidance scales)."""
+    """The before image and the edited one from the same seed (``sampling``: steps, guidance scales;
+    ``vocabulary``: the label ids of the pipeline's graph encoder, default the standard 4D-OR ones)."""
     with_layout = before_mask is not None and after_mask is not None and pipe.has_layout_input
-    graphs = [record_to_data(result.before), record_to_data(result.after)]
+    graphs = [record_to_data(result.before, vocabulary), record_to_data(result.after, vocabulary)]
 
     def draw(graph, mask, output_type, **extra):
         return pipe(
