@@ -1,0 +1,121 @@
+"""python -m or_synth.generate: a synthetic training set in 4D-OR's layout that the data layer reads unchanged,
+rebalanced towards rare actions, resumable to the same bytes, refusing evaluation graphs and foreign folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from or_synth.data import FourDORDataset
+from or_synth.data.summary import summarize
+from or_synth.data.vocabulary import main_action
+from or_synth.generate import ExportRefused, copies_per_graph, export, load_config
+from or_synth.render import load_config as render_config
+from or_synth.render import render
+from tests.generator.conftest import tiny_pipeline
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    """6 takes x 8 scans at 16 px (train takes 1, 3)."""
+    root = tmp_path_factory.mktemp("source") / "synthetic_or"
+    render(
+        render_config([f"root={root}", "takes=6", "scans_per_take=8", "image_size=[16,16]", "progress=false"])
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def pipeline_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("pipeline") / "pipe"
+    tiny_pipeline(layout_channels=4).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run(pipeline_dir: Path, source: Path, out: Path, *extra: str) -> dict:
+    overrides = [f"pipeline={pipeline_dir}", f"dataset_root={source}", f"out={out}", "steps=2",
+                 "guidance_scale=1", "cameras=[1,4]", "progress=false", *extra]  # fmt: skip
+    return export(load_config(overrides))
+
+
+def files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_export_is_a_4dor_dataset_rebalanced_and_resumable(pipeline_dir, source, tmp_path):
+    out = tmp_path / "export"
+    result = run(pipeline_dir, source, out, "rebalance=uniform")
+    assert result["scans"] == 16 and result["images"] == 32 and result["generated"] == 16
+
+    dataset = FourDORDataset(
+        out, "train", cameras=[1, 4], load_images=True, processed_root=tmp_path / "processed"
+    )
+    assert len(dataset) == 16 and tuple(dataset[0].images.shape[-3:]) == (3, 16, 16)
+    counts = summarize(out)
+    assert counts["scans"] == 16 and set(counts["takes"]) == {"1", "3"}
+    source_counts = summarize(source / "relationships_train.json")
+    card = (out / "dataset_card.md").read_text()
+    assert "| main action | before | after |" in card and "rebalance: uniform" in card
+    before = {row.split("|")[1].strip(): int(row.split("|")[2]) for row in card.splitlines() if row.startswith("| ") and row.split("|")[2].strip().isdigit()}  # fmt: skip
+    assert sum(before.values()) == source_counts["scans"] == 16
+    manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert len(manifest) == 32 and {m["camera"] for m in manifest} == {1, 4}
+    assert all((out / m["image"]).is_file() and m["source"]["take"] in (1, 3) for m in manifest)
+    phases = json.loads((out / "phases" / "phase_to_frames_1.json").read_text())
+    assert sorted(start for start, _ in phases.values())[0] == 0  # contiguous phase ranges from scan 0
+
+    written = files(out)
+    again = run(pipeline_dir, source, out, "rebalance=uniform")
+    assert again["generated"] == 0 and files(out) == written  # a complete export: nothing rewritten
+    annotation = next((out / "export_holistic_take3_processed" / "or_synth_annotations").glob("*.json"))
+    image = next((out / "export_holistic_take3_processed" / "colorimage").glob(f"*{json.loads(annotation.read_text())['cameras']['1']['frame_id']}.jpg"))  # fmt: skip
+    annotation.unlink()
+    image.unlink()  # as if the run died in this scan
+    resumed = run(pipeline_dir, source, out, "rebalance=uniform")
+    assert resumed["generated"] == 1 and files(out) == written  # the same bytes
+
+
+def test_rebalancing_moves_scans_towards_rare_actions():
+    from or_synth.data.scene_graph import parse_scan
+    from or_synth.data.vocabulary import Vocabulary
+    from tests.conftest import scan_entry, small_scene
+
+    common = [parse_scan(scan_entry(1, f"{i:06d}", ["Patient", "operating_table"], [(1, 2, "LyingOn")], {}),
+                         Vocabulary()) for i in range(6)]  # fmt: skip
+    rare = parse_scan(small_scene(1, "000099"), Vocabulary())  # Drilling
+    records = [*common, rare]
+    assert main_action(rare.predicates) == "Drilling"
+    uniform = copies_per_graph(records, 2, "uniform", seed=0)
+    assert sum(uniform) == 14 and uniform[-1] == 7 and sum(uniform[:-1]) == 7
+    weighted = copies_per_graph(records, 1, {"Drilling": 3.0}, seed=0)
+    assert sum(weighted) == 7 and weighted[-1] == round(7 * 3 / 4)
+    assert copies_per_graph(records, 3, None, seed=0) == [3] * 7
+    with pytest.raises(ValueError, match="unknown main action"):
+        copies_per_graph(records, 1, {"Juggling": 1.0}, seed=0)
+
+
+def test_refusals(pipeline_dir, source, tmp_path):
+    with pytest.raises(ExportRefused, match="validation/test takes"):
+        run(pipeline_dir, source, tmp_path / "a", "graphs=validation")
+    with pytest.raises(ExportRefused, match="source dataset's root"):
+        run(pipeline_dir, source, source)
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "notes.txt").write_text("mine")
+    with pytest.raises(ExportRefused, match="did not write"):
+        run(pipeline_dir, source, tmp_path / "foreign")
+    run(pipeline_dir, source, tmp_path / "b", "limit=2")
+    with pytest.raises(ExportRefused, match="other settings"):
+        run(pipeline_dir, source, tmp_path / "b", "limit=3")
+    replaced = run(pipeline_dir, source, tmp_path / "b", "limit=3", "overwrite=true")
+    assert replaced["scans"] == 3
