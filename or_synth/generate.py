@@ -382,7 +382,7 @@ def _finish(out, scans, records, copies, cfg, settings, cameras, layout) -> None
 def _card(settings, cfg, before: Counter, after: Counter, scans: int, cameras) -> str:
     rows = "\n".join(
         f"| {a} | {before[a]} | {after[a]} |"
-        for a in sorted(set(before) | set(after), key=lambda a: -before[a])
+        for a in sorted(set(before) | set(after), key=lambda a: (-before[a], a))
     )
     eval_note = (
         "**yes: made from validation/test graphs (allow_eval_graphs=true); do not score models on those takes**"
