@@ -202,6 +202,21 @@ def prepare(args) -> None:
         )
 
 
+def markdown(table: dict) -> str:
+    """The recorded levers as a markdown table (macro-F1 per scan and per image, generated vs floor)."""
+    lines = [
+        "| lever | change | steps | generated | floor | (g - f) / (c - f) | per image: generated / floor |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in table["levers"].values():
+        scan, image = row["macro_f1_per_scan"], row["macro_f1_per_image"]
+        lines.append(
+            f"| `{row['lever']}` | {row['change']} | {row['steps']} | **{scan['model']:.3f}** | {scan['floor']:.3f} | "
+            f"{row['model_above_floor_fraction_per_scan']:.2f} | {image['model']:.3f} / {image['floor']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--budget", type=float, default=1800.0, help="training seconds per lever")
@@ -214,7 +229,11 @@ def main() -> None:
     parser.add_argument("--cameras", type=int, nargs="+", default=[1, 3, 5])
     parser.add_argument("--guidance-scale", type=float, default=1.0)
     parser.add_argument("--out", type=Path, default=RESULTS / "generator_levers.json")
+    parser.add_argument("--markdown", action="store_true", help="only print the recorded table as markdown")
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(args.out.read_text())))
+        return
     prepare(args)
     names = args.only or list(LEVERS)
     trained = [n for n in names if LEVERS[n][1] is not None]
