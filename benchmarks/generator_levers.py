@@ -39,7 +39,7 @@ BASE = ["scheduler.prediction_type=epsilon", "ldm.snr_gamma=null"]
 
 # name -> (what it changes, training overrides, sampling: {"from": run, "raw": bool, "guidance": float}).
 LEVERS: dict[str, tuple[str, list[str], dict]] = {
-    "base": ("the recipe: cpu UNet (6.9 M), epsilon, lr 1e-3, EMA 0.995, layout on, graph tokens", [], {}),
+    "base": ("the base: cpu UNet (6.9 M), epsilon, lr 1e-3, EMA 0.995, layout on, graph tokens", [], {}),
     "small_unet": (
         "denoiser size vs steps: UNet (32, 64, 64), about 4x fewer FLOPs per step",
         ["denoiser.arch.block_out_channels=[32,64,64]", "denoiser.arch.attention_head_dim=16"],

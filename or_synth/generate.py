@@ -83,7 +83,7 @@ def load_config(overrides: Sequence[str] = ()) -> DictConfig:
 
 # --- sources -------------------------------------------------------------------------------------------------
 def source_graphs(cfg: DictConfig) -> tuple[list[SceneGraphRecord], dict, str, Path | None]:
-    """(records, phase name by (take, scan), a description of the source with its hash, source dataset root)."""
+    """(records, phase name by (take, scan), the source (a file, or the scene process and its settings), its root)."""
     if str(cfg.graphs) == "scene_process":
         return _scene_process_graphs(cfg.scene_process)
     split = str(cfg.graphs)
@@ -102,8 +102,7 @@ def source_graphs(cfg: DictConfig) -> tuple[list[SceneGraphRecord], dict, str, P
         phases = {(r.take, r.scan): _phase_name(table.phase_id(r.take, r.scan)) for r in records}
     except (FileNotFoundError, DatasetFormatError):
         phases = {}
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
-    return list(records), phases, f"{source} (sha256 {digest})", root
+    return list(records), phases, str(source), root
 
 
 def _phase_name(phase_id: int) -> str | None:
@@ -203,6 +202,10 @@ def plan_export(records, phases, copies) -> list[ExportScan]:
 
 # --- the export ------------------------------------------------------------------------------------------------
 def settings_of(cfg: DictConfig, source: str, folder: Path) -> dict:
+    """What decides the export's bytes: the graphs (a file is named with its content hash), the pipeline's hash and
+    every sampling setting."""
+    if Path(source).is_file():
+        source = f"{source} (sha256 {hashlib.sha256(Path(source).read_bytes()).hexdigest()[:16]})"
     keys = ("samples_per_graph", "limit", "cameras", "layout", "sampler", "steps", "guidance_scale",
             "layout_guidance_scale", "jpeg_quality", "seed", "rebalance", "allow_eval_graphs")  # fmt: skip
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -251,8 +254,7 @@ def export(cfg: DictConfig) -> dict:
     pipe.scheduler = make_scheduler(cfg.sampler, pipe.scheduler.config)
     pipe.to(torch.device(str(cfg.device) if state.num_processes == 1 else state.device))
     graphs = {
-        r.key: g
-        for r, g in zip(records, graphs_for_pipeline(pipe, records, Path(source.split(" ")[0])), strict=True)
+        r.key: g for r, g in zip(records, graphs_for_pipeline(pipe, records, Path(source)), strict=True)
     }
     layout = str(cfg.layout) if pipe.has_layout_input else "none"
     if layout == "masks" and source_root is None:
