@@ -273,7 +273,7 @@ def train_ldm(cfg: DictConfig) -> dict:
             done = step + 1
             mean_loss = accelerator.reduce(loss.detach(), "mean").item()
             metrics["train_seconds"] = seconds_before + time.perf_counter() - loop_start
-            if budget is not None:  # every rank stops at the same step: the slowest clock decides
+            if budget is not None:  # every rank stops at the same step: once any rank is over budget
                 out_of_time = torch.tensor(float(_out_of_time(metrics, budget)), device=accelerator.device)
                 stopped_early = accelerator.reduce(out_of_time, "max").item() > 0 and done < steps
             requested = torch.tensor(float(stop.requested), device=accelerator.device)
