@@ -84,3 +84,15 @@ def small_scene(take: int, scan: str) -> dict:
         ],
         {"human_0": "head-surgeon", "human_1": "assistant-surgeon"},
     )
+
+
+def render_tiny_dataset(root, size: int):
+    """The embedded dataset at its smallest: 6 takes (train 1, 3 / validation 4, 8 / test 2, 6) x 8 scans."""
+    from or_synth.render import load_config, render
+
+    render(
+        load_config(
+            [f"root={root}", "takes=6", "scans_per_take=8", f"image_size=[{size},{size}]", "progress=false"]
+        )
+    )
+    return root

@@ -11,17 +11,13 @@ import pytest
 import torch
 
 from benchmarks import generator_quality
-from or_synth.render import load_config, render
+from tests.conftest import render_tiny_dataset
 from tests.generator.conftest import tiny_pipeline
 
 
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("bench") / "synthetic_or"
-    render(
-        load_config([f"root={root}", "takes=6", "scans_per_take=8", "image_size=[32,32]", "progress=false"])
-    )
-    return root
+    return render_tiny_dataset(tmp_path_factory.mktemp("bench") / "synthetic_or", size=32)
 
 
 def test_derangement_moves_every_scan():

@@ -14,16 +14,14 @@ from PIL import Image
 
 from or_synth.edit import edit, load_config
 from tests.conftest import small_scene
-from tests.generator.conftest import tiny_pipeline
+from tests.generator.conftest import saved_tiny_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def pipeline_dir(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("pipeline") / "pipe"
-    tiny_pipeline(layout_channels=4).save_pretrained(path)
-    return path
+    return saved_tiny_pipeline(tmp_path_factory, layout_channels=4)
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from or_synth.render import layout_masks
 from or_synth.render.pipeline import RENDERER_VERSION
 from or_synth.sample import MANIFEST, SampleRefused, item_seed, load_config, sample
 from tests.conftest import scan_entry, small_scene, write_layout_dataset
-from tests.generator.conftest import tiny_pipeline
+from tests.generator.conftest import saved_tiny_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 SCANS = [small_scene(4, "000001"), small_scene(4, "000002"), small_scene(8, "000005")]
@@ -41,18 +41,13 @@ def one_thread():
 @pytest.fixture(scope="module")
 def pipeline_dir(tmp_path_factory) -> Path:
     """A saved tiny ORScenePipeline (random weights, layout input, 8x8 latents -> 16x16 images)."""
-    pipe = tiny_pipeline(layout_channels=4)
-    path = tmp_path_factory.mktemp("pipeline") / "pipe"
-    pipe.save_pretrained(path)
-    return path
+    return saved_tiny_pipeline(tmp_path_factory, layout_channels=4)
 
 
 @pytest.fixture(scope="module")
 def plain_pipeline_dir(tmp_path_factory) -> Path:
     """The same tiny pipeline without a layout input (graph only)."""
-    path = tmp_path_factory.mktemp("pipeline") / "plain"
-    tiny_pipeline(layout_channels=0).save_pretrained(path)
-    return path
+    return saved_tiny_pipeline(tmp_path_factory, layout_channels=0, name="plain")
 
 
 @pytest.fixture(scope="module")

@@ -49,3 +49,10 @@ def tiny_pipeline(layout_channels: int = 4, vae=None) -> ORScenePipeline:
 @pytest.fixture
 def graphs():
     return knee_graphs()
+
+
+def saved_tiny_pipeline(tmp_path_factory, layout_channels: int = 4, name: str = "pipe"):
+    """:func:`tiny_pipeline` saved as a pipeline folder (for the commands that take ``pipeline=DIR``)."""
+    path = tmp_path_factory.mktemp("pipeline") / name
+    tiny_pipeline(layout_channels=layout_channels).save_pretrained(path)
+    return path
