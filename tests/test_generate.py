@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from or_synth.data import FourDORDataset
 from or_synth.data.summary import summarize
 from or_synth.data.vocabulary import main_action
 from or_synth.generate import ExportRefused, copies_per_graph, export, load_config
-from or_synth.render import load_config as render_config
-from or_synth.render import render
-from tests.generator.conftest import tiny_pipeline
+from tests.conftest import render_tiny_dataset
+from tests.generator.conftest import saved_tiny_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,18 +26,12 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def source(tmp_path_factory) -> Path:
     """6 takes x 8 scans at 16 px (train takes 1, 3)."""
-    root = tmp_path_factory.mktemp("source") / "synthetic_or"
-    render(
-        render_config([f"root={root}", "takes=6", "scans_per_take=8", "image_size=[16,16]", "progress=false"])
-    )
-    return root
+    return render_tiny_dataset(tmp_path_factory.mktemp("source") / "synthetic_or", size=16)
 
 
 @pytest.fixture(scope="module")
 def pipeline_dir(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("pipeline") / "pipe"
-    tiny_pipeline(layout_channels=4).save_pretrained(path)
-    return path
+    return saved_tiny_pipeline(tmp_path_factory, layout_channels=4)
 
 
 @pytest.fixture(autouse=True)
@@ -143,3 +137,35 @@ def test_two_processes_shard_the_scans_and_write_the_same_bytes_as_one(pipeline_
         "6 scans x 2 cameras" in done.stdout and done.stdout.count("generate:") == 1
     )  # the main process reports
     assert files(two) == files(one)
+
+
+def official_4dor_images(root: Path, scan_id: str) -> tuple[list[Path], list[Image.Image]]:
+    """The six colour images of ``TAKE_SCAN`` found the way the official 4D-OR scene-graph code finds them
+    (egeozsoy/4D-OR, ``scene_graph_prediction/scene_graph_helpers/dataset/data_preparation_utils.py``,
+    ``load_full_image_data``; ../shared/docs/4dor_format.md §1.1): the scan number is a POSITION in the take's
+    ``timestamp_to_pcd_and_frames_list.json``, whose ``color_{c}`` frame id names
+    ``colorimage/camera0{c}_colorimage-{id}.jpg`` for cameras 1..6. Written from that description, not copied."""
+    take, scan = scan_id.split("_")
+    take_root = root / f"export_holistic_take{take}_processed"
+    frames = json.loads((take_root / "timestamp_to_pcd_and_frames_list.json").read_text())
+    channels = frames[int(scan)][1]
+    paths = [
+        take_root / "colorimage" / f"camera0{c}_colorimage-{channels[f'color_{c}']}.jpg" for c in range(1, 7)
+    ]
+    return paths, [Image.open(path).convert("RGB") for path in paths]
+
+
+def test_the_official_4dor_image_loader_reads_an_export(pipeline_dir, source, tmp_path):
+    out = tmp_path / "export"
+    run(pipeline_dir, source, out, "limit=3", "cameras=[1,2,3,4,5,6]")
+    scans = json.loads((out / "relationships_train.json").read_text())["scans"]
+    assert len(scans) == 3
+    manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    for entry in scans:
+        scan_id = f"{entry['take_idx']}_{entry['scan']}"
+        paths, images = official_4dor_images(out, scan_id)
+        assert [image.size for image in images] == [(16, 16)] * 6
+        drawn = {
+            out / m["image"] for m in manifest if (m["take"], m["scan"]) == (entry["take_idx"], entry["scan"])
+        }
+        assert set(paths) == drawn  # it opens exactly the six images the manifest lists for this scan
