@@ -28,16 +28,25 @@ from or_synth.data.annotations import read_instance_mask
 from or_synth.data.edits import EditResult, GraphEditError, apply_edit
 from or_synth.data.images import frame_index
 from or_synth.data.io import atomic_path, atomic_write_json
-from or_synth.data.scene_graph import SceneGraphRecord
+from or_synth.data.scene_graph import SceneGraphRecord, record_to_data
 from or_synth.data.vocabulary import Vocabulary
 from or_synth.generator import make_scheduler, pipeline_hash
 from or_synth.generator.editing import kept_region_change, regenerate, renumber_mask
+from or_synth.generator.layout_predictor import LayoutPredictor
 from or_synth.generator.shipped import resolve_pipeline
 from or_synth.render import layout_masks
-from or_synth.sample import encoder_vocabulary, item_seed, load_pipeline, resolve_graphs
+from or_synth.sample import (
+    check_predictor_folder,
+    encoder_vocabulary,
+    item_seed,
+    load_layout_predictor,
+    load_pipeline,
+    predict_layouts,
+    resolve_graphs,
+)
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
-LAYOUTS = ("render", "masks", "none")
+LAYOUTS = ("render", "masks", "predicted", "none")
 
 
 def load_config(overrides: Sequence[str] = ()) -> DictConfig:
@@ -63,10 +72,24 @@ def label_maps(
     size: tuple[int, int],
     seed: int,
     source: Path,
+    *,
+    predictor: LayoutPredictor | None = None,
+    vocabulary: Vocabulary | None = None,
 ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]] | None:
-    """Before and after label maps per camera, or None for layout=none."""
+    """Before and after label maps per camera, or None for layout=none.
+
+    With layout=predicted each graph gets its own prediction (``vocabulary``: the pipeline encoder's, which the
+    predictor shares); the edit changes the node tokens of the edited nodes' neighbours too, so boxes near the
+    edit may move and the regenerated region grows accordingly.
+    """
     if layout == "none":
         return None
+    if layout == "predicted":
+        before, after = (
+            predict_layouts(predictor, record_to_data(record, vocabulary), cameras, size).numpy()
+            for record in (result.before, result.after)
+        )
+        return dict(zip(cameras, before, strict=True)), dict(zip(cameras, after, strict=True))
     if layout == "render":
         before = layout_masks(result.before, cameras, size, seed, file=source)
         after = layout_masks(result.after, cameras, size, seed, file=source)
@@ -87,6 +110,10 @@ def edit(cfg: DictConfig) -> dict:
         raise ValueError('pipeline=, scan=TAKE/SCAN and edit="..." are required')
     if cfg.layout not in LAYOUTS:
         raise ValueError(f"layout={cfg.layout}: use one of {', '.join(LAYOUTS)}")
+    if cfg.layout == "predicted":
+        check_predictor_folder(cfg.get("layout_predictor"))
+    elif cfg.get("layout_predictor"):
+        raise ValueError(f"layout_predictor is set but layout={cfg.layout}; add layout=predicted to use it")
     cameras = [int(c) for c in (cfg.cameras if isinstance(cfg.cameras, Sequence) else [cfg.cameras])]
     if not cameras or any(c not in range(1, 7) for c in cameras):
         raise ValueError(f"cameras={list(cameras)}: camera ids are 1..6")
@@ -99,7 +126,13 @@ def edit(cfg: DictConfig) -> dict:
     pipe.scheduler = make_scheduler(cfg.sampler, pipe.scheduler.config)
     pipe.to(torch.device(str(cfg.device)))
     layout = cfg.layout if pipe.has_layout_input else "none"
-    maps = label_maps(layout, result, root, cameras, pipe.image_size, int(cfg.seed), source)
+    predictor = None
+    if layout == "predicted":
+        predictor = load_layout_predictor(cfg.layout_predictor, pipe, folder_path)
+    maps = label_maps(
+        layout, result, root, cameras, pipe.image_size, int(cfg.seed), source,
+        predictor=predictor, vocabulary=encoder_vocabulary(pipe),
+    )  # fmt: skip
     slug = re.sub(r"[^A-Za-z0-9_-]+", "_", str(cfg.edit)).strip("_")
     out = Path(cfg.out) / f"{record.take}_{record.scan}_{slug}"
     out.mkdir(parents=True, exist_ok=True)

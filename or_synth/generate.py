@@ -45,8 +45,16 @@ from or_synth.generator.shipped import resolve_pipeline
 from or_synth.render import layout_masks
 from or_synth.render.room import make_cameras
 from or_synth.render.writer import frame_id, node_boxes, write_mask, write_take_files
+from or_synth.sample import (
+    check_predictor_folder,
+    graphs_for_pipeline,
+    item_seed,
+    load_layout_predictor,
+    load_pipeline,
+    predict_layouts,
+    resolve_graphs,
+)
 from or_synth.sample import generate as draw_images
-from or_synth.sample import graphs_for_pipeline, item_seed, load_pipeline, resolve_graphs
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
 EXPORT_MANIFEST = "or_synth_export.json"
@@ -209,7 +217,10 @@ def settings_of(cfg: DictConfig, source: str, folder: Path) -> dict:
     keys = ("samples_per_graph", "limit", "cameras", "layout", "sampler", "steps", "guidance_scale",
             "layout_guidance_scale", "jpeg_quality", "seed", "rebalance", "allow_eval_graphs")  # fmt: skip
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    return {"graphs": source, "pipeline_hash": pipeline_hash(folder), **{k: resolved[k] for k in keys}}
+    settings = {"graphs": source, "pipeline_hash": pipeline_hash(folder), **{k: resolved[k] for k in keys}}
+    if cfg.layout == "predicted":  # another predictor draws other layouts, hence other images
+        settings["layout_predictor_hash"] = pipeline_hash(cfg.layout_predictor)
+    return settings
 
 
 def prepare_out(out: Path, settings: dict, overwrite: bool, source_root: Path | None) -> None:
@@ -244,6 +255,12 @@ def export(cfg: DictConfig) -> dict:
     cameras = sorted({int(c) for c in cfg.cameras})
     if not cameras or any(c not in CAMERAS for c in cameras):
         raise ValueError(f"cameras={list(cfg.cameras)}: camera ids are 1..6")
+    if cfg.layout not in ("render", "masks", "predicted", "none"):
+        raise ValueError(f"layout={cfg.layout}: use render, masks, predicted or none")
+    if cfg.layout == "predicted":
+        check_predictor_folder(cfg.get("layout_predictor"))
+    elif cfg.get("layout_predictor"):
+        raise ValueError(f"layout_predictor is set but layout={cfg.layout}; add layout=predicted to use it")
     records, phases, source, source_root = source_graphs(cfg)
     records = records[: int(cfg.limit)] if cfg.limit is not None else records
     if not records:
@@ -261,6 +278,7 @@ def export(cfg: DictConfig) -> dict:
         raise ValueError(
             "layout=masks reads the source dataset's instance masks; scene_process graphs have none"
         )
+    predictor = load_layout_predictor(cfg.layout_predictor, pipe, folder) if layout == "predicted" else None
     copies = copies_per_graph(records, int(cfg.samples_per_graph), cfg.rebalance, int(cfg.seed))
     scans = plan_export(records, phases, copies)
     out = Path(cfg.out)
@@ -288,7 +306,9 @@ def export(cfg: DictConfig) -> dict:
     progress = tqdm(total=len(todo) * len(cameras), desc="generate", unit="image",
                     disable=not (cfg.progress and state.is_local_main_process))  # fmt: skip
     for scan in todo:
-        _export_scan(pipe, cfg, scan, graphs[scan.record.key], cameras, layout, source_root, out, settings)
+        _export_scan(
+            pipe, cfg, scan, graphs[scan.record.key], cameras, layout, source_root, out, settings, predictor
+        )
         progress.update(len(cameras))
     progress.close()
     state.wait_for_everyone()
@@ -304,7 +324,9 @@ def export(cfg: DictConfig) -> dict:
     return summary
 
 
-def _export_scan(pipe, cfg, scan: ExportScan, graph, cameras, layout, source_root, out, settings) -> None:
+def _export_scan(
+    pipe, cfg, scan: ExportScan, graph, cameras, layout, source_root, out, settings, predictor=None
+) -> None:
     """Draw one scan's images (and write its masks), then its annotation: the scan's completion marker."""
     record = scan.record
     height, width = pipe.image_size
@@ -320,6 +342,8 @@ def _export_scan(pipe, cfg, scan: ExportScan, graph, cameras, layout, source_roo
             )
             maps.append(np.asarray(label.resize((width, height), Image.Resampling.NEAREST)))
         masks = torch.from_numpy(np.stack(maps))
+    elif layout == "predicted":
+        masks = predict_layouts(predictor, graph, cameras, (height, width))
     seeds = [item_seed(int(cfg.seed), record.take, record.scan, camera, scan.copy) for camera in cameras]
     images = []
     for start in range(0, len(cameras), int(cfg.batch_size)):

@@ -8,8 +8,11 @@ The options are in ``configs/sample.yaml``.
 Pipelines with a layout input can also take instance masks (label maps, node index + 1): ``layout=masks``
 reads a rendered dataset's own masks (manifest ``"layout": "given"``); ``layout=render`` draws them for any
 graph, real 4D-OR graphs without images included, with the renderer's 3D layout
-(:func:`or_synth.render.layout_masks`; manifest ``"layout": "rendered"``). One scene per graph serves all its
-cameras, so the views agree; ``layout=none`` samples from the graph alone (``"layout": "absent"``).
+(:func:`or_synth.render.layout_masks`; manifest ``"layout": "rendered"``), one scene per graph for all its
+cameras, so the views agree; ``layout=predicted`` predicts them from the graph and camera with a trained
+:class:`~or_synth.generator.layout_predictor.LayoutPredictor` (``layout_predictor=DIR``, from ``python -m
+or_synth.train stage=layout``; manifest ``"layout": "predicted"``); ``layout=none`` samples from the graph alone
+(``"layout": "absent"``).
 
 Every image has its own seed, derived from ``(seed, take, scan, camera, sample)``, and a rendered layout is
 seeded by ``(seed, take, scan)`` as the renderer seeds its scans, so an image does not depend on the batch it
@@ -53,6 +56,7 @@ from or_synth.generator import (
     make_scheduler,
     pipeline_hash,
 )
+from or_synth.generator.layout_predictor import LayoutPredictor, check_vocabulary
 from or_synth.generator.shipped import resolve_pipeline
 from or_synth.render import check_renderable, layout_masks
 from or_synth.render.pipeline import RENDERER_VERSION
@@ -70,7 +74,7 @@ SAMPLERS = {
     "dpmsolver": "dpmsolver++",
 }
 # layout= option -> the manifest's "layout": where the instance masks came from.
-LAYOUTS = {"none": "absent", "masks": "given", "render": "rendered"}
+LAYOUTS = {"none": "absent", "masks": "given", "render": "rendered", "predicted": "predicted"}
 # Manifest fields that must agree for a folder to be resumed (the rest describe the image itself).
 SETTINGS_KEYS = (
     "pipeline_hash",
@@ -81,6 +85,7 @@ SETTINGS_KEYS = (
     "layout_guidance_scale",
     "layout",
     "layout_renderer",  # only with layout=render: a new renderer may place graphs differently
+    "layout_predictor_hash",  # only with layout=predicted: another predictor draws other layouts
     "base_seed",
 )
 
@@ -141,6 +146,64 @@ class RenderedLayouts:
         return torch.from_numpy(np.stack([self._maps[item.graph][item.camera] for item in items]))
 
 
+class PredictedLayouts:
+    """``layout=predicted``: each (graph, camera)'s label map from the layout predictor (once per batch).
+
+    Every map comes from its own forward pass (batch of one), so it does not depend on what else is sampled.
+    """
+
+    def __init__(self, predictor: LayoutPredictor, graphs: Sequence[Data], height: int, width: int) -> None:
+        self.predictor, self.graphs, self.size = predictor, list(graphs), (height, width)
+
+    def masks(self, items: Sequence[SampleItem]) -> torch.Tensor:
+        """(B, H, W) uint8 label maps of the items."""
+        maps: dict[tuple[int, int], torch.Tensor] = {}
+        for item in items:
+            key = (item.graph, item.camera)
+            if key not in maps:
+                graph = self.graphs[item.graph]
+                maps[key] = predict_layouts(self.predictor, graph, [item.camera], self.size)[0]
+        return torch.stack([maps[(item.graph, item.camera)] for item in items])
+
+
+def load_layout_predictor(path, pipe: ORScenePipeline, pipeline_dir: str | Path) -> LayoutPredictor:
+    """The trained layout predictor folder ``path`` (``runs/layout/<name>/predictor``), on the pipeline's device.
+
+    Raises:
+        ValueError: ``path`` is not set, or the predictor was trained with another vocabulary than the
+            pipeline's graph encoder (graph ids would name other labels).
+        FileNotFoundError: no predictor folder there (config.json + safetensors weights).
+    """
+    check_predictor_folder(path)
+    predictor = LayoutPredictor.from_pretrained(Path(str(path)))
+    check_vocabulary(predictor, pipe.graph_encoder.encoder.config, f"the pipeline {pipeline_dir}")
+    return predictor.to(pipe.device).eval()
+
+
+def check_predictor_folder(path) -> Path:
+    """``layout_predictor=`` names a saved predictor folder (checked before any model is loaded)."""
+    if not path:
+        raise ValueError(
+            "layout=predicted needs layout_predictor=DIR: a trained layout predictor folder, e.g. "
+            "runs/layout/<name>/predictor from `python -m or_synth.train stage=layout`"
+        )
+    folder = Path(str(path))
+    if not (folder / "config.json").is_file() or not any(folder.glob("*.safetensors")):
+        what = "does not exist" if not folder.exists() else "holds no config.json + safetensors weights"
+        raise FileNotFoundError(
+            f"layout_predictor={folder} {what}: point it at a layout predictor folder "
+            "(runs/layout/<name>/predictor, written by `python -m or_synth.train stage=layout`)"
+        )
+    return folder
+
+
+def predict_layouts(
+    predictor: LayoutPredictor, graph: Data, cameras: Sequence[int], size: tuple[int, int]
+) -> torch.Tensor:
+    """(V, H, W) uint8 label maps of one graph in ``cameras``, one forward pass per camera (batch-independent)."""
+    return torch.cat([predictor.label_maps([graph], [int(camera)], size) for camera in cameras])
+
+
 @dataclass
 class SamplePlan:
     """Everything :func:`run_plan` needs, validated by :func:`prepare`."""
@@ -155,7 +218,7 @@ class SamplePlan:
     rewrite_manifest: bool
     stale_images: list[Path] | None
     mask_root: Path | None
-    rendered: RenderedLayouts | None
+    drawn: RenderedLayouts | PredictedLayouts | None  # layout=render / layout=predicted
     save_layouts: bool
     height: int
     width: int
@@ -251,7 +314,13 @@ def check_options(cfg: DictConfig) -> tuple[list[int], str]:
     if cfg.layout == "render" and int(cfg.seed) < 0:
         raise ValueError(f"layout=render needs seed >= 0 (it seeds the renderer's layout), got {cfg.seed}")
     if cfg.get("save_layouts") and cfg.layout == "none":
-        raise ValueError("save_layouts=true needs a layout: layout=masks or layout=render")
+        raise ValueError("save_layouts=true needs a layout: layout=masks, layout=render or layout=predicted")
+    if cfg.layout == "predicted":
+        check_predictor_folder(cfg.get("layout_predictor"))
+    elif cfg.get("layout_predictor"):
+        raise ValueError(
+            f"layout_predictor is set but layout={cfg.layout}; add layout=predicted to sample with it"
+        )
     device = torch.device(str(cfg.device))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={cfg.device} but CUDA is not available; use device=cpu")
@@ -425,6 +494,8 @@ def prepare(cfg: DictConfig) -> SamplePlan:
         FileNotFoundError: the pipeline folder is missing or incomplete.
         DatasetFormatError: a bad graphs file, a label unknown to the pipeline, a missing instance mask,
             a graph the renderer cannot draw (layout=render).
+        FileNotFoundError / ValueError: layout=predicted without a predictor folder, or with a predictor
+            trained on another vocabulary than the pipeline's.
         SampleRefused: ``out`` holds images of other settings and ``overwrite`` is false.
     """
     cameras, sampler = check_options(cfg)
@@ -449,7 +520,7 @@ def prepare(cfg: DictConfig) -> SamplePlan:
         for c in cameras
         for k in range(int(cfg.samples_per_graph))
     ]
-    mask_root, rendered = None, None
+    mask_root, drawn = None, None
     if cfg.layout != "none" and not pipe.has_layout_input:
         raise ValueError(
             f"layout={cfg.layout}, but this pipeline's denoiser has no layout input; use layout=none"
@@ -459,7 +530,10 @@ def prepare(cfg: DictConfig) -> SamplePlan:
         check_masks(mask_root, items)
     elif cfg.layout == "render":
         check_renderable_graphs(records, source)
-        rendered = RenderedLayouts(records, cameras, height, width, int(cfg.seed), source)
+        drawn = RenderedLayouts(records, cameras, height, width, int(cfg.seed), source)
+    elif cfg.layout == "predicted":
+        predictor = load_layout_predictor(cfg.layout_predictor, pipe, pipeline_dir)
+        drawn = PredictedLayouts(predictor, graphs, height, width)
 
     settings = {
         "source": str(source),
@@ -475,8 +549,11 @@ def prepare(cfg: DictConfig) -> SamplePlan:
         "height": height,
         "width": width,
     }
-    if rendered is not None:
+    if cfg.layout == "render":
         settings["layout_renderer"] = RENDERER_VERSION
+    elif cfg.layout == "predicted":
+        settings["layout_predictor"] = str(cfg.layout_predictor)
+        settings["layout_predictor_hash"] = pipeline_hash(cfg.layout_predictor)
     out = Path(cfg.out)
     kept, rewrite, stale = read_manifest(out, settings, bool(cfg.overwrite))
     done = {line["image"] for line in kept}
@@ -491,7 +568,7 @@ def prepare(cfg: DictConfig) -> SamplePlan:
         rewrite_manifest=rewrite,
         stale_images=stale,
         mask_root=mask_root,
-        rendered=rendered,
+        drawn=drawn,
         save_layouts=bool(cfg.get("save_layouts", False)),
         height=height,
         width=width,
@@ -520,8 +597,8 @@ def batch_masks(plan: SamplePlan, batch: Sequence[SampleItem]) -> torch.Tensor |
     """(B, H, W) uint8 layout label maps of the batch, or None (layout=none)."""
     if plan.mask_root is not None:
         return read_masks(plan.mask_root, batch, plan.height, plan.width)
-    if plan.rendered is not None:
-        return plan.rendered.masks(batch)
+    if plan.drawn is not None:
+        return plan.drawn.masks(batch)
     return None
 
 

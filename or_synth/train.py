@@ -1,4 +1,4 @@
-"""Training entry point: ``python -m or_synth.train [stage=vae|align|ldm] dataset=... experiment=...``.
+"""Training entry point: ``python -m or_synth.train [stage=vae|align|ldm|layout] dataset=... experiment=...``.
 
 A thin ``@hydra.main`` wrapper: the stages live in :mod:`or_synth.training` (one module each), and
 :func:`train` runs the one named by ``stage`` or, by default, the whole recipe (vae, align, ldm). Runs on CPU,
@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from or_synth.training import STAGES, train
 from or_synth.training.common import TrainingInterrupted
+from or_synth.training.layout import PREDICTOR_DIR
 from or_synth.training.ldm import FINAL_GRID, PIPELINE_DIR
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
@@ -32,6 +33,8 @@ def main(cfg: DictConfig) -> None:
     if cfg.stage.name in ("all", "ldm"):
         run_dir = Path(cfg.ldm.run_dir)
         print(f"sample grid: {run_dir / FINAL_GRID}\npipeline: {run_dir / PIPELINE_DIR}")
+    elif cfg.stage.name == "layout":
+        print(f"layout predictor: {Path(cfg.layout.run_dir) / PREDICTOR_DIR}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""The latent diffusion generator: first stage (autoencoder or patch codec), graph conditioning, denoiser, and
-the sampling pipeline.
+"""The latent diffusion generator: first stage (autoencoder or patch codec), graph conditioning, denoiser, the
+sampling pipeline, and the graph-to-layout predictor that gives graphs without a layout one.
 
 Imports :mod:`or_synth.encoders` and :mod:`or_synth.data`; sampling, export and edits build on
 :class:`ORScenePipeline`.
@@ -21,6 +21,7 @@ from or_synth.generator.autoencoder import (
 from or_synth.generator.codec import PatchPCACodec
 from or_synth.generator.conditioning import Conditioning, GraphConditioner
 from or_synth.generator.denoiser import GraphConditionedDenoiser, build_unet, denoise
+from or_synth.generator.layout_predictor import LayoutPrediction, LayoutPredictor
 from or_synth.generator.pipeline import (
     ORScenePipeline,
     check_pipeline_folder,
@@ -33,6 +34,8 @@ __all__ = [
     "Conditioning",
     "GraphConditionedDenoiser",
     "GraphConditioner",
+    "LayoutPrediction",
+    "LayoutPredictor",
     "ORScenePipeline",
     "PatchPCACodec",
     "build_autoencoder",

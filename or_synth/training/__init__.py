@@ -1,4 +1,5 @@
-"""Training stages, one module each (``vae``, ``align``, ``ldm``), and the machinery they share (``common``).
+"""Training stages, one module each (``vae``, ``align``, ``ldm``, ``layout``), and the machinery they share
+(``common``).
 
 ``python -m or_synth.train`` composes the config and dispatches here; :func:`train` is what tests call.
 """
@@ -11,7 +12,7 @@ from collections.abc import Callable
 
 from omegaconf import DictConfig
 
-from or_synth.training import align, ldm, vae
+from or_synth.training import align, layout, ldm, vae
 from or_synth.training.common import ensure_rendered, process_state
 
 log = logging.getLogger(__name__)
@@ -21,11 +22,20 @@ def align_on_main_process(cfg: DictConfig) -> dict:
     """Stage ``align`` keeps its own single-device loop (a small model trained for minutes). Under a multi-process
     launch (``accelerate launch`` / ``torchrun``) the main process runs it and the others wait at a barrier, so
     no two processes write the same run folder; the later stages then find its encoder on every rank."""
+    return _on_main_process(align.train_align, "align", cfg)
+
+
+def layout_on_main_process(cfg: DictConfig) -> dict:
+    """Stage ``layout`` is a small single-device loop too: run on the main process, as ``align`` is."""
+    return _on_main_process(layout.train_layout, "layout", cfg)
+
+
+def _on_main_process(train_stage: Callable[[DictConfig], dict], stage: str, cfg: DictConfig) -> dict:
     state = process_state(cfg.trainer)
     if state.is_main_process:
-        result = align.train_align(cfg)
+        result = train_stage(cfg)
     else:
-        result = {"run_dir": str(cfg.align.run_dir), "ran_on": "main process"}
+        result = {"run_dir": str(cfg[stage].run_dir), "ran_on": "main process"}
     state.wait_for_everyone()
     return result
 
@@ -34,12 +44,16 @@ STAGES: dict[str, Callable[[DictConfig], dict]] = {
     "vae": vae.train_vae,
     "align": align_on_main_process,
     "ldm": ldm.train_ldm,
+    "layout": layout_on_main_process,
 }
 COMPLETE: dict[str, Callable[[DictConfig], bool]] = {
     "vae": vae.is_complete,
     "align": align.is_complete,
     "ldm": ldm.is_complete,
+    "layout": layout.is_complete,
 }
+# What `stage=all` runs. The layout predictor is a stage of its own (only sampling with layout=predicted needs it),
+# so the default recipe stays vae, align, ldm.
 RECIPE = ("vae", "align", "ldm")
 
 

@@ -1,0 +1,164 @@
+"""``layout=predicted``: sampling, export and edits with a trained layout predictor's label maps.
+
+A tiny random pipeline and a tiny predictor on the same (tiny CLIP) vocabulary; the predictor's visibility and
+mask biases are raised so that it draws every node, which makes its label maps non-trivial.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from or_synth.data import load_scene_graphs, record_to_data
+from or_synth.edit import edit
+from or_synth.edit import load_config as edit_config
+from or_synth.encoders import build_scene_graph_encoder
+from or_synth.generate import export
+from or_synth.generate import load_config as generate_config
+from or_synth.generator import pipeline_hash
+from or_synth.generator.layout_predictor import LayoutPredictor
+from or_synth.sample import MANIFEST, encoder_vocabulary, load_config, predict_layouts, sample
+from or_synth.sample import load_pipeline as load_saved_pipeline
+from tests.conftest import small_scene, write_layout_dataset
+from tests.encoders.conftest import tiny_clip_cfg
+from tests.generator.conftest import saved_tiny_pipeline
+
+SCANS = [small_scene(4, "000001"), small_scene(8, "000005")]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def pipeline_dir(tmp_path_factory) -> Path:
+    return saved_tiny_pipeline(tmp_path_factory, layout_channels=4)
+
+
+@pytest.fixture(scope="module")
+def plain_pipeline_dir(tmp_path_factory) -> Path:
+    return saved_tiny_pipeline(tmp_path_factory, layout_channels=0, name="plain")
+
+
+def tiny_predictor() -> LayoutPredictor:
+    torch.manual_seed(1)
+    encoder = build_scene_graph_encoder(tiny_clip_cfg(None))
+    predictor = LayoutPredictor.from_encoder(encoder, mask_size=8, hidden=16, mask_channels=8)
+    with torch.no_grad():  # draw every node, with full masks, wherever its random box lands
+        predictor.visibility_head[-1].bias.fill_(5.0)
+        predictor.mask_head[-1].bias.fill_(5.0)
+    return predictor
+
+
+def renamed_predicate_predictor() -> LayoutPredictor:
+    """The same weights, but the last predicate is called something the pipeline does not know."""
+    predictor = tiny_predictor()
+    config = dict(predictor.config.encoder_config)
+    config["predicates"] = [*config["predicates"][:-1], "Juggling"]
+    other = LayoutPredictor(config, mask_size=8, hidden=16, mask_channels=8)
+    other.load_state_dict(predictor.state_dict())
+    return other
+
+
+@pytest.fixture(scope="module")
+def predictor_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("layout") / "predictor"
+    tiny_predictor().save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def graphs_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("graphs") / "relationships_validation.json"
+    path.write_text(json.dumps({"scans": SCANS}))
+    return path
+
+
+def run(pipeline_dir: Path, graphs: Path, out: Path, *extra: str) -> dict:
+    overrides = [f"pipeline={pipeline_dir}", f"graphs={graphs}", f"out={out}", "steps=2", "progress=false"]
+    return sample(load_config([*overrides, *extra]))
+
+
+def manifest(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / MANIFEST).read_text().splitlines()]
+
+
+def images(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((out / "images").glob("*.png"))}
+
+
+def test_sampling_with_predicted_layouts(pipeline_dir, predictor_dir, graphs_file, tmp_path):
+    out = tmp_path / "out"
+    predicted = ("cameras=[1,4]", "layout=predicted", f"layout_predictor={predictor_dir}")
+    result = run(pipeline_dir, graphs_file, out, *predicted, "save_layouts=true", "batch_size=3")
+    assert result["generated"] == 4
+    lines = manifest(out)
+    assert {line["layout"] for line in lines} == {"predicted"}
+    assert {line["layout_predictor_hash"] for line in lines} == {pipeline_hash(predictor_dir)}
+    # The saved label maps are the predictor's, at the pipeline's image size, in the pipeline's layout format.
+    pipe = load_saved_pipeline(pipeline_dir, progress=False)
+    predictor = LayoutPredictor.from_pretrained(predictor_dir)
+    records = load_scene_graphs(graphs_file).records
+    for line in lines:
+        record = next(r for r in records if r.key == (line["take"], line["scan"]))
+        graph = record_to_data(record, encoder_vocabulary(pipe))
+        saved = np.asarray(Image.open(out / line["layout_image"]))
+        expected = predict_layouts(predictor, graph, [line["camera"]], (16, 16))[0].numpy()
+        assert saved.dtype == np.uint8 and np.array_equal(saved, expected)
+        assert 0 < int(saved.max()) <= record.num_nodes  # nodes drawn, labelled node index + 1
+    # Batch-independent, and the layout changes the images.
+    again = run(pipeline_dir, graphs_file, tmp_path / "again", *predicted, "batch_size=1")
+    plain = run(pipeline_dir, graphs_file, tmp_path / "plain", "cameras=[1,4]")
+    assert images(Path(again["out"])) == images(out) and images(Path(plain["out"])) != images(out)
+
+
+def test_predicted_layout_refusals(pipeline_dir, plain_pipeline_dir, predictor_dir, graphs_file, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"layout=predicted needs layout_predictor=DIR"):
+        run(pipeline_dir, graphs_file, out, "layout=predicted")
+    with pytest.raises(FileNotFoundError, match=r"layout_predictor=.*nowhere does not exist"):
+        run(pipeline_dir, graphs_file, out, "layout=predicted", f"layout_predictor={tmp_path / 'nowhere'}")
+    with pytest.raises(ValueError, match=r"layout_predictor is set but layout=none"):
+        run(pipeline_dir, graphs_file, out, f"layout_predictor={predictor_dir}")
+    with pytest.raises(ValueError, match="layout=predicted, but this pipeline's denoiser has no layout"):
+        run(plain_pipeline_dir, graphs_file, out, "layout=predicted", f"layout_predictor={predictor_dir}")
+    other = tmp_path / "other_vocabulary"
+    renamed_predicate_predictor().save_pretrained(other)
+    with pytest.raises(ValueError, match=r"different vocabulary than the pipeline .*predicates.*Juggling"):
+        run(pipeline_dir, graphs_file, out, "layout=predicted", f"layout_predictor={other}")
+    assert not out.exists()
+
+
+def test_export_and_edit_take_predicted_layouts(pipeline_dir, predictor_dir, graphs_file, tmp_path):
+    source = write_layout_dataset(
+        tmp_path / "source",
+        {"train": [small_scene(1, "000000"), small_scene(3, "000000")]},
+        image_hw=(16, 16),
+    )
+    out = tmp_path / "export"
+    overrides = [f"pipeline={pipeline_dir}", f"dataset_root={source}", f"out={out}", "steps=2",
+                 "guidance_scale=1", "cameras=[1,4]", "progress=false", "layout=predicted",
+                 f"layout_predictor={predictor_dir}"]  # fmt: skip
+    assert export(generate_config(overrides))["images"] == 4
+    lines = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert {line["layout"] for line in lines} == {"predicted"}
+    settings = json.loads((out / "or_synth_export.json").read_text())["settings"]
+    assert settings["layout_predictor_hash"] == pipeline_hash(predictor_dir)
+    masks = sorted((out / "export_holistic_take1_processed" / "instance_masks").glob("*.png"))
+    assert len(masks) == 2 and all(np.asarray(Image.open(m)).max() > 0 for m in masks)
+
+    overrides = [f"pipeline={pipeline_dir}", f"graphs={graphs_file}", "scan=4/000001", "cameras=[1]", "steps=2",
+                 "edit=predicate head-surgeon Patient Sawing", "guidance_scale=1", f"out={tmp_path / 'edits'}",
+                 "layout=predicted", f"layout_predictor={predictor_dir}"]  # fmt: skip
+    result = edit(edit_config(overrides))
+    assert result["layout"] == "predicted" and result["cameras"]["1"]["regenerated"] == "edited region"
+    assert (Path(result["folder"]) / "mask_cam1.png").is_file()
