@@ -11,7 +11,8 @@ averaged over the views):
 - vae: the same renders encoded and decoded by the pipeline's autoencoder (the first stage's ceiling);
 - model: images the pipeline generates from those graphs and cameras (same per-image seeds everywhere);
 - floor: images generated from the graph of ANOTHER scan (a fixed derangement, with that scan's masks when
-  ``--layout masks``) but scored against the scan's own labels: what images that ignore their graph get;
+  ``--layout masks``; predicted ones with ``--layout predicted``) but scored against the scan's own labels: what
+  images that ignore their graph get;
 - chance: a random guesser at the prevalence, and "always present".
 
 ``model / ceiling`` and ``(model - floor) / (ceiling - floor)`` summarise it. Sampling speed: images/s of one
@@ -129,6 +130,22 @@ def generate(
     return torch.cat(out)
 
 
+def predicted_masks(pipe, graphs, views, args) -> torch.Tensor:
+    """``--layout predicted``: each graph-view's label map from the trained layout predictor, as
+    ``or_synth.sample layout=predicted`` draws it."""
+    from or_synth.sample import load_layout_predictor
+
+    if not pipe.has_layout_input:
+        raise SystemExit("--layout predicted needs a pipeline with a layout input")
+    predictor = load_layout_predictor(args.layout_predictor, pipe, args.pipeline)
+    with torch.no_grad():
+        maps = [
+            predictor.label_maps([g], [int(c)], pipe.image_size)
+            for g, c in zip(graphs, views.tolist(), strict=True)
+        ]
+    return torch.cat(maps)
+
+
 def speed(pipe, graphs, views, masks, args) -> dict:
     """Images/s and peak-RSS growth of one batch of 8, 20 DPM-Solver++ steps with guidance (3 if it is off)."""
     pipe.scheduler = make_scheduler("dpmsolver++", args.scheduler_config)
@@ -217,6 +234,8 @@ def run(args) -> dict:
         v = len(args.cameras)
         flat_graphs = [g for g in graphs for _ in range(v)]
         flat_views = torch.tensor(args.cameras * len(graphs))
+        if args.layout == "predicted":
+            masks = predicted_masks(pipe, flat_graphs, flat_views, args)
         seeds = args.seed * 1_000_000 + np.arange(len(flat_graphs))
         result = {"speed": speed(pipe, flat_graphs, flat_views, masks, args)}
         train_graphs, train_images, train_labels, _ = views_of(
@@ -285,6 +304,9 @@ def run(args) -> dict:
         "generate_seconds_per_image": round(timings["generate_model"] / len(flat_graphs), 3),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
     }
+    if args.layout == "predicted":
+        result["setup"]["layout_predictor"] = str(args.layout_predictor)
+        result["setup"]["layout_predictor_hash"] = pipeline_hash(args.layout_predictor)
     return result
 
 
@@ -305,7 +327,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--sampler", default="dpmsolver++", choices=["ddpm", "ddim", "dpmsolver++"])
     parser.add_argument("--guidance-scale", type=float, default=3.0)
-    parser.add_argument("--layout", default="none", choices=["none", "masks"])
+    parser.add_argument("--layout", default="none", choices=["none", "masks", "predicted"])
+    parser.add_argument(
+        "--layout-predictor", default=None, help="--layout predicted: a stage=layout predictor folder"
+    )
     parser.add_argument("--layout-guidance-scale", type=float, default=1.0)
     parser.add_argument("--samplers", action="store_true", help="also compare samplers against DDPM-1000")
     parser.add_argument("--sampler-images", type=int, default=24)

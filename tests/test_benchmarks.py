@@ -26,12 +26,10 @@ def test_derangement_moves_every_scan():
         assert sorted(perm) == list(range(n)) and not np.any(perm == np.arange(n))
 
 
-def test_quality_benchmark_scores_a_pipeline_against_ceiling_and_floor(tiny_dataset, tmp_path):
-    pipeline = tmp_path / "pipe"
-    tiny_pipeline(layout_channels=4).save_pretrained(pipeline)
+def quality_args(pipeline: Path, dataset: Path, tmp_path: Path, **changes) -> argparse.Namespace:
     args = argparse.Namespace(
         pipeline=str(pipeline),
-        dataset_root=tiny_dataset,
+        dataset_root=dataset,
         size=32,
         classifier_seconds=0.0,
         classifier_steps=3,
@@ -49,7 +47,15 @@ def test_quality_benchmark_scores_a_pipeline_against_ceiling_and_floor(tiny_data
         threads=1,
         grid=tmp_path / "grid.png",
         grid_graphs=2,
+        layout_predictor=None,
     )
+    return argparse.Namespace(**{**vars(args), **changes})
+
+
+def test_quality_benchmark_scores_a_pipeline_against_ceiling_and_floor(tiny_dataset, tmp_path):
+    pipeline = tmp_path / "pipe"
+    tiny_pipeline(layout_channels=4).save_pretrained(pipeline)
+    args = quality_args(pipeline, tiny_dataset, tmp_path)
     threads = torch.get_num_threads()
     try:
         first = generator_quality.run(args)
@@ -63,3 +69,40 @@ def test_quality_benchmark_scores_a_pipeline_against_ceiling_and_floor(tiny_data
     assert len(cached) == 1 and first["setup"]["classifier"].endswith("3 steps")
     assert second["summary"] == summary  # the cached classifier scores the same images identically
     assert (tmp_path / "grid.png").is_file()
+
+
+def test_quality_benchmark_with_predicted_layouts(tiny_dataset, tmp_path, monkeypatch):
+    """``--layout predicted``: the layout predictor's label maps (at the pipeline's 16 px) condition the generated
+    images and the floor's."""
+    from tests.test_layout_predicted import tiny_predictor
+
+    pipeline, predictor = tmp_path / "pipe", tmp_path / "predictor"
+    tiny_pipeline(layout_channels=4).save_pretrained(pipeline)
+    tiny_predictor().save_pretrained(predictor)
+    drawn = []
+    original = generator_quality.predicted_masks
+    monkeypatch.setattr(
+        generator_quality, "predicted_masks", lambda *a: drawn.append(original(*a)) or drawn[-1]
+    )
+    args = quality_args(
+        pipeline, tiny_dataset, tmp_path, layout="predicted", layout_predictor=str(predictor), grid=None
+    )
+    threads = torch.get_num_threads()
+    try:
+        result = generator_quality.run(args)
+    finally:
+        torch.set_num_threads(threads)
+    (masks,) = drawn
+    assert masks.shape == (8, 16, 16) and masks.dtype == torch.uint8 and int(masks.max()) > 0
+    assert "layout predicted" in result["setup"]["sampling"]
+    with pytest.raises(FileNotFoundError, match="layout_predictor="):
+        generator_quality.run(
+            quality_args(
+                pipeline,
+                tiny_dataset,
+                tmp_path,
+                layout="predicted",
+                layout_predictor=str(tmp_path / "none"),
+                grid=None,
+            )
+        )
