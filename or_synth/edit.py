@@ -6,7 +6,8 @@ the after image with the same seed: with a layout only the edited region is rege
 ``before_cam{c}.png``, ``after_cam{c}.png``, ``full_cam{c}.png`` (the after graph regenerated everywhere),
 ``mask_cam{c}.png`` (the edit region, white), ``graphs.json`` (both graphs in 4D-OR's scan form) and
 ``edit.json`` (the edit, seeds, settings, and per camera how much outside the region changed: MSE and SSIM for
-the inpainted and the fully regenerated image).
+the inpainted and the fully regenerated image), and ``pair.png``: before, after, edit mask and full regeneration
+side by side for every camera.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from or_synth.sample import (
     predict_layouts,
     resolve_graphs,
 )
+from or_synth.training.common import sample_grid, save_image_atomic
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
 LAYOUTS = ("render", "masks", "predicted", "none")
@@ -141,7 +143,7 @@ def edit(cfg: DictConfig) -> dict:
         "guidance_scale": float(cfg.guidance_scale),
         "layout_guidance_scale": float(cfg.layout_guidance_scale),
     }
-    views = {}
+    views, columns = {}, {"before": [], "after (edited region)": [], "edit mask": [], "full regeneration": []}
     for camera in cameras:
         seed = item_seed(int(cfg.seed), record.take, record.scan, camera, 0)
         before_mask, after_mask = (None, None) if maps is None else (maps[0][camera], maps[1][camera])
@@ -157,6 +159,13 @@ def edit(cfg: DictConfig) -> dict:
             entry["inpainted"] = kept_region_change(images.before, images.after, images.region)
             entry["full_regeneration"] = kept_region_change(images.before, images.full, images.region)
         views[str(camera)] = entry
+        region = images.region if images.region is not None else np.ones(images.before.shape[-2:], bool)
+        for column, picture in zip(
+            columns.values(), (images.before, images.after, region, images.full), strict=True
+        ):
+            column.append(_picture(picture))
+    lines = [str(cfg.edit), f"take {record.take} scan {record.scan}, cameras {', '.join(map(str, cameras))}"]
+    save_image_atomic(sample_grid([(lines, *columns.values())], labels=list(columns)), out / "pair.png")
     vocabulary = Vocabulary.load(root)
     atomic_write_json(
         out / "graphs.json",
@@ -178,6 +187,13 @@ def edit(cfg: DictConfig) -> dict:
     atomic_write_json(out / "edit.json", summary, indent=2)
     print(f"edit: before/after pairs in {out}")
     return {**summary, "folder": str(out)}
+
+
+def _picture(image: torch.Tensor | np.ndarray) -> Image.Image:
+    """A (3, H, W) float image in [0, 1], or an (H, W) bool mask, as a PIL image."""
+    if isinstance(image, np.ndarray):
+        return Image.fromarray(image.astype(np.uint8) * 255)
+    return Image.fromarray((image.permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8))
 
 
 def _save(path: Path, image: torch.Tensor) -> None:

@@ -57,6 +57,8 @@ def test_edit_writes_before_after_pairs_graphs_and_mask(pipeline_dir, graphs_fil
         for name in ("before", "after", "full", "mask"):
             with Image.open(folder / f"{name}_cam{camera}.png") as image:
                 assert image.size == (16, 16)
+    with Image.open(folder / "pair.png") as pair:  # graph text + 4 columns x 2 cameras of 128 px tiles
+        assert pair.size == (3 * 128 + 8 * 128, 18 + 128)
     graphs = json.loads((folder / "graphs.json").read_text())
     relation = {g: [r[3] for r in graphs[g]["relationships"] if r[:2] == [2, 1]] for g in ("before", "after")}
     assert relation == {
