@@ -11,10 +11,17 @@
 #   latent-cache       ldm training images/s with the latent cache against encoding every batch -> latent_cache.json
 #   generator-levers   each efficiency lever of the CPU quality recipe trained 30 min (1 core each, 2 side by side)
 #                      and scored against ceiling and floor; resumable, hours -> generator_levers.json
+#   cpu-quality        the CPU quality recipe's shipped pipeline (pretrained/cpu_quality) on 40 held-out validation
+#                      scans x cameras 1,3,5, guidance 3, with its sample grid -> generator_quality_cpu_quality.json
+#   sample-speed       sampling images/s with layout=render against layout=none (shipped cpu_quality) -> sample_speed.json
+#   export-speed       or_synth.generate images/s: 1 process x 1 thread, 1 x 2 threads, 2 processes -> export_speed.json
+#   layout-iou         the graph-to-layout predictor (stage=layout of experiment=cpu_quality, trained if absent) on the
+#                      held-out test takes: box IoU per class against a per-class mean-box baseline -> layout_iou.json
+#   edit-locality      graph edits: kept-region SSIM / MSE, latent inpainting vs full regeneration -> edit_locality.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-suites="data|render|learnability|encoder|generator-quality|generator-cost|latent-cache|generator-levers"
+suites="data|render|learnability|encoder|generator-quality|generator-cost|latent-cache|generator-levers|cpu-quality|sample-speed|export-speed|edit-locality|layout-iou"
 suite=${1:?usage: scripts/benchmark.sh $suites [args]}
 shift
 case "$suite" in
@@ -40,5 +47,21 @@ case "$suite" in
   generator-cost) .venv/bin/python -m benchmarks.generator_cost "$@" ;;
   latent-cache) .venv/bin/python -m benchmarks.latent_cache "$@" ;;
   generator-levers) .venv/bin/python -m benchmarks.generator_levers "$@" ;;
+  cpu-quality)
+    # the recipe's held-out takes (rendered as experiment=cpu_quality renders them; skipped when complete)
+    .venv/bin/python -m or_synth.render root=datasets/synthetic_or_quality scans_per_take=200
+    .venv/bin/python -m benchmarks.generator_quality --pipeline cpu_quality \
+      --dataset-root datasets/synthetic_or_quality --classifier-steps 1000 --max-graphs 40 --cameras 1 3 5 \
+      --layout masks --guidance-scale 3 --threads 2 --grid docs/images/cpu_quality_grid.png \
+      --out benchmarks/results/generator_quality_cpu_quality.json "$@"
+    ;;
+  sample-speed) .venv/bin/python -m benchmarks.sample_speed --pipeline cpu_quality "$@" ;;
+  export-speed) .venv/bin/python -m benchmarks.export_speed --pipeline cpu_quality "$@" ;;
+  edit-locality) .venv/bin/python -m benchmarks.edit_locality --pipeline cpu_quality "$@" ;;
+  layout-iou)
+    .venv/bin/python -m or_synth.train experiment=cpu_quality stage=layout   # resumes; once trained it only re-saves
+    .venv/bin/python -m benchmarks.layout_iou --predictor runs/layout/cpu_quality/predictor \
+      --dataset-root datasets/synthetic_or_quality --split test "$@"
+    ;;
   *) echo "unknown suite $suite ($suites)" >&2; exit 2 ;;
 esac

@@ -106,3 +106,38 @@ def test_quality_benchmark_with_predicted_layouts(tiny_dataset, tmp_path, monkey
                 grid=None,
             )
         )
+
+
+def test_edit_locality_benchmark_runs_each_kind_of_edit(tiny_dataset, tmp_path):
+    """benchmarks.edit_locality on a tiny pipeline: a predicate, a role and a removal edit per scan, each compared
+    outside its region for the inpainted and the fully regenerated image."""
+    from benchmarks import edit_locality
+    from or_synth.data.edits import apply_edit
+    from or_synth.data.scene_graph import parse_scan
+    from or_synth.data.vocabulary import Vocabulary
+    from tests.conftest import small_scene
+
+    record = parse_scan(small_scene(4, "000001"), Vocabulary.load())
+    edits = edit_locality.edits_for(record)
+    assert edits == {
+        "predicate": "predicate 1 0 Sawing",
+        "role": "role 2 circulating-nurse",
+        "remove": "remove 2",
+    }
+    for text in edits.values():
+        apply_edit(record, text)  # each one is an edit the grammar and the renderer accept
+
+    pipeline = tmp_path / "pipe"
+    tiny_pipeline(layout_channels=4).save_pretrained(pipeline)
+    out = tmp_path / "edit_locality.json"
+    threads = torch.get_num_threads()
+    try:
+        result = edit_locality.main(
+            ["--pipeline", str(pipeline), "--dataset-root", str(tiny_dataset), "--max-scans", "2", "--cameras", "1",
+             "--steps", "2", "--threads", "1", "--out", str(out)]
+        )  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    assert out.is_file() and result["all"]["edits x cameras"] == len(result["rows"]) > 0
+    for row in result["rows"]:
+        assert 0.0 < row["inpainted_kept_fraction"] < 1.0 and row["inpainted_kept_mse"] >= 0.0
