@@ -22,11 +22,12 @@ from or_synth.generate import export
 from or_synth.generate import load_config as generate_config
 from or_synth.generator import pipeline_hash
 from or_synth.generator.layout_predictor import LayoutPredictor
-from or_synth.sample import MANIFEST, encoder_vocabulary, load_config, predict_layouts, sample
+from or_synth.sample import encoder_vocabulary, predict_layouts
 from or_synth.sample import load_pipeline as load_saved_pipeline
 from tests.conftest import small_scene, write_layout_dataset
 from tests.encoders.conftest import tiny_clip_cfg
 from tests.generator.conftest import saved_tiny_pipeline
+from tests.test_sample import images, manifest, run
 
 SCANS = [small_scene(4, "000001"), small_scene(8, "000005")]
 
@@ -81,19 +82,6 @@ def graphs_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("graphs") / "relationships_validation.json"
     path.write_text(json.dumps({"scans": SCANS}))
     return path
-
-
-def run(pipeline_dir: Path, graphs: Path, out: Path, *extra: str) -> dict:
-    overrides = [f"pipeline={pipeline_dir}", f"graphs={graphs}", f"out={out}", "steps=2", "progress=false"]
-    return sample(load_config([*overrides, *extra]))
-
-
-def manifest(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / MANIFEST).read_text().splitlines()]
-
-
-def images(out: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted((out / "images").glob("*.png"))}
 
 
 def test_sampling_with_predicted_layouts(pipeline_dir, predictor_dir, graphs_file, tmp_path):

@@ -166,6 +166,17 @@ class SceneGraphEncoder(nn.Module):
         self.null_graph_token = nn.Parameter(torch.randn(d) * 0.02)
         self.null_token = nn.Parameter(torch.randn(d) * 0.02)
 
+    @classmethod
+    def from_config(cls, config: GraphEncoderConfig) -> SceneGraphEncoder:
+        """An encoder with zero label tables of the config's shapes, for components that load saved weights
+        (which fill the tables) or copy them from a built encoder."""
+        return cls(
+            config,
+            torch.zeros(len(config.node_labels), config.text_dim),
+            torch.zeros(len(config.predicates), config.text_dim),
+            torch.zeros(len(config.object_classes), len(config.roles), dtype=torch.long),
+        )
+
     @property
     def dim(self) -> int:
         return self.config.dim

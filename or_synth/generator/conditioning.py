@@ -69,12 +69,7 @@ class GraphConditioner(ModelMixin, ConfigMixin):
         super().__init__()
         config = GraphEncoderConfig(**encoder_config)
         # Label tables are filled by the saved weights (or by from_encoder); their shapes come from the config.
-        self.encoder = SceneGraphEncoder(
-            config,
-            torch.zeros(len(config.node_labels), config.text_dim),
-            torch.zeros(len(config.predicates), config.text_dim),
-            torch.zeros(len(config.object_classes), len(config.roles), dtype=torch.long),
-        )
+        self.encoder = SceneGraphEncoder.from_config(config)
         self.layout_proj = nn.Linear(config.text_dim, layout_channels) if layout_channels > 0 else None
 
     @classmethod

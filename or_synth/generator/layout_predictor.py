@@ -131,12 +131,7 @@ class LayoutPredictor(ModelMixin, ConfigMixin):
         super().__init__()
         config = GraphEncoderConfig(**encoder_config)
         # Label tables are filled by the saved weights (or by from_encoder); their shapes come from the config.
-        self.encoder = SceneGraphEncoder(
-            config,
-            torch.zeros(len(config.node_labels), config.text_dim),
-            torch.zeros(len(config.predicates), config.text_dim),
-            torch.zeros(len(config.object_classes), len(config.roles), dtype=torch.long),
-        )
+        self.encoder = SceneGraphEncoder.from_config(config)
         d = config.dim
         self.camera_embedding = nn.Embedding(num_views + 1, d)  # row 0: no camera (unused by the heads)
         self.box_head = nn.Sequential(
