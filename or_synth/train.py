@@ -1,4 +1,4 @@
-"""Training entry point: ``python -m or_synth.train [stage=vae|align|ldm|layout] dataset=... experiment=...``.
+"""Training entry point: ``python -m or_synth.train [stage=vae|align|ldm|layout|classifier] dataset=... experiment=...``.
 
 A thin ``@hydra.main`` wrapper: the stages live in :mod:`or_synth.training` (one module each), and
 :func:`train` runs the one named by ``stage`` or, by default, the whole recipe (vae, align, ldm). Runs on CPU,
@@ -14,6 +14,7 @@ import hydra
 from omegaconf import DictConfig
 
 from or_synth.training import STAGES, train
+from or_synth.training.classifier import CLASSIFIER_DIR
 from or_synth.training.common import TrainingInterrupted
 from or_synth.training.layout import PREDICTOR_DIR
 from or_synth.training.ldm import FINAL_GRID, PIPELINE_DIR
@@ -35,6 +36,8 @@ def main(cfg: DictConfig) -> None:
         print(f"sample grid: {run_dir / FINAL_GRID}\npipeline: {run_dir / PIPELINE_DIR}")
     elif cfg.stage.name == "layout":
         print(f"layout predictor: {Path(cfg.layout.run_dir) / PREDICTOR_DIR}")
+    elif cfg.stage.name == "classifier":
+        print(f"relation classifier: {Path(cfg.classifier.run_dir) / CLASSIFIER_DIR}")
 
 
 if __name__ == "__main__":

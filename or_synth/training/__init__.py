@@ -1,4 +1,4 @@
-"""Training stages, one module each (``vae``, ``align``, ``ldm``, ``layout``), and the machinery they share
+"""Training stages, one module each (``vae``, ``align``, ``ldm``, ``layout``, ``classifier``), and the machinery they share
 (``common``).
 
 ``python -m or_synth.train`` composes the config and dispatches here; :func:`train` is what tests call.
@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from omegaconf import DictConfig
 
-from or_synth.training import align, layout, ldm, vae
+from or_synth.training import align, classifier, layout, ldm, vae
 from or_synth.training.common import ensure_rendered, process_state
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,11 @@ def layout_on_main_process(cfg: DictConfig) -> dict:
     return _on_main_process(layout.train_layout, "layout", cfg)
 
 
+def classifier_on_main_process(cfg: DictConfig) -> dict:
+    """Stage ``classifier`` (the evaluation suite's scorer) is a single-device loop too."""
+    return _on_main_process(classifier.train_classifier, "classifier", cfg)
+
+
 def _on_main_process(train_stage: Callable[[DictConfig], dict], stage: str, cfg: DictConfig) -> dict:
     state = process_state(cfg.trainer)
     if state.is_main_process:
@@ -45,14 +50,16 @@ STAGES: dict[str, Callable[[DictConfig], dict]] = {
     "align": align_on_main_process,
     "ldm": ldm.train_ldm,
     "layout": layout_on_main_process,
+    "classifier": classifier_on_main_process,
 }
 COMPLETE: dict[str, Callable[[DictConfig], bool]] = {
     "vae": vae.is_complete,
     "align": align.is_complete,
     "ldm": ldm.is_complete,
     "layout": layout.is_complete,
+    "classifier": classifier.is_complete,
 }
-# What `stage=all` runs. The layout predictor is a stage of its own (only sampling with layout=predicted needs it),
+# What `stage=all` runs. The layout predictor and the relation classifier are stages of their own (only sampling with layout=predicted needs it),
 # so the default recipe stays vae, align, ldm.
 RECIPE = ("vae", "align", "ldm")
 

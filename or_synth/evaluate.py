@@ -1,0 +1,512 @@
+"""Evaluation entry point: ``python -m or_synth.evaluate samples=MANIFEST metrics=[...] classifier=DIR out=DIR``.
+
+Scores the images listed in a ``manifest.jsonl`` of ``or_synth.sample`` / ``or_synth.generate`` against the real
+images of ``dataset_root`` and writes ``out/metrics.json`` plus one metric card per number (``out/cards/``). It
+never imports the generator, so it scores any model's output. The metrics (``configs/evaluate.yaml``):
+
+- ``fid``, ``kid``: torchmetrics' FID Inception with the standard weights (local file or download), hash in the card;
+- ``classifier_fd``: Fréchet distance and KID in the relation classifier's feature space, the offline second
+  opinion (named as such, never FID);
+- ``graph_consistency``: relation-classifier precision / recall / F1 against the conditioning graphs beside the
+  ceiling (real images of the same graphs), the floor (shuffled graphs) and chance; per predicate, per camera;
+- ``memorisation``: nearest real training image of every generated image, near-duplicates flagged and saved;
+- ``action_recognition``: the downstream study (:func:`or_synth.evaluation.action_recognition.downstream_study`).
+
+Every input is checked before the first feature is extracted; reference features are cached per (dataset,
+split, size, cameras, extractor) under ``cache_dir``, so a second evaluation against the same reference skips
+them. A thin ``@hydra.main`` wrapper around :func:`evaluate`, which tests call with a composed config.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+
+from or_synth.data import MAIN_ACTIONS, SPLIT_TAKES, main_action
+from or_synth.data.io import atomic_write_json
+from or_synth.evaluation.cards import environment, make_card, write_cards
+from or_synth.evaluation.consistency import consistency_report
+from or_synth.evaluation.fidelity import FeatureStats, ReferenceCache, fidelity_scores
+from or_synth.evaluation.image_sets import (
+    PREPROCESSING,
+    ImageSet,
+    ImageSetError,
+    dataset_fingerprint,
+    load_generated,
+    load_real_counterparts,
+    load_real_views,
+    split_of_take,
+)
+from or_synth.evaluation.relation_classifier import RelationClassifier, classifier_hash
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
+METRICS = ("fid", "kid", "classifier_fd", "graph_consistency", "memorisation", "action_recognition")
+EMBEDDED_ROOT = Path("datasets/synthetic_or")
+log = logging.getLogger(__name__)
+
+
+class EvaluationError(ValueError):
+    """An evaluation that cannot give a meaningful number; the message says what to change."""
+
+
+def load_config(overrides: Sequence[str] = ()) -> DictConfig:
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="evaluate", overrides=list(overrides))
+
+
+def check_metrics(names: Sequence[str]) -> list[str]:
+    unknown = [m for m in names if m not in METRICS]
+    if unknown:
+        raise EvaluationError(f"unknown metric {unknown[0]!r}; available: {', '.join(METRICS)}")
+    if not names:
+        raise EvaluationError("metrics=[] asks for nothing; choose from " + ", ".join(METRICS))
+    return list(dict.fromkeys(names))
+
+
+def ensure_dataset(root: Path) -> None:
+    """The embedded default is rendered on first use (as the demo and training do); other roots must exist."""
+    if (root / "relationships_train.json").is_file():
+        return
+    if root.resolve() == EMBEDDED_ROOT.resolve():
+        from or_synth.render import load_config as render_config
+        from or_synth.render import render
+
+        log.info("rendering the embedded synthetic OR dataset into %s (first use)", root)
+        render(render_config([f"root={root}", "progress=false"]))
+        return
+    raise FileNotFoundError(
+        f"dataset_root={root} holds no dataset in 4D-OR's layout (relationships_train.json)"
+    )
+
+
+def reference_split(cfg: DictConfig, generated: ImageSet) -> str:
+    if cfg.reference_split != "auto":
+        return str(cfg.reference_split)
+    splits = {split_of_take(t) for t in generated.takes}
+    if len(splits) != 1 or None in splits:
+        raise EvaluationError(
+            f"the generated graphs come from takes {sorted(generated.takes)} (splits {sorted(map(str, splits))}); "
+            "set reference_split=validation|test|train to say which real split they are compared with"
+        )
+    return splits.pop()
+
+
+def check_not_training_graphs(cfg: DictConfig, generated: ImageSet) -> bool:
+    """Graph consistency on the generator's training graphs flatters it: refused unless the user says so."""
+    on_train = sorted(generated.takes & set(SPLIT_TAKES["train"]))
+    if on_train and not cfg.allow_training_graphs:
+        raise EvaluationError(
+            f"{generated.source}: the images were generated from TRAINING-split graphs (takes {on_train}), which "
+            "the generator was trained on; graph consistency there measures recall of training data. Sample "
+            "validation/test graphs, or pass allow_training_graphs=true to score them anyway (the cards say so)"
+        )
+    return bool(on_train)
+
+
+class FeatureSpace:
+    """A feature extractor with the name, weights hash and batch size its cards and cache keys need."""
+
+    def __init__(self, name: str, extract, weights_hash: str, batch_size: int) -> None:
+        self.name, self.extract, self.weights_hash, self.batch_size = name, extract, weights_hash, batch_size
+
+    @torch.no_grad()
+    def __call__(self, images: ImageSet) -> FeatureStats:
+        parts = [
+            self.extract(images.images[s : s + self.batch_size], images.cameras[s : s + self.batch_size])
+            for s in range(0, len(images), self.batch_size)
+        ]
+        return FeatureStats(torch.cat(parts).double().numpy(), meta={"extractor": self.name})
+
+
+def classifier_space(classifier: RelationClassifier, digest: str, batch_size: int) -> FeatureSpace:
+    classifier.eval()
+    return FeatureSpace(
+        "relation-classifier-resnet18-pool", lambda x, c: classifier.features(x), digest, batch_size
+    )
+
+
+def inception_space(cfg: DictConfig, batch_size: int) -> FeatureSpace:
+    from or_synth.evaluation.fidelity import inception_extractor
+
+    extractor, digest = inception_extractor(cfg.inception_weights, bool(cfg.allow_download))
+    extractor.eval()
+    return FeatureSpace(
+        "fid-inception-v3 (torch-fidelity, TF1-compatible bilinear resize to 299)",
+        lambda x, c: extractor(x),
+        digest,
+        batch_size,
+    )
+
+
+def reference_features(
+    cfg: DictConfig,
+    space: FeatureSpace,
+    split: str,
+    cameras: list[int],
+    size: int,
+    timings: dict,
+    max_scans=None,
+) -> tuple[FeatureStats, ImageSet | None, bool]:
+    """Features of a real split, from the cache when present. Returns (stats, the images if they were read,
+    whether the cache served them)."""
+    root = Path(cfg.dataset_root)
+    cache = ReferenceCache(Path(cfg.cache_dir).expanduser())
+    key = cache.key(
+        dataset_path=str(root.resolve()),
+        dataset_hash=dataset_fingerprint(root, split),
+        split=split,
+        size=size,
+        cameras=cameras,
+        extractor=space.name,
+        weights_hash=space.weights_hash,
+        preprocessing=PREPROCESSING,
+        max_scans=max_scans,
+    )
+    started = time.perf_counter()
+    stats = cache.get(key)
+    if stats is not None:
+        timings[f"reference_{split}_{space.name}_cached"] = round(time.perf_counter() - started, 2)
+        return stats, None, True
+    images = load_real_views(root, split, cameras, size, limit=max_scans, progress=bool(cfg.progress))
+    stats = space(images)
+    stats.meta.update(split=split, n=len(images), ids=images.ids)
+    cache.put(key, stats)
+    timings[f"reference_{split}_{space.name}"] = round(time.perf_counter() - started, 2)
+    return stats, images, False
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Run the metrics ``cfg.metrics`` on ``cfg.samples``; returns what ``metrics.json`` holds."""
+    started = time.perf_counter()
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    names = check_metrics(list(cfg.metrics))
+    out = Path(cfg.out)
+    timings: dict[str, float] = {}
+    if cfg.samples is None:
+        raise EvaluationError(
+            "samples=MANIFEST is required: the manifest.jsonl of or_synth.sample / generate"
+        )
+
+    # 1. Everything that can be wrong, before any feature is extracted.
+    root = Path(cfg.dataset_root)
+    ensure_dataset(root)
+    generated = load_generated(cfg.samples, progress=bool(cfg.progress))
+    size, cameras = generated.size[0], sorted(set(generated.cameras.tolist()))
+    needs_classifier = {"classifier_fd", "graph_consistency", "memorisation"} & set(names)
+    classifier, classifier_digest = None, None
+    if needs_classifier:
+        if cfg.classifier is None:
+            raise EvaluationError(
+                f"{', '.join(sorted(needs_classifier))} need a relation classifier: classifier=DIR, trained on real "
+                "images by `python -m or_synth.train stage=classifier`"
+            )
+        classifier = RelationClassifier.from_pretrained(cfg.classifier, cfg.classifier_hash)
+        classifier_digest = classifier_hash(cfg.classifier)
+        if classifier.image_size != size:
+            raise EvaluationError(
+                f"the classifier was trained at {classifier.image_size} px but the images are {size} px; score "
+                "generated images at the resolution the classifier was trained on (train one at this size)"
+            )
+    inception = inception_space(cfg, int(cfg.batch_size)) if {"fid", "kid"} & set(names) else None
+    on_training_graphs = check_not_training_graphs(cfg, generated) if "graph_consistency" in names else False
+    split = reference_split(cfg, generated)
+
+    env = environment()
+    common = {
+        "samples": str(generated.source),
+        "samples_sha256": generated.settings.get("manifest_sha256"),
+        "pipeline_hash": generated.settings.get("pipeline_hash"),
+        "sampling": {k: generated.settings.get(k) for k in ("sampler", "steps", "guidance_scale", "layout")},
+        "sample_seed": generated.settings.get("base_seed"),
+        "n_generated": len(generated),
+        "dataset": str(root),
+        "cameras": cameras,
+        "size": size,
+        "preprocessing": PREPROCESSING,
+        "evaluation_seed": int(cfg.seed),
+        "environment": env,
+    }
+    if classifier is not None:
+        common["classifier_hash"] = classifier_digest
+    cards: dict[str, dict] = {}
+    results: dict = {}
+
+    # 2. Classifier pass over the generated images (predictions and features at once).
+    generated_predictions = None
+    if classifier is not None:
+        begin = time.perf_counter()
+        generated_predictions = classifier.predict(generated.images, generated.cameras, int(cfg.batch_size))
+        timings["generated_classifier_pass"] = round(time.perf_counter() - begin, 2)
+        timings["generated_images_per_second"] = round(
+            len(generated) / max(timings["generated_classifier_pass"], 1e-9), 1
+        )
+
+    # 3. Fidelity.
+    spaces = []
+    if inception is not None:
+        spaces.append(("fid", "kid", inception, "FID"))
+    if "classifier_fd" in names:
+        spaces.append(
+            (
+                "classifier_fd",
+                "classifier_kid",
+                classifier_space(classifier, classifier_digest, int(cfg.batch_size)),
+                "classifier FD",
+            )
+        )
+    for fd_name, kid_name, space, label in spaces:
+        real, _, cached = reference_features(
+            cfg, space, split, cameras, size, timings, cfg.reference_max_scans
+        )
+        if space.name.startswith("relation") and generated_predictions is not None:
+            fake = FeatureStats(
+                generated_predictions["features"].double().numpy(), meta={"extractor": space.name}
+            )
+        else:
+            fake = space(generated)
+        scores = fidelity_scores(
+            real, fake, name=label, kid_subset_size=int(cfg.kid_subset_size), kid_subsets=int(cfg.kid_subsets),
+            seed=int(cfg.seed), min_n_warning=int(cfg.fid_min_n),
+        )  # fmt: skip
+        fields = {
+            **common,
+            "feature_space": space.name,
+            "weights_hash": space.weights_hash,
+            "split": split,
+            "n_real": scores["n_real"],
+            "reference_cached": cached,
+            "warnings": scores["warnings"],
+        }
+        implementation = (
+            "or_synth.evaluation.frechet_distance (float64, eigh square root; agrees with torchmetrics)"
+        )
+        if fd_name in names:
+            cards[fd_name] = make_card(
+                fd_name, round(scores["frechet_distance"], 4), implementation=implementation, **fields
+            )
+        kid_card = kid_name if (kid_name != "kid" or "kid" in names) else None
+        if kid_card:
+            kid_value = {
+                "mean": round(scores["kid_mean"], 6),
+                "std": round(scores["kid_std"], 6),
+                "subset_size": scores["kid_subset_size"],
+            }
+            cards[kid_card] = make_card(
+                kid_card,
+                kid_value,
+                implementation="torchmetrics.image.kid.poly_mmd over seeded subsets",
+                **fields,
+            )
+
+    # 4. Graph consistency.
+    real_views = None
+    if "graph_consistency" in names:
+        begin = time.perf_counter()
+        real_views = load_real_counterparts(root, generated)
+        report = consistency_report(
+            classifier, generated, real_views, seed=int(cfg.seed), generated_predictions=generated_predictions
+        )
+        timings["graph_consistency"] = round(time.perf_counter() - begin, 2)
+        quality = classifier_quality(cfg.classifier)
+        warnings = weak_predicate_warnings(report, quality)
+        if on_training_graphs:
+            warnings.insert(
+                0, "scored on TRAINING-split graphs the generator was trained on (allow_training_graphs=true)"
+            )
+        value = {
+            unit: {k: report[k][f"predicate_macro_f1_per_{unit}"] for k in ("model", "ceiling", "floor")}
+            for unit in ("scan", "image")
+        }
+        cards["graph_consistency"] = make_card(
+            "graph_consistency (predicate macro-F1; model / ceiling / floor)",
+            value,
+            implementation="or_synth.evaluation.consistency.consistency_report",
+            **common,
+            weights_hash=classifier_digest,
+            split=split,
+            n_real=len(real_views),
+            chance=report["chance"],
+            training_graphs=on_training_graphs,
+            classifier_quality=quality,
+            warnings=warnings,
+        )
+        results["graph_consistency"] = report
+
+    # 5. Memorisation.
+    if "memorisation" in names:
+        from or_synth.data import read_image
+        from or_synth.evaluation.memorisation import memorisation_report, nearest_training_images
+
+        begin = time.perf_counter()
+        space = classifier_space(classifier, classifier_digest, int(cfg.batch_size))
+        max_scans = cfg.memorisation.training_max_scans
+        train_stats, train_images, _ = reference_features(
+            cfg, space, "train", cameras, size, timings, max_scans
+        )
+        heldout = {}
+        if real_views is not None:  # calibration: real held-out images are not copies of training images
+            heldout_features = classifier.predict(real_views.images, real_views.cameras)["features"]
+            heldout = {"heldout_images": real_views.images, "heldout_features": heldout_features}
+        # Only the training images that are someone's nearest neighbour are read (or kept): the search runs on
+        # the cached features, and restricting it to those candidates leaves every nearest neighbour unchanged.
+        queries = [generated_predictions["features"]]
+        if heldout:
+            queries.append(heldout["heldout_features"])
+        candidates = np.unique(
+            np.concatenate([nearest_training_images(q, train_stats.features)[0] for q in queries])
+        )
+        train_ids = [train_stats.meta["ids"][i] for i in candidates]
+        candidate_images = (
+            train_images.images[candidates]
+            if train_images is not None
+            else torch.stack([read_image(root / i, (size, size)) for i in train_ids])
+        )
+        report = memorisation_report(
+            generated.images, generated.ids, generated_predictions["features"],
+            candidate_images, train_ids, train_stats.features[candidates],
+            feature_threshold=float(cfg.memorisation.feature_threshold),
+            ssim_threshold=float(cfg.memorisation.ssim_threshold),
+            pairs_dir=out / "memorisation_pairs", max_pairs=int(cfg.memorisation.max_pairs), **heldout,
+        )  # fmt: skip
+        report["summary"]["n_training"] = train_stats.n  # searched: all of them (read: the candidates)
+        timings["memorisation"] = round(time.perf_counter() - begin, 2)
+        summary = report["summary"]
+        cards["memorisation"] = make_card(
+            "memorisation (near-duplicates of real training images)",
+            {k: summary[k] for k in ("n_flagged", "fraction_flagged", "similarity_median", "ssim_median")},
+            implementation="or_synth.evaluation.memorisation (classifier-feature cosine NN + skimage SSIM)",
+            **common,
+            weights_hash=classifier_digest,
+            split="train",
+            n_real=train_stats.n,
+            thresholds=dict(OmegaConf.to_container(cfg.memorisation)),
+            warnings=[],
+        )
+        results["memorisation"] = report
+
+    # 6. Downstream action recognition.
+    if "action_recognition" in names:
+        begin = time.perf_counter()
+        results["action_recognition"], cards["action_recognition"] = action_recognition(
+            cfg, generated, common
+        )
+        timings["action_recognition"] = round(time.perf_counter() - begin, 2)
+
+    timings["total"] = round(time.perf_counter() - started, 2)
+    document = {
+        "metrics": {name: card["value"] for name, card in cards.items()},
+        "cards": cards,
+        "details": results,
+        "warnings": sorted({w for card in cards.values() for w in card.get("warnings") or []}),
+        "timings_seconds": timings,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_cards(out, cards)
+    atomic_write_json(out / "metrics.json", document, indent=2)
+    return document
+
+
+def classifier_quality(folder) -> dict:
+    import json
+
+    path = Path(folder) / "quality.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def weak_predicate_warnings(report: dict, quality: dict, floor_f1: float = 0.5) -> list[str]:
+    """A scorer that cannot see a predicate on real images cannot judge a generator on it: name those."""
+    warnings = []
+    for name, row in report["predicates"].items():
+        ceiling = row.get("ceiling", {}).get("f1_per_scan")
+        if ceiling is not None and ceiling < floor_f1 and row["ceiling"].get("support_per_scan", 0) > 0:
+            warnings.append(
+                f"the relation classifier is weak on {name} (F1 {ceiling:.2f} on real images of these graphs): "
+                f"its {name} score says little about the generator"
+            )
+    return warnings
+
+
+def labelled(images: ImageSet):
+    from or_synth.evaluation.action_recognition import LabelledImages
+
+    labels = torch.tensor([MAIN_ACTIONS.index(main_action(r.predicates)) for r in images.records])
+    takes = torch.tensor([r.take for r in images.records])
+    return LabelledImages(images.images, labels, images.scan_groups(), takes)
+
+
+def action_recognition(cfg: DictConfig, generated: ImageSet, common: dict) -> tuple[dict, dict]:
+    """Real-only vs real + synthetic main-action recognition on real held-out takes (helper module)."""
+    from or_synth.evaluation.action_recognition import downstream_study
+
+    settings = cfg.action_recognition
+    synthetic = load_generated(settings.samples) if settings.samples else generated
+    held_out = sorted(synthetic.takes - set(SPLIT_TAKES["train"]))
+    if held_out:
+        raise EvaluationError(
+            f"{synthetic.source}: synthetic training images must come from TRAINING-split graphs (or new ones), "
+            f"never from the held-out takes {held_out} the downstream model is tested on"
+        )
+    size, cameras = synthetic.size[0], sorted(set(synthetic.cameras.tolist()))
+    root = Path(cfg.dataset_root)
+    real_train = load_real_views(root, "train", cameras, size, limit=int(settings.real_train_scans))
+    real_test = [load_real_views(root, s, cameras, size) for s in ("validation", "test")]
+    from or_synth.evaluation.action_recognition import LabelledImages
+
+    parts = [labelled(t) for t in real_test]
+    offset = int(parts[0].groups.max()) + 1
+    parts[1] = LabelledImages(parts[1].images, parts[1].labels, parts[1].groups + offset, parts[1].takes)
+    test = LabelledImages.concat(parts)
+    extra = None
+    warnings = []
+    if settings.extra_real_root:
+        extra = labelled(load_real_views(settings.extra_real_root, "train", cameras, size))
+    else:
+        warnings.append(
+            "no oracle control: set action_recognition.extra_real_root to a render of the training takes"
+        )
+    study = downstream_study(
+        labelled(real_train), labelled(synthetic), test, extra,
+        seeds=list(settings.seeds), ratios=list(settings.ratios), fractions=list(settings.fractions),
+        steps=int(settings.steps), batch_size=int(settings.batch_size),
+    )  # fmt: skip
+    card = make_card(
+        "action_recognition (main-action macro-F1 on real held-out takes)",
+        study.get("summary", {}),
+        implementation="or_synth.evaluation.action_recognition.downstream_study",
+        **{**common, "samples": synthetic.source, "n_generated": len(synthetic)},
+        split="train -> validation+test",
+        n_real=len(real_train),
+        seeds=list(settings.seeds),
+        warnings=warnings,
+    )
+    return study, card
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        document = evaluate(cfg)
+    except (EvaluationError, ImageSetError, FileNotFoundError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    for name, value in document["metrics"].items():
+        print(f"{name}: {value}")
+    for warning in document["warnings"]:
+        print(f"warning: {warning}")
+    print(f"metrics: {Path(cfg.out) / 'metrics.json'}  cards: {Path(cfg.out) / 'cards'}")
+
+
+if __name__ == "__main__":
+    main()

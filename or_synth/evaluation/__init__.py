@@ -1,0 +1,1 @@
+"""Evaluation of generated operating-room images: fidelity, memorisation, scene-graph consistency."""

@@ -1,0 +1,250 @@
+"""``or_synth.evaluate`` end to end on a tiny render: the relation classifier stage, graph consistency beside its
+ceiling and floor, the classifier-feature FD / KID with the reference cache, memorisation, metric cards, and the
+bad inputs that must fail clearly. "Generated" sets made of copies of real images give known answers (FD 0,
+model = ceiling, every copy of a training image flagged); one test scores a real tiny pipeline's samples."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from PIL import Image
+
+from or_synth.data import SPLIT_TAKES, load_scene_graphs
+from or_synth.data.images import frame_index
+from or_synth.evaluate import EvaluationError, evaluate, load_config
+from or_synth.evaluation.image_sets import ImageSetError, load_generated
+from or_synth.evaluation.relation_classifier import RelationClassifier, classifier_hash
+from or_synth.train import CONFIG_DIR, train
+from tests.conftest import render_tiny_dataset
+from tests.generator.conftest import saved_tiny_pipeline
+
+ROOT = Path(__file__).resolve().parents[2]
+CAMERAS = (1, 2)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory) -> Path:
+    return render_tiny_dataset(tmp_path_factory.mktemp("rendered") / "synthetic_or", size=32)
+
+
+def train_classifier(root: Path, work: Path, *extra: str) -> Path:
+    overrides = [
+        "stage=classifier",
+        "debug=smoke",
+        f"dataset.root={root}",
+        f"dataset.processed_root={work / 'processed'}",
+        f"runs_root={work / 'runs'}",
+        "classifier.steps=6",
+        *extra,
+    ]
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        result = train(compose(config_name="train", overrides=overrides))
+    return Path(result["classifier_dir"])
+
+
+@pytest.fixture(scope="module")
+def classifier_dir(rendered, tmp_path_factory) -> Path:
+    return train_classifier(rendered, tmp_path_factory.mktemp("classifier"))
+
+
+def copy_as_samples(root: Path, split: str, out: Path, *, shuffle_graphs: bool = False) -> Path:
+    """A samples folder whose "generated" images are PNG copies of the split's real views (the manifest as
+    or_synth.sample writes it). ``shuffle_graphs`` lists each image under the next scan's graph instead."""
+    source = root / f"relationships_{split}.json"
+    records = load_scene_graphs(source, takes=SPLIT_TAKES[split]).records
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, record in enumerate(records):
+        shown = records[(i + 1) % len(records)] if shuffle_graphs else record
+        for camera in CAMERAS:
+            real = frame_index(root, shown.take).image_path(shown.scan, camera)
+            name = f"images/take{record.take}_scan{record.scan}_cam{camera}_s0.png"
+            Image.open(real).convert("RGB").save(out / name)
+            line = {"image": name, "source": str(source), "take": record.take, "scan": record.scan}
+            lines.append({**line, "camera": camera, "sample": 0, "seed": i, "pipeline_hash": "copies"})
+    (out / "manifest.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return out / "manifest.jsonl"
+
+
+def run(samples: Path, classifier: Path, root: Path, out: Path, *extra: str) -> dict:
+    overrides = [
+        f"samples={samples}",
+        f"classifier={classifier}",
+        f"dataset_root={root}",
+        f"out={out}",
+        f"cache_dir={out.parent / 'cache'}",
+        "kid_subset_size=8",
+        "kid_subsets=5",
+        "progress=false",
+        *extra,
+    ]
+    return evaluate(load_config(overrides))
+
+
+def test_classifier_stage_saves_weights_quality_and_a_stable_hash(classifier_dir):
+    config = json.loads((classifier_dir / "config.json").read_text())
+    assert config["training"]["real_images_only"] and config["image_size"] == 32 and config["triples"]
+    quality = json.loads((classifier_dir / "quality.json").read_text())
+    assert set(quality) == {"validation", "test"}
+    assert 0 <= quality["validation"]["predicate_macro_f1_per_scan"] <= 1
+    digest = classifier_hash(classifier_dir)
+    assert RelationClassifier.from_pretrained(classifier_dir, digest).triples == tuple(config["triples"])
+    with pytest.raises(ValueError, match="pinned"):
+        RelationClassifier.from_pretrained(classifier_dir, "0" * 16)
+
+
+def test_copies_of_real_images_score_the_ceiling_fd_zero_and_cards(rendered, classifier_dir, tmp_path):
+    samples = copy_as_samples(rendered, "validation", tmp_path / "copies")
+    document = run(samples, classifier_dir, rendered, tmp_path / "eval")
+    consistency = document["details"]["graph_consistency"]
+    for unit in ("scan", "image"):
+        key = f"predicate_macro_f1_per_{unit}"
+        assert consistency["model"][key] == consistency["ceiling"][key]  # the same pixels, the same answers
+    assert set(consistency["per_camera"]) == set(CAMERAS) and "view_agreement" in consistency
+    assert abs(document["metrics"]["classifier_fd"]) < 1e-6  # identical feature sets
+    card = document["cards"]["classifier_fd"]
+    assert card["n_generated"] == card["n_real"] == 16 * len(CAMERAS)
+    assert card["weights_hash"] == classifier_hash(classifier_dir) and card["split"] == "validation"
+    assert "never called FID" not in card["metric"] and card["feature_space"].startswith(
+        "relation-classifier"
+    )
+    assert any("biased upward" in w for w in card["warnings"])  # N = 32, far under 2048
+    assert card["reference_cached"] is False
+    for name in ("classifier_fd", "classifier_kid", "graph_consistency", "memorisation"):
+        assert (tmp_path / "eval/cards" / f"{name}.md").is_file()
+        assert json.loads((tmp_path / "eval/cards" / f"{name}.json").read_text())["preprocessing"]
+    on_disk = json.loads((tmp_path / "eval/metrics.json").read_text())
+    assert on_disk["metrics"]["classifier_fd"] == document["metrics"]["classifier_fd"]
+    # Held-out copies are not memorised: no generated image copies a TRAINING image.
+    assert document["details"]["memorisation"]["summary"]["n_flagged"] == 0
+    assert document["details"]["memorisation"]["heldout_baseline"]["n_heldout"] == 32
+
+    again = run(samples, classifier_dir, rendered, tmp_path / "eval2")
+    assert again["cards"]["classifier_fd"]["reference_cached"] is True
+    assert again["metrics"]["classifier_fd"] == document["metrics"]["classifier_fd"]
+
+
+def test_copies_of_training_images_are_flagged_as_memorised(rendered, classifier_dir, tmp_path):
+    samples = copy_as_samples(rendered, "train", tmp_path / "train_copies")
+    document = run(samples, classifier_dir, rendered, tmp_path / "eval", "metrics=[memorisation]")
+    summary = document["details"]["memorisation"]["summary"]
+    assert summary["n_flagged"] == summary["n_generated"] == 16 * len(CAMERAS)
+    assert summary["ssim_median"] == pytest.approx(1.0)
+    pairs = document["details"]["memorisation"]["pairs"]
+    assert pairs and all((tmp_path / "eval/memorisation_pairs" / p["file"]).is_file() for p in pairs)
+
+
+def test_graph_consistency_on_training_graphs_is_refused_unless_said(rendered, classifier_dir, tmp_path):
+    samples = copy_as_samples(rendered, "train", tmp_path / "train_copies")
+    with pytest.raises(EvaluationError, match="TRAINING-split graphs"):
+        run(samples, classifier_dir, rendered, tmp_path / "eval", "metrics=[graph_consistency]")
+    said = run(
+        samples,
+        classifier_dir,
+        rendered,
+        tmp_path / "eval",
+        "metrics=[graph_consistency]",
+        "allow_training_graphs=true",
+    )
+    assert said["cards"]["graph_consistency"]["training_graphs"] is True
+    assert "TRAINING-split" in said["cards"]["graph_consistency"]["warnings"][0]
+
+
+def test_bad_manifests_fail_clearly(rendered, tmp_path):
+    samples = copy_as_samples(rendered, "validation", tmp_path / "s")
+    lines = samples.read_text().splitlines()
+    (tmp_path / "s/images" / json.loads(lines[3])["image"].split("/")[-1]).unlink()
+    with pytest.raises(ImageSetError, match="missing"):
+        load_generated(samples)
+    samples.write_text("")
+    with pytest.raises(ImageSetError, match="no images"):
+        load_generated(samples)
+    samples.write_text(json.dumps({"image": "x.png", "take": 4, "scan": "000001"}) + "\n")
+    with pytest.raises(ImageSetError, match="line 1: field 'camera'"):
+        load_generated(samples)
+    mixed = copy_as_samples(rendered, "validation", tmp_path / "m")
+    first = tmp_path / "m" / json.loads(mixed.read_text().splitlines()[0])["image"]
+    Image.new("RGB", (20, 20)).save(first)
+    with pytest.raises(ImageSetError, match="mixed sizes"):
+        load_generated(mixed)
+    with pytest.raises(ImageSetError, match="no manifest"):
+        load_generated(tmp_path / "nowhere")
+
+
+def test_wrong_requests_fail_before_any_work(rendered, classifier_dir, tmp_path):
+    samples = copy_as_samples(rendered, "validation", tmp_path / "s")
+    with pytest.raises(EvaluationError, match="unknown metric 'fidd'"):
+        run(samples, classifier_dir, rendered, tmp_path / "e", "metrics=[fidd]")
+    with pytest.raises(FileNotFoundError, match="Inception weights not found"):
+        run(
+            samples,
+            classifier_dir,
+            rendered,
+            tmp_path / "e",
+            "metrics=[fid]",
+            f"inception_weights={tmp_path}/no.pth",
+        )
+    with pytest.raises(ValueError, match="pinned"):
+        run(samples, classifier_dir, rendered, tmp_path / "e", "classifier_hash=deadbeefdeadbeef")
+    with pytest.raises(EvaluationError, match="need a relation classifier"):
+        run(samples, classifier_dir, rendered, tmp_path / "e", "classifier=null")
+    assert not (tmp_path / "e").exists()  # nothing written for a refused request
+
+
+def test_scores_a_real_pipelines_samples_through_python_m(rendered, tmp_path_factory, tmp_path):
+    """The chain a user runs: sample with a (tiny, random) pipeline at 16 px, train a 16 px classifier, evaluate."""
+    from or_synth.sample import load_config as sample_config
+    from or_synth.sample import sample
+
+    pipeline = saved_tiny_pipeline(tmp_path_factory, layout_channels=0, name="plain")
+    out = tmp_path / "samples"
+    sample(
+        sample_config(
+            [
+                f"pipeline={pipeline}",
+                "graphs=validation",
+                f"dataset_root={rendered}",
+                f"out={out}",
+                "steps=2",
+                "cameras=[1,2]",
+                "limit=6",
+                "progress=false",
+            ]  # fmt: skip
+        )
+    )
+    classifier = train_classifier(rendered, tmp_path / "work", "classifier.image_size=16")
+    command = [
+        sys.executable, "-m", "or_synth.evaluate", f"samples={out}", f"classifier={classifier}",
+        f"dataset_root={rendered}", f"out={tmp_path / 'eval'}", f"cache_dir={tmp_path / 'cache'}",
+        "kid_subset_size=4", "kid_subsets=3", "progress=false",
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    document = json.loads((tmp_path / "eval/metrics.json").read_text())
+    consistency = document["details"]["graph_consistency"]
+    assert {"model", "ceiling", "floor", "chance"} <= set(consistency)
+    assert (
+        document["cards"]["graph_consistency"]["pipeline_hash"]
+        == json.loads((out / "manifest.jsonl").read_text().splitlines()[0])["pipeline_hash"]
+    )
+    assert "graph_consistency" in done.stdout and "metrics:" in done.stdout
+    bad = subprocess.run(
+        [*command[:3], "samples=/nonexistent"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert bad.returncode == 2 and "no manifest" in bad.stderr
+    shutil.rmtree(tmp_path / "cache")
