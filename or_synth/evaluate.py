@@ -10,7 +10,9 @@ never imports the generator, so it scores any model's output. The metrics (``con
 - ``graph_consistency``: relation-classifier precision / recall / F1 against the conditioning graphs beside the
   ceiling (real images of the same graphs), the floor (shuffled graphs) and chance; per predicate, per camera;
 - ``memorisation``: nearest real training image of every generated image, near-duplicates flagged and saved;
-- ``action_recognition``: the downstream study (:func:`or_synth.evaluation.action_recognition.downstream_study`).
+- ``action_recognition``: the downstream study (:func:`or_synth.evaluation.action_recognition.downstream_study`);
+- ``relation_sensitivity``: on ``edits=DIR`` (``or_synth.edit`` outputs), whether the regenerated image changes
+  the way the graph edit says (:mod:`or_synth.evaluation.sensitivity`).
 
 Every input is checked before the first feature is extracted; reference features are cached per (dataset,
 split, size, cameras, extractor) under ``cache_dir``, so a second evaluation against the same reference skips
@@ -49,7 +51,15 @@ from or_synth.evaluation.image_sets import (
 from or_synth.evaluation.relation_classifier import RelationClassifier, classifier_hash
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
-METRICS = ("fid", "kid", "classifier_fd", "graph_consistency", "memorisation", "action_recognition")
+METRICS = (
+    "fid",
+    "kid",
+    "classifier_fd",
+    "graph_consistency",
+    "memorisation",
+    "action_recognition",
+    "relation_sensitivity",
+)
 EMBEDDED_ROOT = Path("datasets/synthetic_or")
 log = logging.getLogger(__name__)
 
@@ -192,6 +202,8 @@ def evaluate(cfg: DictConfig) -> dict:
     names = check_metrics(list(cfg.metrics))
     out = Path(cfg.out)
     timings: dict[str, float] = {}
+    if names == ["relation_sensitivity"]:
+        return _only_relation_sensitivity(cfg, out, started)
     if cfg.samples is None:
         raise EvaluationError(
             "samples=MANIFEST is required: the manifest.jsonl of or_synth.sample / generate"
@@ -202,7 +214,9 @@ def evaluate(cfg: DictConfig) -> dict:
     ensure_dataset(root)
     generated = load_generated(cfg.samples, progress=bool(cfg.progress))
     size, cameras = generated.size[0], sorted(set(generated.cameras.tolist()))
-    needs_classifier = {"classifier_fd", "graph_consistency", "memorisation"} & set(names)
+    needs_classifier = {"classifier_fd", "graph_consistency", "memorisation", "relation_sensitivity"} & set(
+        names
+    )
     classifier, classifier_digest = None, None
     if needs_classifier:
         if cfg.classifier is None:
@@ -220,6 +234,8 @@ def evaluate(cfg: DictConfig) -> dict:
     inception = inception_space(cfg, int(cfg.batch_size)) if {"fid", "kid"} & set(names) else None
     on_training_graphs = check_not_training_graphs(cfg, generated) if "graph_consistency" in names else False
     split = reference_split(cfg, generated)
+    if "relation_sensitivity" in names and not cfg.edits:
+        raise EvaluationError("relation_sensitivity needs edits=DIR: the out folder of python -m or_synth.edit")
 
     env = environment()
     common = {
@@ -394,7 +410,13 @@ def evaluate(cfg: DictConfig) -> dict:
         )
         results["memorisation"] = report
 
-    # 6. Downstream action recognition.
+    # 6. Relation sensitivity on graph edits.
+    if "relation_sensitivity" in names:
+        results["relation_sensitivity"], cards["relation_sensitivity"] = sensitivity_card(
+            cfg, classifier, classifier_digest, {"environment": common["environment"]}
+        )
+
+    # 7. Downstream action recognition.
     if "action_recognition" in names:
         begin = time.perf_counter()
         results["action_recognition"], cards["action_recognition"] = action_recognition(
@@ -413,6 +435,50 @@ def evaluate(cfg: DictConfig) -> dict:
     }
     out.mkdir(parents=True, exist_ok=True)
     write_cards(out, cards)
+    atomic_write_json(out / "metrics.json", document, indent=2)
+    return document
+
+
+def sensitivity_card(cfg: DictConfig, classifier, digest: str, common: dict) -> tuple[dict, dict]:
+    from or_synth.evaluation.sensitivity import relation_sensitivity
+
+    report = relation_sensitivity(classifier, cfg.edits)
+    card = make_card(
+        "relation_sensitivity (changed labels moving the way the edit says; chance 0.5)",
+        {kind: report[kind] for kind in ("after", "full")},
+        implementation="or_synth.evaluation.sensitivity.relation_sensitivity",
+        **common,
+        edits=str(cfg.edits),
+        n_edits=len(report["edits"]),
+        classifier_hash=digest,
+        weights_hash=digest,
+        preprocessing=PREPROCESSING,
+        warnings=[]
+        if len(report["edits"]) >= 20
+        else [f"only {len(report['edits'])} edit(s): a rough estimate"],
+    )
+    return report, card
+
+
+def _only_relation_sensitivity(cfg: DictConfig, out: Path, started: float) -> dict:
+    if not cfg.edits or cfg.classifier is None:
+        raise EvaluationError(
+            "relation_sensitivity needs edits=DIR (or_synth.edit outputs) and classifier=DIR"
+        )
+    classifier = RelationClassifier.from_pretrained(cfg.classifier, cfg.classifier_hash)
+    report, card = sensitivity_card(
+        cfg, classifier, classifier_hash(cfg.classifier), {"environment": environment()}
+    )
+    document = {
+        "metrics": {"relation_sensitivity": card["value"]},
+        "cards": {"relation_sensitivity": card},
+        "details": {"relation_sensitivity": report},
+        "warnings": card["warnings"],
+        "timings_seconds": {"total": round(time.perf_counter() - started, 2)},
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_cards(out, {"relation_sensitivity": card})
     atomic_write_json(out / "metrics.json", document, indent=2)
     return document
 

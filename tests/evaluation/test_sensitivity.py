@@ -1,0 +1,113 @@
+"""Relation sensitivity on graph edits: known answers with a scorer that reads which graph an image shows, and the
+real chain (or_synth.edit with a tiny pipeline, then or_synth.evaluate metrics=[relation_sensitivity])."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from or_synth.data.edits import apply_edit, parse_edit
+from or_synth.data.scene_graph import parse_scan
+from or_synth.data.vocabulary import Vocabulary
+from or_synth.edit import edit
+from or_synth.edit import load_config as edit_config
+from or_synth.evaluate import EvaluationError, evaluate, load_config
+from or_synth.evaluation.image_sets import ImageSetError
+from or_synth.evaluation.relation_classifier import RelationClassifier, RelationLabels, triple_vocabulary
+from or_synth.evaluation.sensitivity import relation_sensitivity
+from tests.conftest import small_scene
+from tests.generator.conftest import saved_tiny_pipeline
+
+EDIT = "predicate head-surgeon Patient Sawing"
+
+
+class GraphReader:
+    """Answers exactly the graph an image shows: pixel (0, 0) red 0 = the before graph, 255 = the after graph."""
+
+    def __init__(self, before, after) -> None:
+        self.graphs = (before, after)
+        self.triples = tuple(triple_vocabulary(self.graphs, 1))
+        self.image_size = 8
+        self.labels = RelationLabels(self.triples)
+
+    def predict(self, images, cameras, batch_size=128):
+        shown = [self.graphs[int(x[0, 0, 0]) // 255] for x in images]
+        return {"predicates": self.labels.predicates(shown), "triples": self.labels.triple_targets(shown)}
+
+
+def write_edit_folder(folder: Path, before, after, *, full_follows_edit: bool) -> None:
+    folder.mkdir(parents=True)
+    vocabulary = Vocabulary()
+    (folder / "graphs.json").write_text(
+        json.dumps({"before": before.to_json(vocabulary), "after": after.to_json(vocabulary)})
+    )
+    (folder / "edit.json").write_text(json.dumps({"edit": EDIT, "cameras": {"1": {}, "5": {}}}))
+    for camera in (1, 5):
+        for kind, shows_after in (("before", False), ("after", True), ("full", full_follows_edit)):
+            Image.new("RGB", (8, 8), (255 if shows_after else 0, 0, 0)).save(
+                folder / f"{kind}_cam{camera}.png"
+            )
+
+
+@pytest.fixture
+def edited():
+    before = parse_scan(small_scene(4, "000001"), Vocabulary())
+    return before, apply_edit(before, parse_edit(EDIT)).after
+
+
+def test_known_answers(edited, tmp_path):
+    before, after = edited
+    write_edit_folder(tmp_path / "edits/a", before, after, full_follows_edit=False)
+    report = relation_sensitivity(GraphReader(before, after), tmp_path / "edits")
+    assert report["after"]["direction_accuracy"] == 1.0 and report["after"]["flip_rate"] == 1.0
+    assert report["after"]["unchanged_stability"] == 1.0
+    assert report["full"]["direction_accuracy"] == 0.0  # an image that ignores the edit moves nothing
+    assert "predicate Sawing" in report["edits"][0]["changed_labels"]
+    assert "predicate Drilling" in report["edits"][0]["changed_labels"]  # removed by the edit
+    (tmp_path / "edits/a/after_cam5.png").unlink()
+    with pytest.raises(ImageSetError, match="after_cam5.png is missing"):
+        relation_sensitivity(GraphReader(before, after), tmp_path / "edits")
+    with pytest.raises(ImageSetError, match="no edit.json"):
+        relation_sensitivity(GraphReader(before, after), tmp_path / "nothing")
+
+
+def test_edit_then_evaluate_through_the_real_commands(tmp_path_factory, tmp_path):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        pipeline = saved_tiny_pipeline(tmp_path_factory, layout_channels=4)
+        graphs = tmp_path / "relationships_validation.json"
+        graphs.write_text(json.dumps({"scans": [small_scene(4, "000001")]}))
+        edit(
+            edit_config(
+                [
+                    f"pipeline={pipeline}",
+                    f"graphs={graphs}",
+                    "scan=4/000001",
+                    f"edit={EDIT}",
+                    "cameras=[1,5]",
+                    "steps=2",
+                    "guidance_scale=1",
+                    f"out={tmp_path / 'edits'}",
+                ]  # fmt: skip
+            )
+        )
+        before = parse_scan(small_scene(4, "000001"), Vocabulary())
+        classifier = RelationClassifier(triple_vocabulary([before], 1), image_size=16)
+        classifier.save_pretrained(tmp_path / "classifier")
+        base = [f"classifier={tmp_path / 'classifier'}", f"out={tmp_path / 'eval'}", "progress=false"]
+        with pytest.raises(EvaluationError, match="edits=DIR"):
+            evaluate(load_config([*base, "metrics=[relation_sensitivity]"]))
+        document = evaluate(
+            load_config([*base, "metrics=[relation_sensitivity]", f"edits={tmp_path / 'edits'}"])
+        )
+    finally:
+        torch.set_num_threads(threads)
+    value = document["metrics"]["relation_sensitivity"]
+    assert 0 <= value["after"]["direction_accuracy"] <= 1 and value["after"]["changed_labels"] > 0
+    card = json.loads((tmp_path / "eval/cards/relation_sensitivity.json").read_text())
+    assert card["n_edits"] == 1 and card["warnings"] and card["classifier_hash"]
