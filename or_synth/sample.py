@@ -306,6 +306,8 @@ def check_options(cfg: DictConfig) -> tuple[list[int], str]:
             raise ValueError(f"{key} must be >= 1, got {cfg[key]}")
     if cfg.limit is not None and int(cfg.limit) < 1:
         raise ValueError(f"limit must be >= 1 or null (all graphs), got {cfg.limit}")
+    if int(cfg.get("stride", 1)) < 1:
+        raise ValueError(f"stride must be >= 1, got {cfg.stride}")
     sampler = SAMPLERS.get(str(cfg.sampler))
     if sampler is None:
         raise ValueError(f"unknown sampler {cfg.sampler!r}; choose ddpm, ddim or dpmsolver++")
@@ -503,7 +505,9 @@ def prepare(cfg: DictConfig) -> SamplePlan:
     check_pipeline_folder(pipeline_dir)
     source, data_root = resolve_graphs(cfg.graphs, cfg.dataset_root)
     scene_graphs = load_scene_graphs(source, Vocabulary.load(data_root), strict=True)
-    records = scene_graphs.records[: int(cfg.limit)] if cfg.limit is not None else scene_graphs.records
+    # Every stride-th graph (a spread over the whole file: every surgery phase), then the first `limit` of those.
+    records = scene_graphs.records[:: int(cfg.get("stride", 1))]
+    records = records[: int(cfg.limit)] if cfg.limit is not None else records
     if not records:
         raise DatasetFormatError("holds no scene graphs", file=source)
 

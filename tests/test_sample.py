@@ -112,6 +112,10 @@ def test_same_seed_same_bytes_across_runs_and_batch_sizes(pipeline_dir, graphs_f
     assert len(set(a.values())) == 6  # different items, different images
     e = images_of(run(pipeline_dir, graphs_file, tmp_path / "e", "cameras=[2,5]", "limit=1", "seed=1"))
     assert len(e) == 2 and all(a[k] != e[k] for k in e)
+    # stride: every k-th graph (a spread over the file), the same images as when sampled with all of them.
+    f = images_of(run(pipeline_dir, graphs_file, tmp_path / "f", "cameras=[2,5]", "stride=2"))
+    assert sorted(f) == sorted(k for k in a if "scan000001" in k or "scan000005" in k) and len(f) == 4
+    assert all(a[name] == data for name, data in f.items())
 
 
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpmsolver++"])
