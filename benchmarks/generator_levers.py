@@ -62,6 +62,14 @@ LEVERS: dict[str, tuple[str, list[str], dict]] = {
         ["encoder.graph.layers=0", "ldm.encoder_dir=null"],
         {},
     ),
+    # The encoder ablation of the evaluation suite (#9): base = the align-adapted encoder; label_tokens = label
+    # embeddings without message passing; this = the same graph network untrained by align (fresh, learning only
+    # with the denoiser). Trained for the base's step count (1466), so it is step-matched whatever the machine's load.
+    "untrained_encoder": (
+        "untrained encoder: the graph network without align (ldm.encoder_dir=null), step-matched to base",
+        ["ldm.encoder_dir=null", "ldm.steps=1466"],
+        {},
+    ),
     "no_whitening": (
         "codec without whitening (latent channels keep PCA's variance spread)",
         ["autoencoder.arch.whiten=false", "vae.run_dir=${runs_root}/vae/cpu_quality_nowhiten"],

@@ -45,6 +45,7 @@ from monai.metrics import SSIMMetric
 from benchmarks.learnability import TinyCNN, evaluate, f1_scores, predict, train
 from or_synth.data import PREDICATES, FourDORDataset
 from or_synth.data.views import load_views
+from or_synth.evaluation.consistency import derangement
 from or_synth.generator import (
     ORScenePipeline,
     make_scheduler,
@@ -59,15 +60,6 @@ RESULTS = Path(__file__).resolve().parent / "results" / "generator_quality.json"
 def peak_rss_mib() -> float:
     """The process's peak resident set so far (``ru_maxrss`` is KiB on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def derangement(n: int, seed: int) -> np.ndarray:
-    """A random permutation without fixed points (Sattolo's algorithm: one n-cycle)."""
-    rng, perm = np.random.default_rng(seed), np.arange(n)
-    for i in range(n - 1, 0, -1):
-        j = int(rng.integers(0, i))
-        perm[i], perm[j] = perm[j], perm[i]
-    return perm
 
 
 def views_of(

@@ -18,10 +18,15 @@
 #   layout-iou         the graph-to-layout predictor (stage=layout of experiment=cpu_quality, trained if absent) on the
 #                      held-out test takes: box IoU per class against a per-class mean-box baseline -> layout_iou.json
 #   edit-locality      graph edits: kept-region SSIM / MSE, latent inpainting vs full regeneration -> edit_locality.json
+#   evaluation         the evaluation suite on the shipped pipeline (relation classifier trained first if absent):
+#                      classifier quality, graph consistency, FD/KID, memorisation, relation sensitivity, and a
+#                      second evaluation served from the cached reference -> evaluation_suite.json
+#   action-recognition does synthetic data help a main-action classifier on real held-out takes? seeds, CIs, ratio
+#                      sweep, low-data regimes, matched-compute and oracle controls -> action_recognition.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-suites="data|render|learnability|encoder|generator-quality|generator-cost|latent-cache|generator-levers|cpu-quality|sample-speed|export-speed|edit-locality|layout-iou"
+suites="data|render|learnability|encoder|generator-quality|generator-cost|latent-cache|generator-levers|cpu-quality|sample-speed|export-speed|edit-locality|layout-iou|evaluation|action-recognition"
 suite=${1:?usage: scripts/benchmark.sh $suites [args]}
 shift
 case "$suite" in
@@ -63,5 +68,10 @@ case "$suite" in
     .venv/bin/python -m benchmarks.layout_iou --predictor runs/layout/cpu_quality/predictor \
       --dataset-root datasets/synthetic_or_quality --split test "$@"
     ;;
+  evaluation)
+    .venv/bin/python -m or_synth.train experiment=cpu_quality stage=classifier   # resumes; once trained it re-scores
+    .venv/bin/python -m benchmarks.evaluation_suite --classifier runs/classifier/cpu_quality/classifier "$@"
+    ;;
+  action-recognition) .venv/bin/python -m benchmarks.action_recognition "$@" ;;
   *) echo "unknown suite $suite ($suites)" >&2; exit 2 ;;
 esac

@@ -16,6 +16,18 @@ SHARED_4DOR = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 REAL_VALIDATION = SHARED_4DOR / "relationships_validation.json"
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one intra-op thread beats two on a busy 2-core machine (no spin-waiting threads). Modules
+    that train or sample tiny models opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def real_validation_file() -> Path:
     if not REAL_VALIDATION.is_file():

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 
 from or_synth.data import FourDORDataset
@@ -34,12 +33,7 @@ def pipeline_dir(tmp_path_factory) -> Path:
     return saved_tiny_pipeline(tmp_path_factory, layout_channels=4)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def run(pipeline_dir: Path, source: Path, out: Path, *extra: str) -> dict:

@@ -32,12 +32,7 @@ from tests.test_sample import images, manifest, run
 SCANS = [small_scene(4, "000001"), small_scene(8, "000005")]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

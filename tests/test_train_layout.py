@@ -19,13 +19,7 @@ from or_synth.training import RECIPE, STAGES
 from or_synth.training import layout as layout_stage
 from tests.conftest import render_tiny_dataset, small_scene, write_layout_dataset
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -18,13 +18,7 @@ from or_synth.generator.layout_predictor import (
 )
 from tests.encoders.conftest import knee_graphs, tiny_clip_cfg
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
