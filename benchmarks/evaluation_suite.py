@@ -138,7 +138,7 @@ def main() -> None:
     parser.add_argument("--dataset-root", type=Path, default=Path("datasets/synthetic_or_quality"))
     parser.add_argument("--scans", type=int, default=40)
     parser.add_argument("--cameras", type=int, nargs="+", default=[1, 3, 5])
-    parser.add_argument("--edit-scans", type=int, default=10)
+    parser.add_argument("--edit-scans", type=int, default=5)
     parser.add_argument("--work", type=Path, default=Path("runs/benchmarks/evaluation_suite"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS)

@@ -235,7 +235,9 @@ def evaluate(cfg: DictConfig) -> dict:
     on_training_graphs = check_not_training_graphs(cfg, generated) if "graph_consistency" in names else False
     split = reference_split(cfg, generated)
     if "relation_sensitivity" in names and not cfg.edits:
-        raise EvaluationError("relation_sensitivity needs edits=DIR: the out folder of python -m or_synth.edit")
+        raise EvaluationError(
+            "relation_sensitivity needs edits=DIR: the out folder of python -m or_synth.edit"
+        )
 
     env = environment()
     common = {
@@ -325,12 +327,18 @@ def evaluate(cfg: DictConfig) -> dict:
             )
 
     # 4. Graph consistency.
-    real_views = None
+    real_views, real_predictions = None, None
     if "graph_consistency" in names:
         begin = time.perf_counter()
         real_views = load_real_counterparts(root, generated)
+        real_predictions = classifier.predict(real_views.images, real_views.cameras, int(cfg.batch_size))
         report = consistency_report(
-            classifier, generated, real_views, seed=int(cfg.seed), generated_predictions=generated_predictions
+            classifier,
+            generated,
+            real_views,
+            seed=int(cfg.seed),
+            generated_predictions=generated_predictions,
+            real_predictions=real_predictions,
         )
         timings["graph_consistency"] = round(time.perf_counter() - begin, 2)
         quality = classifier_quality(cfg.classifier)
@@ -371,8 +379,7 @@ def evaluate(cfg: DictConfig) -> dict:
         )
         heldout = {}
         if real_views is not None:  # calibration: real held-out images are not copies of training images
-            heldout_features = classifier.predict(real_views.images, real_views.cameras)["features"]
-            heldout = {"heldout_images": real_views.images, "heldout_features": heldout_features}
+            heldout = {"heldout_images": real_views.images, "heldout_features": real_predictions["features"]}
         # Only the training images that are someone's nearest neighbour are read (or kept): the search runs on
         # the cached features, and restricting it to those candidates leaves every nearest neighbour unchanged.
         queries = [generated_predictions["features"]]

@@ -5,6 +5,9 @@
 # grid of validation graphs whose path it prints. Re-running resumes; complete stages are skipped.
 # The grid places the shipped pipeline's images of the same graphs (pretrained/cpu_quality, the 3-hour CPU
 # recipe) beside this run's, each column labelled with the budget that produced it.
+# Then it evaluates: a relation classifier trained on the real renders only (stage=classifier, about 2 minutes),
+# this run's images of 20 validation graphs x cameras 1, 5, and python -m or_synth.evaluate (graph consistency
+# beside ceiling and floor, classifier-feature FD / KID, memorisation), printing the metrics and card paths.
 # Extra arguments go to `python -m or_synth.train`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +18,10 @@ if [[ -f pretrained/cpu_quality/shipped.json ]]; then
   reference=(ldm.sample.reference_pipeline=cpu_quality)
 fi
 .venv/bin/python -m or_synth.train experiment=cpu_demo "${reference[@]}" "$@"
-echo "demo: dataset in datasets/synthetic_or; runs in runs/{vae,align,ldm}/cpu_demo"
-echo "      (tensorboard --logdir runs); sample with:"
-echo "      .venv/bin/python -m or_synth.sample pipeline=runs/ldm/cpu_demo/pipeline graphs=validation out=samples/cpu_demo"
+.venv/bin/python -m or_synth.train experiment=cpu_demo stage=classifier
+.venv/bin/python -m or_synth.sample pipeline=runs/ldm/cpu_demo/pipeline graphs=validation stride=4 limit=20 \
+  cameras=[1,5] layout=masks out=runs/demo/samples
+.venv/bin/python -m or_synth.evaluate samples=runs/demo/samples classifier=runs/classifier/cpu_demo/classifier \
+  out=runs/demo/evaluation
+echo "demo: dataset in datasets/synthetic_or; runs in runs/{vae,align,ldm,classifier}/cpu_demo"
+echo "      (tensorboard --logdir runs); evaluation in runs/demo/evaluation (metrics.json, cards/)"

@@ -46,9 +46,15 @@ def _as_float64(name: str, value: Any) -> np.ndarray:
     return array
 
 
-def _psd_eigenvalues(name: str, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Eigen-decomposition of a symmetric PSD matrix, with round-off negatives clipped to zero."""
-    eigenvalues, eigenvectors = np.linalg.eigh(matrix)
+def _psd_eigenvalues(
+    name: str, matrix: np.ndarray, vectors: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Eigen-decomposition of a symmetric PSD matrix, with round-off negatives clipped to zero (eigenvalues
+    only, about three times faster, when ``vectors`` is false)."""
+    if vectors:
+        eigenvalues, eigenvectors = np.linalg.eigh(matrix)
+    else:
+        eigenvalues, eigenvectors = np.linalg.eigvalsh(matrix), None
     scale = float(np.abs(eigenvalues).max()) if eigenvalues.size else 0.0
     if eigenvalues.size and eigenvalues.min() < -1e-6 * scale:
         raise ValueError(
@@ -96,11 +102,11 @@ def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> float:
     sigma2 = _checked_covariance("sigma2", sigma2, dim, "mu2")
 
     eigenvalues1, eigenvectors1 = _psd_eigenvalues("sigma1", sigma1)
-    _psd_eigenvalues("sigma2", sigma2)
+    _psd_eigenvalues("sigma2", sigma2, vectors=False)
     sqrt_sigma1 = (eigenvectors1 * np.sqrt(eigenvalues1)) @ eigenvectors1.T
     # sigma1^1/2 sigma2 sigma1^1/2 is symmetric PSD and has the eigenvalues of sigma1 sigma2.
     middle = sqrt_sigma1 @ sigma2 @ sqrt_sigma1
-    middle_eigenvalues, _ = _psd_eigenvalues("sigma1^1/2 sigma2 sigma1^1/2", (middle + middle.T) / 2)
+    middle_eigenvalues, _ = _psd_eigenvalues("sigma1^1/2 sigma2 sigma1^1/2", (middle + middle.T) / 2, False)
     trace_sqrt = float(np.sqrt(middle_eigenvalues).sum())
 
     distance = float(((mu1 - mu2) ** 2).sum() + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_sqrt)

@@ -278,7 +278,7 @@ def test_inception_extractor_missing_file_names_the_path(tmp_path, no_download):
     with pytest.raises(FileNotFoundError, match="nowhere.pth") as error:
         inception_extractor(str(missing), allow_download=True)
     assert fidelity.INCEPTION_WEIGHTS_URL in str(error.value)
-    assert "evaluation.inception_weights=PATH" in str(error.value)
+    assert "inception_weights=PATH" in str(error.value)
 
 
 def test_inception_extractor_without_cache_never_downloads_when_not_allowed(no_download):
