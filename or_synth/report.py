@@ -1,0 +1,77 @@
+"""Report entry point: the page a supervisor opens at the end of a run.
+
+    python -m or_synth.report run=DIR [out=reports name=NAME merge=[DIR2] edits=DIR training_runs=[RUN]]
+    python -m or_synth.report compare A B [out=reports name=NAME]
+
+``run=DIR`` takes an evaluation output, a samples folder or a training run and writes ``out/<name>/index.html``
+(self-contained, opens offline) with metrics, cards, figures, configs, environment and hashes beside it
+(:func:`or_synth.reports.build_report`). ``compare A B`` puts two evaluations (or report folders) side by side
+and refuses, with the reason, every number whose cards differ in what makes them comparable
+(:func:`or_synth.reports.build_comparison`). Hydra takes no positional arguments: :func:`main` rewrites
+``compare A B`` to ``compare=[A,B]`` before Hydra parses. A thin ``@hydra.main`` wrapper around :func:`report`,
+which tests call with a composed config.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import hydra
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from or_synth.evaluation.image_sets import ImageSetError
+from or_synth.reports import ReportError, build_comparison, build_report
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
+
+
+def load_config(overrides: Sequence[str] = ()) -> DictConfig:
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="report", overrides=list(overrides))
+
+
+def report(cfg: DictConfig) -> Path:
+    """The bundle of ``cfg.run``, or the comparison of ``cfg.compare``; returns the folder holding index.html."""
+    if cfg.compare:
+        if len(cfg.compare) != 2:
+            raise ReportError(f"compare takes two folders, got {len(cfg.compare)}: {list(cfg.compare)}")
+        return build_comparison(cfg)
+    return build_report(cfg)
+
+
+def quoted(path: str) -> str:
+    """A path as a Hydra quoted string, so any character in it survives the override grammar."""
+    return "'" + path.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def positional_compare(argv: list[str]) -> list[str]:
+    """``compare A B rest...`` -> ``compare=['A','B'] rest...`` (Hydra parses only key=value)."""
+    if len(argv) < 2 or argv[1] != "compare":
+        return argv
+    folders = [a for a in argv[2:4] if "=" not in a]
+    if len(folders) != 2:
+        print("usage: python -m or_synth.report compare A B [out=reports name=NAME]", file=sys.stderr)
+        sys.exit(2)
+    return [argv[0], f"compare=[{quoted(folders[0])},{quoted(folders[1])}]", *argv[4:]]
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="report")
+def hydra_main(cfg: DictConfig) -> None:
+    try:
+        folder = report(cfg)
+    except (ReportError, ImageSetError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(f"report: {folder / 'index.html'}")
+
+
+def main() -> None:
+    sys.argv = positional_compare(sys.argv)
+    hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""The summary table a supervisor reads first: one row per headline number (FID / KID and the second FD with N,
+graph consistency with its ceiling, floor and chance, downstream gains with CIs and the oracle and matched-compute
+controls, memorisation against its real baseline, relation sensitivity), each with the warnings that qualify it.
+Metrics that were not run get a row with the command that runs them, not a silent gap."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from or_synth.reports.sections import HIGHER, LOWER, condensed_warnings, fmt, fmt_ci, signed
+
+
+def row(
+    metric: str,
+    label: str,
+    value: str,
+    *,
+    reference: str = "",
+    n: str = "",
+    card: str | None = None,
+    warnings: Sequence[str] = (),
+    better: str | None = None,
+    command: str = "",
+) -> dict:
+    return {
+        "metric": metric,
+        "label": label,
+        "value": value,
+        "reference": reference,
+        "n": n,
+        "card": card,
+        "warnings": list(warnings),
+        "better": better,
+        "command": command,
+        "absent": not value,
+    }
+
+
+def n_text(card: Mapping) -> str:
+    parts = []
+    if card.get("n_generated") is not None:
+        parts.append(f"N generated {fmt(card['n_generated'])}")
+    if card.get("n_real") is not None:
+        parts.append(f"N real {fmt(card['n_real'])} ({card.get('split', '?')})")
+    return "; ".join(parts)
+
+
+def fidelity_rows(cards: Mapping, commands: Mapping) -> list[dict]:
+    rows = []
+    for fd, kid, label, kid_label in (
+        ("fid", "kid", "FID (Inception)", "KID (Inception)"),
+        (
+            "classifier_fd",
+            "classifier_kid",
+            "second FD (relation-classifier features; not FID)",
+            "second KID (relation-classifier features)",
+        ),
+    ):
+        if fd in cards:
+            card = cards[fd]
+            rows.append(
+                row(
+                    fd,
+                    label,
+                    fmt(card["value"], 2),
+                    reference="0 = same distribution",
+                    n=n_text(card),
+                    card=fd,
+                    warnings=card.get("warnings") or [],
+                    better=LOWER,
+                )
+            )
+        if kid in cards:
+            card, value = cards[kid], cards[kid]["value"]
+            rows.append(
+                row(
+                    kid,
+                    kid_label,
+                    f"{fmt(value.get('mean'), 4)} ± {fmt(value.get('std'), 4)}",
+                    reference=f"subsets of {value.get('subset_size')}; 0 = same distribution",
+                    n=n_text(card),
+                    card=kid,
+                    warnings=card.get("warnings") or [],
+                    better=LOWER,
+                )
+            )
+    if "fid" not in cards:
+        rows.insert(
+            0,
+            row(
+                "fid",
+                "FID (Inception)",
+                "",
+                reference="not computed: needs the FID Inception weights",
+                command=commands["fid"],
+                warnings=["missing weights: FID / KID were not computed"],
+            ),
+        )
+    return rows
+
+
+def consistency_rows(cards: Mapping, details: Mapping, commands: Mapping) -> list[dict]:
+    card, report = cards.get("graph_consistency"), details.get("graph_consistency")
+    if card is None or report is None:
+        return [
+            row(
+                "graph_consistency",
+                "graph consistency (predicate macro-F1)",
+                "",
+                reference="not in this evaluation",
+                command=commands["evaluate"],
+            )
+        ]
+    other = condensed_warnings(card)
+    rows = []
+    for unit in ("scan", "image"):
+        key = f"predicate_macro_f1_per_{unit}"
+        chance = (report.get("chance") or {}).get(f"per_{unit}", {})
+        ceiling = (report.get("ceiling") or {}).get(key)
+        share = report.get(f"model_over_ceiling_per_{unit}")
+        reference = (
+            f"ceiling {fmt(ceiling)} (real images of the same graphs) · floor "
+            f"{fmt(report['floor'].get(key))} (shuffled graphs) · chance {fmt(chance.get('random'))} random / "
+            f"{fmt(chance.get('always'))} always"
+        )
+        if share is not None:
+            reference += f" · model / ceiling {share:.0%}"
+        rows.append(
+            row(
+                "graph_consistency",
+                f"graph consistency (predicate macro-F1 per {unit})",
+                fmt(report["model"].get(key)),
+                reference=reference,
+                n=f"{fmt(report.get('n_images'))} images of {fmt(report.get('n_scans'))} scans; {n_text(card)}",
+                card="graph_consistency",
+                warnings=other if unit == "scan" else [],
+                better=HIGHER,
+            )
+        )
+    return rows
+
+
+def downstream_rows(cards: Mapping, details: Mapping, commands: Mapping) -> list[dict]:
+    card, study = cards.get("action_recognition"), details.get("action_recognition")
+    if card is None and study is None:
+        return [
+            row(
+                "action_recognition",
+                "downstream gain (main-action macro-F1)",
+                "",
+                reference="not in this evaluation",
+                command=commands["action_recognition"],
+            )
+        ]
+    warnings = (card or {}).get("warnings") or []
+    if not study or not study.get("rows"):
+        return [
+            row(
+                "action_recognition",
+                "downstream gain (main-action macro-F1)",
+                "",
+                reference="the evaluation has a card but no study results",
+                warnings=warnings,
+            )
+        ]
+    rows = []
+    for fraction in sorted({r["fraction"] for r in study["rows"]}, reverse=True):
+        mine = [r for r in study["rows"] if r["fraction"] == fraction]
+        synthetic = [r for r in mine if r["arm"] == "synthetic"]
+        baseline = next((r for r in mine if r["arm"] == "real_only"), None)
+        if not synthetic or baseline is None:
+            continue
+        best = max(synthetic, key=lambda r: r["mean"])
+        gain = best.get("gain_over_real_only") or {}
+        oracle = next((r for r in mine if r["arm"] == "oracle" and r["ratio"] == best["ratio"]), None)
+        matched = next((r for r in mine if r["arm"] == "matched_compute"), None)
+        reference = [f"real only {fmt(baseline['mean'])} {fmt_ci(baseline.get('ci95'))}"]
+        if oracle:
+            og = oracle.get("gain_over_real_only") or {}
+            reference.append(
+                f"oracle (real in place of synthetic) {signed(og.get('mean'))} {fmt_ci(og.get('ci95'))}"
+            )
+        else:
+            reference.append("no oracle control")
+        if matched:
+            mg = matched.get("gain_over_real_only") or {}
+            reference.append(f"matched compute {signed(mg.get('mean'))} {fmt_ci(mg.get('ci95'))}")
+        rows.append(
+            row(
+                "action_recognition",
+                f"downstream gain, real fraction {fraction:g} (best ratio {best['ratio']:g})",
+                f"{signed(gain.get('mean'))} {fmt_ci(gain.get('ci95'))}",
+                reference=" · ".join(reference),
+                n=f"{len(best.get('seeds') or [])} seeds; {fmt(best.get('real_images'))} real + "
+                f"{fmt(best.get('added_images'))} synthetic images",
+                card="action_recognition",
+                warnings=warnings if not rows else [],
+                better=HIGHER,
+            )
+        )
+    return rows
+
+
+def memorisation_rows(cards: Mapping, details: Mapping, commands: Mapping) -> list[dict]:
+    card, report = cards.get("memorisation"), details.get("memorisation")
+    if card is None:
+        return [
+            row(
+                "memorisation",
+                "memorisation (near-duplicates of training images)",
+                "",
+                reference="not in this evaluation",
+                command=commands["evaluate"],
+            )
+        ]
+    summary = (report or {}).get("summary") or card["value"]
+    baseline = (report or {}).get("heldout_baseline")
+    reference = "near-duplicate: feature cosine and pixel SSIM both over their thresholds"
+    if baseline:
+        reference = (
+            f"real held-out images flagged the same way: {fmt(baseline.get('n_flagged'))} of "
+            f"{fmt(baseline.get('n_heldout'))} (consecutive frames resemble each other)"
+        )
+    value = f"{fmt(summary.get('n_flagged'))} flagged ({fmt(summary.get('fraction_flagged'))})"
+    return [
+        row(
+            "memorisation",
+            "memorisation (near-duplicates of training images)",
+            value,
+            reference=reference,
+            n=n_text(card),
+            card="memorisation",
+            warnings=card.get("warnings") or [],
+            better=LOWER,
+        )
+    ]
+
+
+def sensitivity_rows(cards: Mapping, details: Mapping, commands: Mapping) -> list[dict]:
+    card = cards.get("relation_sensitivity")
+    if card is None:
+        return [
+            row(
+                "relation_sensitivity",
+                "relation sensitivity (graph edits)",
+                "",
+                reference="not in this evaluation",
+                command=commands["edits"],
+            )
+        ]
+    value = card["value"]
+    after, full = value.get("after", {}), value.get("full", {})
+    return [
+        row(
+            "relation_sensitivity",
+            "relation sensitivity (changed labels moving the right way, inpainted)",
+            fmt(after.get("direction_accuracy")),
+            reference=f"chance 0.5 · full regeneration {fmt(full.get('direction_accuracy'))} · flip rate "
+            f"{fmt(after.get('flip_rate'))} · unchanged labels stable {fmt(after.get('unchanged_stability'))}",
+            n=f"{fmt(card.get('n_edits'))} edits, {fmt(after.get('changed_labels'))} changed labels",
+            card="relation_sensitivity",
+            warnings=card.get("warnings") or [],
+            better=HIGHER,
+        )
+    ]
+
+
+def summary_rows(document: Mapping, commands: Mapping) -> list[dict]:
+    """The supervisor's table, in reading order: fidelity, graph consistency, downstream gains, memorisation,
+    relation sensitivity; metrics that were not run appear as rows with the command that runs them."""
+    cards, details = document.get("cards", {}), document.get("details", {})
+    return [
+        *fidelity_rows(cards, commands),
+        *consistency_rows(cards, details, commands),
+        *downstream_rows(cards, details, commands),
+        *memorisation_rows(cards, details, commands),
+        *sensitivity_rows(cards, details, commands),
+    ]
