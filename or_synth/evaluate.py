@@ -555,7 +555,11 @@ def action_recognition(cfg: DictConfig, generated: ImageSet, common: dict) -> tu
     )  # fmt: skip
     card = make_card(
         "action_recognition (main-action macro-F1 on real held-out takes)",
-        study.get("summary", {}),
+        [
+            {k: row.get(k) for k in ("fraction", "arm", "ratio", "mean", "ci95")}
+            | {"gain": (row.get("gain_over_real_only") or {}).get("mean")}
+            for row in study["rows"]
+        ],
         implementation="or_synth.evaluation.action_recognition.downstream_study",
         **{**common, "samples": synthetic.source, "n_generated": len(synthetic)},
         split="train -> validation+test",

@@ -242,3 +242,25 @@ def test_scores_a_real_pipelines_samples_through_python_m(rendered, tmp_path_fac
     )
     assert bad.returncode == 2 and "no manifest" in bad.stderr
     shutil.rmtree(tmp_path / "cache")
+
+
+def test_action_recognition_through_evaluate(rendered, classifier_dir, tmp_path):
+    """The downstream study on copies of training images: rows with CIs, a card, and the refusals."""
+    samples = copy_as_samples(rendered, "train", tmp_path / "train_copies")
+    settings = [
+        "metrics=[action_recognition]",
+        "action_recognition.seeds=[0,1]",
+        "action_recognition.ratios=[0.0,1.0]",
+        "action_recognition.fractions=[1.0]",
+        "action_recognition.steps=2",
+        "action_recognition.batch_size=8",
+    ]
+    document = run(samples, classifier_dir, rendered, tmp_path / "eval", *settings)
+    rows = document["metrics"]["action_recognition"]
+    assert {(r["arm"], r["ratio"]) for r in rows} >= {("real_only", 0.0), ("synthetic", 1.0)}
+    assert all(len(r["ci95"]) == 2 for r in rows)
+    card = document["cards"]["action_recognition"]
+    assert any("oracle" in w for w in card["warnings"]) and card["seeds"] == [0, 1]
+    held_out = copy_as_samples(rendered, "validation", tmp_path / "val_copies")
+    with pytest.raises(EvaluationError, match="TRAINING-split graphs"):
+        run(held_out, classifier_dir, rendered, tmp_path / "eval2", *settings)
