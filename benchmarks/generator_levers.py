@@ -84,7 +84,7 @@ LEVERS: dict[str, tuple[str, list[str], dict]] = {
 }
 
 
-def train_command(name: str, overrides: list[str], budget: float) -> list[str]:
+def train_command(name: str, overrides: list[str], budget: float, steps: int | None = None) -> list[str]:
     shared = [  # the recipe's first stage and align encoder, unless the lever replaces them
         f"{key}.run_dir=${{runs_root}}/{key}/cpu_quality"
         for key in ("vae", "align")
@@ -101,6 +101,7 @@ def train_command(name: str, overrides: list[str], budget: float) -> list[str]:
         f"ldm.time_budget_s={budget}",
         "ldm.sample_every=1000000",  # one grid, at the end
         *BASE,
+        *([f"ldm.steps={steps}"] if steps else []),
         *overrides,
     ]
 
@@ -141,13 +142,17 @@ def raw_pipeline(run_dir: Path) -> Path:
 def lever(name: str, args) -> dict:
     """Train (unless done) and score one lever; returns its table row."""
     description, overrides, sampling = LEVERS[name]
-    score_path = RESULTS / "levers" / f"{name}.json"
+    # Each table keeps its own per-lever scores (the lever table's in levers/, another --out's beside it).
+    scores_dir = (
+        RESULTS / "levers" if args.out == RESULTS / "generator_levers.json" else args.out.with_suffix("")
+    )
+    score_path = scores_dir / f"{name}.json"
     log = ROOT / "runs" / "levers" / f"{name}.log"
     run_dir = ROOT / "runs" / "ldm" / f"lever_{sampling.get('from', name)}"
     if overrides is not None:
         if "first_stage" in sampling and not (ROOT / "runs/vae/cpu_quality_nowhiten/autoencoder").is_dir():
             run_logged([sys.executable, "-m", "or_synth.train", *RECIPE, *sampling["first_stage"]], log, 1)
-        run_logged(train_command(name, overrides, args.budget), log, args.threads)
+        run_logged(train_command(name, overrides, args.budget, args.steps), log, args.threads)
     elif not (run_dir / "pipeline" / "model_index.json").is_file():
         raise RuntimeError(f"lever {name} samples the {sampling['from']} run: train that one first")
     pipeline = raw_pipeline(run_dir) if sampling.get("raw") else run_dir / "pipeline"
@@ -231,6 +236,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="levers trained side by side")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per lever")
     parser.add_argument("--only", nargs="+", choices=list(LEVERS), default=None)
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="train every lever for this many steps (step-matched, not timed)",
+    )
     parser.add_argument("--dataset-root", default="datasets/synthetic_or_quality")
     parser.add_argument("--classifier-steps", type=int, default=1000)
     parser.add_argument("--max-graphs", type=int, default=40)

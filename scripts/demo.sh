@@ -7,7 +7,8 @@
 # recipe) beside this run's, each column labelled with the budget that produced it.
 # Then it evaluates: a relation classifier trained on the real renders only (stage=classifier, about 2 minutes),
 # this run's images of 20 validation graphs x cameras 1, 5, and python -m or_synth.evaluate (graph consistency
-# beside ceiling and floor, classifier-feature FD / KID, memorisation), printing the metrics and card paths.
+# beside ceiling and floor, classifier-feature FD / KID, memorisation), and ends with the report a supervisor
+# opens: reports/cpu_demo/index.html (self-contained; python -m or_synth.report).
 # Extra arguments go to `python -m or_synth.train`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,5 +24,7 @@ fi
   cameras=[1,5] layout=masks out=runs/demo/samples
 .venv/bin/python -m or_synth.evaluate samples=runs/demo/samples classifier=runs/classifier/cpu_demo/classifier \
   out=runs/demo/evaluation
+.venv/bin/python -m or_synth.report run=runs/demo/evaluation name=cpu_demo
 echo "demo: dataset in datasets/synthetic_or; runs in runs/{vae,align,ldm,classifier}/cpu_demo"
 echo "      (tensorboard --logdir runs); evaluation in runs/demo/evaluation (metrics.json, cards/)"
+echo "      report: reports/cpu_demo/index.html"
