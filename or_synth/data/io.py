@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -9,6 +10,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from or_synth.data.errors import DatasetFormatError
+
+
+def file_sha256(path: str | Path) -> str:
+    """Full SHA-256 hex digest of a file, read in 1 MiB blocks (weights files are large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @contextmanager

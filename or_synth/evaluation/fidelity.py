@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from or_synth.data.io import file_sha256
+
 # Below this many images per set a 2048-d Inception covariance is rank-deficient and FID is biased upward.
 FID_MIN_N = 2048
 
@@ -315,14 +317,6 @@ def fidelity_scores(
         "n_generated": fake.n,
         "warnings": messages,
     }
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _missing_weights_message(checkpoint_dir: Path) -> str:

@@ -15,11 +15,12 @@ Shipping a trained run (from a checkout, after the recipe)::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import sys
 from pathlib import Path
+
+from or_synth.data.io import file_sha256
 
 SHIPPED_ROOT = Path(__file__).resolve().parents[2] / "pretrained"
 MANIFEST = "shipped.json"
@@ -27,14 +28,6 @@ MANIFEST = "shipped.json"
 
 class ShippedPipelineError(RuntimeError):
     """A shipped pipeline folder that does not match its ``shipped.json`` (missing or altered file)."""
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def shipped_names() -> list[str]:

@@ -32,6 +32,7 @@ from or_synth.evaluation.cards import card_markdown, environment
 from or_synth.reports import sections
 from or_synth.reports.sections import Assets, fmt
 from or_synth.reports.summary import summary_rows
+from or_synth.data.io import file_sha256
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -279,12 +280,6 @@ def absent(section: str, reason: str, command: str = "") -> dict:
 
 
 # --- files beside the page --------------------------------------------------------------------------------------
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def checkpoint_hashes(run: Path) -> dict[str, str]:
@@ -303,7 +298,7 @@ def checkpoint_hashes(run: Path) -> dict[str, str]:
     files = [f for folder in folders for f in sorted(folder.rglob("*.safetensors"))]
     if not pointer.is_file() and checkpoints.is_dir():
         files += sorted(checkpoints.glob("*.pt"))  # single-file checkpoints (stage align)
-    return {str(f.relative_to(run)): sha256_file(f) for f in files}
+    return {str(f.relative_to(run)): file_sha256(f) for f in files}
 
 
 def hashes(inputs: Inputs) -> dict:
@@ -322,7 +317,7 @@ def hashes(inputs: Inputs) -> dict:
         },
         "samples_manifest": {
             "path": str(inputs.manifest) if inputs.manifest else None,
-            "sha256": sha256_file(inputs.manifest) if inputs.manifest else None,
+            "sha256": file_sha256(inputs.manifest) if inputs.manifest else None,
             "card_samples_sha256": pick.get("samples_sha256"),
         },
         "cards": {
