@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on the embedded default, on a CPU (about 18 minutes on 2 cores once installed): render the
+# The main job on the embedded default, on a CPU (about 15 minutes on 2 cores once installed): render the
 # synthetic OR dataset (skipped when complete), then the whole generator recipe `experiment=cpu_demo`:
 # stage vae (AutoencoderKL), align (scene-graph encoder), ldm (graph-conditioned denoiser), ending with a sample
 # grid of validation graphs whose path it prints. Re-running resumes; complete stages are skipped.

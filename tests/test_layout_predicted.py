@@ -65,6 +65,20 @@ def renamed_predicate_predictor() -> LayoutPredictor:
     return other
 
 
+def max_level_difference(a: Path, b: Path) -> int:
+    """The largest per-pixel difference (0..255) between the same-named images of two sample folders."""
+    names = sorted(images(a))
+    assert names == sorted(images(b))
+    return max(
+        int(
+            np.abs(
+                np.asarray(Image.open(a / "images" / n), int) - np.asarray(Image.open(b / "images" / n), int)
+            ).max()
+        )
+        for n in names
+    )
+
+
 @pytest.fixture(scope="module")
 def predictor_dir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("layout") / "predictor"
@@ -101,7 +115,9 @@ def test_sampling_with_predicted_layouts(pipeline_dir, predictor_dir, graphs_fil
     # Batch-independent, and the layout changes the images.
     again = run(pipeline_dir, graphs_file, tmp_path / "again", *predicted, "batch_size=1")
     plain = run(pipeline_dir, graphs_file, tmp_path / "plain", "cameras=[1,4]")
-    assert images(Path(again["out"])) == images(out) and images(Path(plain["out"])) != images(out)
+    # Another batch shape may round one float differently on some CPUs: at most one grey level, never more.
+    assert max_level_difference(Path(again["out"]), out) <= 1
+    assert images(Path(plain["out"])) != images(out)
 
 
 def test_predicted_layout_refusals(pipeline_dir, plain_pipeline_dir, predictor_dir, graphs_file, tmp_path):
