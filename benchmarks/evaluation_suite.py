@@ -8,7 +8,9 @@
    graph consistency (ceiling, floor, chance, per predicate, per camera) and memorisation, on a fresh reference
    cache (the first run extracts the real validation and training features), then runs the same evaluation
    again, served from the cached reference features: the speed-up is the ratio of the two wall times.
-3. Relation sensitivity: ``or_synth.edit`` on ``--edit-scans`` validation scans (the first edits of
+3. Multi-view consistency: ``--six-view-scans`` other validation scans, each generated for all six cameras, scored
+   per camera, with how often the six views agree on the predicate set.
+4. Relation sensitivity: ``or_synth.edit`` on ``--edit-scans`` validation scans (the first edits of
    :data:`EDITS` that apply to each graph), scored by ``metrics=[relation_sensitivity]``.
 
 Feature extraction speed (images/s of the classifier pass) comes from the evaluation's own timings. Writes
@@ -50,7 +52,7 @@ def stride(root: Path, scans: int) -> int:
     return max(len(load_scene_graphs(relationships_file(root, "validation"))) // scans, 1)
 
 
-def draw_samples(args, out: Path) -> float:
+def draw_samples(args, out: Path, scans: int | None = None, cameras: list[int] | None = None) -> float:
     from or_synth.sample import load_config, sample
 
     started = time.perf_counter()
@@ -60,9 +62,9 @@ def draw_samples(args, out: Path) -> float:
                 f"pipeline={args.pipeline}",
                 "graphs=validation",
                 f"dataset_root={args.dataset_root}",
-                f"stride={stride(args.dataset_root, args.scans)}",
-                f"limit={args.scans}",
-                f"cameras=[{','.join(map(str, args.cameras))}]",
+                f"stride={stride(args.dataset_root, scans or args.scans)}",
+                f"limit={scans or args.scans}",
+                f"cameras=[{','.join(map(str, cameras or args.cameras))}]",
                 "layout=masks",
                 "guidance_scale=3",
                 f"out={out}",
@@ -139,6 +141,7 @@ def main() -> None:
     parser.add_argument("--scans", type=int, default=40)
     parser.add_argument("--cameras", type=int, nargs="+", default=[1, 3, 5])
     parser.add_argument("--edit-scans", type=int, default=5)
+    parser.add_argument("--six-view-scans", type=int, default=20)
     parser.add_argument("--work", type=Path, default=Path("runs/benchmarks/evaluation_suite"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -154,6 +157,13 @@ def main() -> None:
         args, args.work / "samples", args.work / "eval_cached", cache, metrics
     )
     assert second["metrics"] == first["metrics"], "the cached reference changed a number"
+
+    six_views = args.work / "samples_six_views"
+    draw_samples(args, six_views, args.six_view_scans, [1, 2, 3, 4, 5, 6])
+    multi_view, _ = run_evaluation(
+        args, six_views, args.work / "eval_six_views", cache, "[graph_consistency]"
+    )
+    multi = multi_view["details"]["graph_consistency"]
 
     edits = draw_edits(args, args.work / "edits")
     sensitivity, _ = run_evaluation(
@@ -178,6 +188,12 @@ def main() -> None:
         "memorisation": {
             "summary": first["details"]["memorisation"]["summary"],
             "heldout_baseline": first["details"]["memorisation"]["heldout_baseline"],
+        },
+        "multi_view": {
+            "scans": args.six_view_scans,
+            "per_camera_predicate_macro_f1_per_image": multi["per_camera"],
+            "view_agreement": multi["view_agreement"],
+            **{k: multi[k]["predicate_macro_f1_per_scan"] for k in ("model", "ceiling", "floor")},
         },
         "relation_sensitivity": {
             k: sensitivity["details"]["relation_sensitivity"][k] for k in ("after", "full")
