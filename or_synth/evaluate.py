@@ -552,6 +552,7 @@ def action_recognition(cfg: DictConfig, generated: ImageSet, common: dict) -> tu
         labelled(real_train), labelled(synthetic), test, extra,
         seeds=list(settings.seeds), ratios=list(settings.ratios), fractions=list(settings.fractions),
         steps=int(settings.steps), batch_size=int(settings.batch_size),
+        log=(lambda line: print(line, file=sys.stderr, flush=True)) if cfg.progress else None,
     )  # fmt: skip
     card = make_card(
         "action_recognition (main-action macro-F1 on real held-out takes)",
