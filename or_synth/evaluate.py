@@ -21,6 +21,7 @@ them. A thin ``@hydra.main`` wrapper around :func:`evaluate`, which tests call w
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -49,6 +50,7 @@ from or_synth.evaluation.image_sets import (
     split_of_take,
 )
 from or_synth.evaluation.relation_classifier import RelationClassifier, classifier_hash
+from or_synth.render import render_embedded_on_first_use
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
 METRICS = (
@@ -60,7 +62,6 @@ METRICS = (
     "action_recognition",
     "relation_sensitivity",
 )
-EMBEDDED_ROOT = Path("datasets/synthetic_or")
 log = logging.getLogger(__name__)
 
 
@@ -84,14 +85,7 @@ def check_metrics(names: Sequence[str]) -> list[str]:
 
 def ensure_dataset(root: Path) -> None:
     """The embedded default is rendered on first use (as the demo and training do); other roots must exist."""
-    if (root / "relationships_train.json").is_file():
-        return
-    if root.resolve() == EMBEDDED_ROOT.resolve():
-        from or_synth.render import load_config as render_config
-        from or_synth.render import render
-
-        log.info("rendering the embedded synthetic OR dataset into %s (first use)", root)
-        render(render_config([f"root={root}", "progress=false"]))
+    if render_embedded_on_first_use(root) or (root / "relationships_train.json").is_file():
         return
     raise FileNotFoundError(
         f"dataset_root={root} holds no dataset in 4D-OR's layout (relationships_train.json)"
@@ -270,28 +264,21 @@ def evaluate(cfg: DictConfig) -> dict:
         )
 
     # 3. Fidelity.
+    # (metric names, feature space, label, the generated images' features when already extracted)
     spaces = []
     if inception is not None:
-        spaces.append(("fid", "kid", inception, "FID"))
+        spaces.append(("fid", "kid", inception, "FID", None))
     if "classifier_fd" in names:
-        spaces.append(
-            (
-                "classifier_fd",
-                "classifier_kid",
-                classifier_space(classifier, classifier_digest, int(cfg.batch_size)),
-                "classifier FD",
-            )
+        space = classifier_space(classifier, classifier_digest, int(cfg.batch_size))
+        known = FeatureStats(
+            generated_predictions["features"].double().numpy(), meta={"extractor": space.name}
         )
-    for fd_name, kid_name, space, label in spaces:
+        spaces.append(("classifier_fd", "classifier_kid", space, "classifier FD", known))
+    for fd_name, kid_name, space, label, known in spaces:
         real, _, cached = reference_features(
             cfg, space, split, cameras, size, timings, cfg.reference_max_scans
         )
-        if space.name.startswith("relation") and generated_predictions is not None:
-            fake = FeatureStats(
-                generated_predictions["features"].double().numpy(), meta={"extractor": space.name}
-            )
-        else:
-            fake = space(generated)
+        fake = known if known is not None else space(generated)
         scores = fidelity_scores(
             real, fake, name=label, kid_subset_size=int(cfg.kid_subset_size), kid_subsets=int(cfg.kid_subsets),
             seed=int(cfg.seed), min_n_warning=int(cfg.fid_min_n),
@@ -432,6 +419,11 @@ def evaluate(cfg: DictConfig) -> dict:
         timings["action_recognition"] = round(time.perf_counter() - begin, 2)
 
     timings["total"] = round(time.perf_counter() - started, 2)
+    return write_document(cfg, out, cards, results, timings)
+
+
+def write_document(cfg: DictConfig, out: Path, cards: dict, results: dict, timings: dict) -> dict:
+    """``out/metrics.json`` (values, cards, details, every warning once, timings, the config) and the cards."""
     document = {
         "metrics": {name: card["value"] for name, card in cards.items()},
         "cards": cards,
@@ -476,23 +468,11 @@ def _only_relation_sensitivity(cfg: DictConfig, out: Path, started: float) -> di
     report, card = sensitivity_card(
         cfg, classifier, classifier_hash(cfg.classifier), {"environment": environment()}
     )
-    document = {
-        "metrics": {"relation_sensitivity": card["value"]},
-        "cards": {"relation_sensitivity": card},
-        "details": {"relation_sensitivity": report},
-        "warnings": card["warnings"],
-        "timings_seconds": {"total": round(time.perf_counter() - started, 2)},
-        "config": OmegaConf.to_container(cfg, resolve=True),
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    write_cards(out, {"relation_sensitivity": card})
-    atomic_write_json(out / "metrics.json", document, indent=2)
-    return document
+    timings = {"total": round(time.perf_counter() - started, 2)}
+    return write_document(cfg, out, {"relation_sensitivity": card}, {"relation_sensitivity": report}, timings)
 
 
 def classifier_quality(folder) -> dict:
-    import json
-
     path = Path(folder) / "quality.json"
     return json.loads(path.read_text()) if path.is_file() else {}
 
@@ -520,7 +500,7 @@ def labelled(images: ImageSet):
 
 def action_recognition(cfg: DictConfig, generated: ImageSet, common: dict) -> tuple[dict, dict]:
     """Real-only vs real + synthetic main-action recognition on real held-out takes (helper module)."""
-    from or_synth.evaluation.action_recognition import downstream_study
+    from or_synth.evaluation.action_recognition import LabelledImages, downstream_study
 
     settings = cfg.action_recognition
     synthetic = load_generated(settings.samples) if settings.samples else generated
@@ -534,12 +514,7 @@ def action_recognition(cfg: DictConfig, generated: ImageSet, common: dict) -> tu
     root = Path(cfg.dataset_root)
     real_train = load_real_views(root, "train", cameras, size, limit=int(settings.real_train_scans))
     real_test = [load_real_views(root, s, cameras, size) for s in ("validation", "test")]
-    from or_synth.evaluation.action_recognition import LabelledImages
-
-    parts = [labelled(t) for t in real_test]
-    offset = int(parts[0].groups.max()) + 1
-    parts[1] = LabelledImages(parts[1].images, parts[1].labels, parts[1].groups + offset, parts[1].takes)
-    test = LabelledImages.concat(parts)
+    test = LabelledImages.concat([labelled(t) for t in real_test])  # offsets the scan ids of each part
     extra = None
     warnings = []
     if settings.extra_real_root:

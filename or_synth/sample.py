@@ -58,7 +58,7 @@ from or_synth.generator import (
 )
 from or_synth.generator.layout_predictor import LayoutPredictor, check_vocabulary
 from or_synth.generator.shipped import resolve_pipeline
-from or_synth.render import check_renderable, layout_masks
+from or_synth.render import check_renderable, layout_masks, render_embedded_on_first_use
 from or_synth.render.pipeline import RENDERER_VERSION
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
@@ -329,9 +329,6 @@ def check_options(cfg: DictConfig) -> tuple[list[int], str]:
     return cameras, sampler
 
 
-EMBEDDED_ROOT = Path("datasets/synthetic_or")
-
-
 def resolve_graphs(graphs: str, dataset_root: str | Path) -> tuple[Path, Path]:
     """The relationships file named by ``graphs`` (a path, or a split of ``dataset_root``) and its dataset
     root (where its vocabulary files and, for rendered datasets, its instance masks are)."""
@@ -341,11 +338,7 @@ def resolve_graphs(graphs: str, dataset_root: str | Path) -> tuple[Path, Path]:
         return path, root
     if str(graphs) in SPLIT_TAKES or str(graphs) in SPLIT_ALIASES:
         found = relationships_file(dataset_root, str(graphs))
-        if found is None and Path(dataset_root).resolve() == EMBEDDED_ROOT.resolve():
-            # The embedded default is rendered on first use, as every command that needs it does.
-            from or_synth.render import load_config, render
-
-            render(load_config([f"root={dataset_root}"]))
+        if found is None and render_embedded_on_first_use(dataset_root):
             found = relationships_file(dataset_root, str(graphs))
         if found is None:
             raise DatasetFormatError(

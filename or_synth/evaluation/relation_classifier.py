@@ -106,7 +106,11 @@ class RelationClassifier(nn.Module):
 
     def forward(self, images: torch.Tensor, cameras: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Predicate logits (B, 14) and triple logits (B, K) of uint8 images seen from ``cameras`` (1..6)."""
-        h = self.features(images) + self.camera_embedding(cameras.long())
+        return self.heads(self.features(images), cameras)
+
+    def heads(self, features: torch.Tensor, cameras: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The logits of pooled features seen from ``cameras``: the camera embedding added, then both heads."""
+        h = features + self.camera_embedding(cameras.long())
         return self.predicate_head(h), self.triple_head(h)[:, : len(self.triples)]
 
     @torch.no_grad()
@@ -120,10 +124,10 @@ class RelationClassifier(nn.Module):
         for start in range(0, len(images), batch_size):
             x, c = images[start : start + batch_size], cameras[start : start + batch_size]
             feats = self.features(x)
-            h = feats + self.camera_embedding(c.long())
+            predicates, triples = self.heads(feats, c)
             out["features"].append(feats)
-            out["predicates"].append(torch.sigmoid(self.predicate_head(h)))
-            out["triples"].append(torch.sigmoid(self.triple_head(h)[:, : len(self.triples)]))
+            out["predicates"].append(torch.sigmoid(predicates))
+            out["triples"].append(torch.sigmoid(triples))
         self.train(was_training)
         return {k: torch.cat(v) if v else torch.empty(0) for k, v in out.items()}
 

@@ -7,6 +7,15 @@ Imports only :mod:`or_synth.data`.
 
 from or_synth.render.config import CONFIG_DIR, load_config
 from or_synth.render.layout_masks import check_renderable, layout_masks
-from or_synth.render.pipeline import RenderRefused, render
+from or_synth.render.pipeline import EMBEDDED_ROOT, RenderRefused, render, render_embedded_on_first_use
 
-__all__ = ["CONFIG_DIR", "RenderRefused", "check_renderable", "layout_masks", "load_config", "render"]
+__all__ = [
+    "CONFIG_DIR",
+    "EMBEDDED_ROOT",
+    "RenderRefused",
+    "check_renderable",
+    "layout_masks",
+    "load_config",
+    "render",
+    "render_embedded_on_first_use",
+]

@@ -113,6 +113,24 @@ def fingerprint(cfg: DictConfig) -> str:
     return hashlib.sha1(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
+# Where the embedded default dataset lives: commands that need it render it the first time they run.
+EMBEDDED_ROOT = Path("datasets/synthetic_or")
+
+
+def render_embedded_on_first_use(root: str | Path) -> bool:
+    """Render the embedded default into ``root`` when ``root`` is its folder and holds no dataset yet (an
+    interrupted render resumes); any other root is left alone. True when it rendered."""
+    from or_synth.data.dataset import relationships_file
+    from or_synth.render.config import load_config
+
+    root = Path(root)
+    if root.resolve() != EMBEDDED_ROOT.resolve() or relationships_file(root, "train") is not None:
+        return False
+    log.info("rendering the embedded synthetic OR dataset into %s (first use)", root)
+    render(load_config([f"root={root}"]))
+    return True
+
+
 def render(cfg: DictConfig) -> dict:
     """Render a dataset as configured (see ``configs/render/config.yaml``) and return its manifest.
 

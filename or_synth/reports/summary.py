@@ -36,6 +36,11 @@ def row(
     }
 
 
+def absent_row(metric: str, label: str, command: str) -> dict:
+    """The row of a metric this evaluation did not run, with the command that would run it."""
+    return row(metric, label, "", reference="not in this evaluation", command=command)
+
+
 def n_text(card: Mapping) -> str:
     parts = []
     if card.get("n_generated") is not None:
@@ -102,15 +107,7 @@ def fidelity_rows(cards: Mapping, commands: Mapping) -> list[dict]:
 def consistency_rows(cards: Mapping, details: Mapping, commands: Mapping) -> list[dict]:
     card, report = cards.get("graph_consistency"), details.get("graph_consistency")
     if card is None or report is None:
-        return [
-            row(
-                "graph_consistency",
-                "graph consistency (predicate macro-F1)",
-                "",
-                reference="not in this evaluation",
-                command=commands["evaluate"],
-            )
-        ]
+        return [absent_row("graph_consistency", "graph consistency (predicate macro-F1)", commands["evaluate"])]
     other = condensed_warnings(card)
     rows = []
     for unit in ("scan", "image"):
@@ -143,15 +140,7 @@ def consistency_rows(cards: Mapping, details: Mapping, commands: Mapping) -> lis
 def downstream_rows(cards: Mapping, details: Mapping, commands: Mapping) -> list[dict]:
     card, study = cards.get("action_recognition"), details.get("action_recognition")
     if card is None and study is None:
-        return [
-            row(
-                "action_recognition",
-                "downstream gain (main-action macro-F1)",
-                "",
-                reference="not in this evaluation",
-                command=commands["action_recognition"],
-            )
-        ]
+        return [absent_row("action_recognition", "downstream gain (main-action macro-F1)", commands["action_recognition"])]
     warnings = (card or {}).get("warnings") or []
     if not study or not study.get("rows"):
         return [
@@ -204,15 +193,7 @@ def downstream_rows(cards: Mapping, details: Mapping, commands: Mapping) -> list
 def memorisation_rows(cards: Mapping, details: Mapping, commands: Mapping) -> list[dict]:
     card, report = cards.get("memorisation"), details.get("memorisation")
     if card is None:
-        return [
-            row(
-                "memorisation",
-                "memorisation (near-duplicates of training images)",
-                "",
-                reference="not in this evaluation",
-                command=commands["evaluate"],
-            )
-        ]
+        return [absent_row("memorisation", "memorisation (near-duplicates of training images)", commands["evaluate"])]
     summary = (report or {}).get("summary") or card["value"]
     baseline = (report or {}).get("heldout_baseline")
     reference = "near-duplicate: feature cosine and pixel SSIM both over their thresholds"
@@ -239,15 +220,7 @@ def memorisation_rows(cards: Mapping, details: Mapping, commands: Mapping) -> li
 def sensitivity_rows(cards: Mapping, details: Mapping, commands: Mapping) -> list[dict]:
     card = cards.get("relation_sensitivity")
     if card is None:
-        return [
-            row(
-                "relation_sensitivity",
-                "relation sensitivity (graph edits)",
-                "",
-                reference="not in this evaluation",
-                command=commands["edits"],
-            )
-        ]
+        return [absent_row("relation_sensitivity", "relation sensitivity (graph edits)", commands["edits"])]
     value = card["value"]
     after, full = value.get("after", {}), value.get("full", {})
     return [
