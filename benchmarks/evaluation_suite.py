@@ -5,7 +5,8 @@
 1. Samples the shipped ``cpu_quality`` pipeline (``or_synth.sample``, its instance masks, DPM-Solver++ 20 steps,
    guidance 3) on ``--scans`` validation scans spread evenly over the split x ``--cameras``.
 2. Scores them with ``python -m or_synth.evaluate``'s :func:`evaluate`: the relation classifier's FD / KID,
-   graph consistency (ceiling, floor, chance, per predicate, per camera) and memorisation, on a fresh reference
+   graph consistency (ceiling, floor, chance, per predicate, per camera; and per (subject, object) pair, in the
+   boxes of the masks the samples were drawn from) and memorisation, on a fresh reference
    cache (the first run extracts the real validation and training features), then runs the same evaluation
    again, served from the cached reference features: the speed-up is the ratio of the two wall times.
 3. Multi-view consistency: ``--six-view-scans`` other validation scans, each generated for all six cameras, scored
@@ -173,16 +174,37 @@ def main() -> None:
 
     quality = json.loads((args.classifier / "quality.json").read_text())
     consistency = first["details"]["graph_consistency"]
+    pairs = first["details"].get("pair_consistency")
+    if pairs is None:
+        raise SystemExit(f"no pair-level consistency: {consistency['pairs']['why']}")
     result = {
         "classifier_quality_on_real_held_out": {
-            split: {k: v for k, v in scores.items() if k != "predicates"} for split, scores in quality.items()
+            split: {
+                **{k: v for k, v in scores.items() if k not in ("predicates", "pairs")},
+                "pairs": {k: v for k, v in scores["pairs"].items() if k != "predicates"},
+            }
+            for split, scores in quality.items()
         },
         "classifier_quality_per_predicate_validation": quality["validation"]["predicates"],
+        "classifier_pair_quality_per_predicate_validation": quality["validation"]["pairs"]["predicates"],
         "graph_consistency": {k: consistency[k] for k in ("model", "ceiling", "floor", "chance")},
         "graph_consistency_ratios": {k: v for k, v in consistency.items() if k.startswith("model_")},
         "graph_consistency_per_predicate": consistency["predicates"],
         "graph_consistency_per_camera": consistency["per_camera"],
         "view_agreement": consistency["view_agreement"],
+        "pair_consistency": {k: pairs[k] for k in ("model", "ceiling", "floor", "labels_only", "chance")},
+        "pair_consistency_ratios": {k: v for k, v in pairs.items() if k.startswith("model_")},
+        "pair_consistency_per_predicate": pairs["predicates"],
+        "pair_consistency_counts": {
+            k: pairs[k]
+            for k in (
+                "n_pairs",
+                "n_real_pairs",
+                "n_pairs_with_a_relation",
+                "n_images_with_pairs",
+                "box_source",
+            )
+        },
         "classifier_fd": first["cards"]["classifier_fd"],
         "classifier_kid": first["cards"]["classifier_kid"]["value"],
         "memorisation": {
@@ -218,7 +240,7 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out, result, indent=2)
-    print(json.dumps({k: result[k] for k in ("graph_consistency", "speed")}, indent=2))
+    print(json.dumps({k: result[k] for k in ("graph_consistency", "pair_consistency", "speed")}, indent=2))
     print(f"wrote {args.out}")
 
 

@@ -9,6 +9,9 @@ never imports the generator, so it scores any model's output. The metrics (``con
   opinion (named as such, never FID);
 - ``graph_consistency``: relation-classifier precision / recall / F1 against the conditioning graphs beside the
   ceiling (real images of the same graphs), the floor (shuffled graphs) and chance; per predicate, per camera;
+- ``pair_consistency``: the same per (subject, object) pair, where boxes exist (a rendered dataset's real images;
+  generated images drawn from its masks, ``layout=masks``, or saved with their layouts, ``save_layouts=true``);
+  computed with ``graph_consistency`` whenever boxes exist, and an error when asked for where none do;
 - ``memorisation``: nearest real training image of every generated image, near-duplicates flagged and saved;
 - ``action_recognition``: the downstream study (:func:`or_synth.evaluation.action_recognition.downstream_study`);
 - ``relation_sensitivity``: on ``edits=DIR`` (``or_synth.edit`` outputs), whether the regenerated image changes
@@ -37,7 +40,7 @@ from omegaconf import DictConfig, OmegaConf
 from or_synth.data import MAIN_ACTIONS, SPLIT_TAKES, main_action
 from or_synth.data.io import atomic_write_json
 from or_synth.evaluation.cards import environment, make_card, write_cards
-from or_synth.evaluation.consistency import consistency_report
+from or_synth.evaluation.consistency import consistency_report, pair_consistency_report
 from or_synth.evaluation.fidelity import FeatureStats, ReferenceCache, fidelity_scores
 from or_synth.evaluation.image_sets import (
     PREPROCESSING,
@@ -49,6 +52,14 @@ from or_synth.evaluation.image_sets import (
     load_real_views,
     split_of_take,
 )
+from or_synth.evaluation.pairs import (
+    EXPORT_MANIFEST,
+    PairSet,
+    annotation_boxes,
+    build_pairs,
+    has_boxes,
+    label_map_boxes,
+)
 from or_synth.evaluation.relation_classifier import RelationClassifier, classifier_hash
 from or_synth.render import render_embedded_on_first_use
 
@@ -58,6 +69,7 @@ METRICS = (
     "kid",
     "classifier_fd",
     "graph_consistency",
+    "pair_consistency",
     "memorisation",
     "action_recognition",
     "relation_sensitivity",
@@ -114,6 +126,45 @@ def check_not_training_graphs(cfg: DictConfig, generated: ImageSet) -> bool:
             "validation/test graphs, or pass allow_training_graphs=true to score them anyway (the cards say so)"
         )
     return bool(on_train)
+
+
+def generated_pairs(
+    root: Path, generated: ImageSet, classifier: RelationClassifier
+) -> tuple[PairSet | None, str | None]:
+    """The (subject, object) pairs of the generated images, boxed by the layout each was drawn from, or
+    ``(None, why)`` where there are no boxes to score pairs in."""
+    if not classifier.has_pair_head:
+        return None, (
+            "the relation classifier has no pair-level head (trained without boxes, or before it existed); "
+            "retrain it on a rendered dataset: python -m or_synth.train stage=classifier"
+        )
+    if generated.layouts and all(generated.layouts):
+        boxes = [
+            label_map_boxes(path, len(r.object_names))
+            for path, r in zip(generated.layouts, generated.records, strict=True)
+        ]
+        return build_pairs(boxes, "layout label maps saved with the samples (layout_image)"), None
+    export = Path(generated.source).parent
+    if (export / EXPORT_MANIFEST).is_file() and generated.settings.get("layout") not in (None, "none"):
+        # An or_synth.generate export keeps the masks that conditioned each image, boxed in its annotations.
+        boxes = annotation_boxes(export, generated.records, generated.cameras.tolist(), generated.size)
+        return build_pairs(
+            boxes, f"{export} annotations (the masks each exported image was drawn from)"
+        ), None
+    if generated.settings.get("layout") == "given":
+        if not has_boxes(root):
+            return (
+                None,
+                f"the samples were drawn from the dataset's masks, but dataset_root={root} has no boxes",
+            )
+        boxes = annotation_boxes(root, generated.records, generated.cameras.tolist())
+        return build_pairs(
+            boxes, f"{root} annotations (the masks the samples were drawn from, layout=masks)"
+        ), None
+    return None, (
+        f"the samples were drawn without a saved layout (manifest layout {generated.settings.get('layout')!r}, no "
+        "layout_image), so there are no boxes; sample with layout=masks, or save_layouts=true"
+    )
 
 
 class FeatureSpace:
@@ -194,6 +245,8 @@ def evaluate(cfg: DictConfig) -> dict:
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     names = check_metrics(list(cfg.metrics))
+    if "pair_consistency" in names and "graph_consistency" not in names:
+        names.insert(names.index("pair_consistency"), "graph_consistency")  # pairs are scored with it
     out = Path(cfg.out)
     timings: dict[str, float] = {}
     if names == ["relation_sensitivity"]:
@@ -225,6 +278,15 @@ def evaluate(cfg: DictConfig) -> dict:
                 f"the classifier was trained at {classifier.image_size} px but the images are {size} px; score "
                 "generated images at the resolution the classifier was trained on (train one at this size)"
             )
+    pairs, no_pairs = (None, None)
+    if "graph_consistency" in names:
+        pairs, no_pairs = generated_pairs(root, generated, classifier)
+        if pairs is None and "pair_consistency" in names:
+            raise EvaluationError(f"pair_consistency cannot be measured: {no_pairs}")
+        if pairs is not None and not has_boxes(root):
+            pairs, no_pairs = None, f"dataset_root={root} has no boxes for the real images (the ceiling)"
+            if "pair_consistency" in names:
+                raise EvaluationError(f"pair_consistency cannot be measured: {no_pairs}")
     inception = inception_space(cfg, int(cfg.batch_size)) if {"fid", "kid"} & set(names) else None
     on_training_graphs = check_not_training_graphs(cfg, generated) if "graph_consistency" in names else False
     split = reference_split(cfg, generated)
@@ -257,7 +319,9 @@ def evaluate(cfg: DictConfig) -> dict:
     generated_predictions = None
     if classifier is not None:
         begin = time.perf_counter()
-        generated_predictions = classifier.predict(generated.images, generated.cameras, int(cfg.batch_size))
+        generated_predictions = classifier.predict(
+            generated.images, generated.cameras, int(cfg.batch_size), pairs=pairs, records=generated.records
+        )
         timings["generated_classifier_pass"] = round(time.perf_counter() - begin, 2)
         timings["generated_images_per_second"] = round(
             len(generated) / max(timings["generated_classifier_pass"], 1e-9), 1
@@ -352,6 +416,48 @@ def evaluate(cfg: DictConfig) -> dict:
             warnings=warnings,
         )
         results["graph_consistency"] = report
+        if pairs is None:
+            report["pairs"] = {"measured": False, "why": no_pairs}
+        else:
+            begin = time.perf_counter()
+            real_boxes = annotation_boxes(root, real_views.records, real_views.cameras.tolist())
+            real_pairs = build_pairs(real_boxes, f"{root} annotations")
+            pair_report = pair_consistency_report(
+                classifier,
+                generated,
+                pairs,
+                real_views,
+                real_pairs,
+                seed=int(cfg.seed),
+                batch_size=int(cfg.batch_size),
+                generated_probabilities=generated_predictions["pairs"],
+            )
+            timings["pair_consistency"] = round(time.perf_counter() - begin, 2)
+            value = {
+                unit: {
+                    k: pair_report[k][f"predicate_macro_f1_per_{unit}"]
+                    for k in ("model", "ceiling", "floor", "labels_only")
+                    if k in pair_report
+                }
+                for unit in ("scan", "view")
+            }
+            cards["pair_consistency"] = make_card(
+                "pair_consistency (pair-level predicate macro-F1; model / ceiling / floor / labels only)",
+                value,
+                implementation="or_synth.evaluation.consistency.pair_consistency_report",
+                **common,
+                weights_hash=classifier_digest,
+                split=split,
+                n_real=len(real_views),
+                n_pairs=pair_report["n_pairs"],
+                n_real_pairs=pair_report.get("n_real_pairs"),
+                boxes=pair_report["box_source"],
+                chance=pair_report["chance"],
+                training_graphs=on_training_graphs,
+                classifier_quality=quality.get("validation", {}).get("pairs", {}),
+                warnings=weak_predicate_warnings(pair_report, {}, unit="scan", what="pairs"),
+            )
+            results["pair_consistency"] = pair_report
 
     # 5. Memorisation.
     if "memorisation" in names:
@@ -477,14 +583,16 @@ def classifier_quality(folder) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def weak_predicate_warnings(report: dict, quality: dict, floor_f1: float = 0.5) -> list[str]:
+def weak_predicate_warnings(
+    report: dict, quality: dict, floor_f1: float = 0.5, *, unit: str = "scan", what: str = "images"
+) -> list[str]:
     """A scorer that cannot see a predicate on real images cannot judge a generator on it: name those."""
     warnings = []
     for name, row in report["predicates"].items():
-        ceiling = row.get("ceiling", {}).get("f1_per_scan")
-        if ceiling is not None and ceiling < floor_f1 and row["ceiling"].get("support_per_scan", 0) > 0:
+        ceiling = row.get("ceiling", {}).get(f"f1_per_{unit}")
+        if ceiling is not None and ceiling < floor_f1 and row["ceiling"].get(f"support_per_{unit}", 0) > 0:
             warnings.append(
-                f"the relation classifier is weak on {name} (F1 {ceiling:.2f} on real images of these graphs): "
+                f"the relation classifier is weak on {name} (F1 {ceiling:.2f} on real {what} of these graphs): "
                 f"its {name} score says little about the generator"
             )
     return warnings

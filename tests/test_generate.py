@@ -78,6 +78,15 @@ def test_export_is_a_4dor_dataset_rebalanced_and_resumable(pipeline_dir, source,
     resumed = run(pipeline_dir, source, out, "rebalance=uniform")
     assert resumed["generated"] == 1 and files(out) == written  # the same bytes
 
+    # The evaluation suite finds the boxes of the masks each exported image was drawn from (pair-level scores).
+    from or_synth.evaluate import generated_pairs
+    from or_synth.evaluation import RelationClassifier, load_generated
+
+    exported = load_generated(out / "manifest.jsonl")
+    pairs, why = generated_pairs(source, exported, RelationClassifier([], 16, ["Patient"]))
+    assert why is None and len(pairs) > 0 and "annotations" in pairs.source
+    assert set(pairs.image_index.tolist()) <= set(range(len(exported)))
+
 
 def test_rebalancing_moves_scans_towards_rare_actions():
     from or_synth.data.scene_graph import parse_scan

@@ -6,6 +6,10 @@ by their macro average over the predicates present in the scored graphs; role-ty
 recall / F1 over every (image, triple) pair. A score is meaningless alone, so :func:`consistency_report` sets it
 beside the ceiling (the classifier on real images of the same graphs) and the floor (the same generated images
 scored against the graphs of other scans: what an image that ignores its graph gets), and chance.
+
+Where boxes exist (:mod:`or_synth.evaluation.pairs`), :func:`pair_consistency_report` scores relations per
+(subject, object) pair the same way, with one more reference: the pair head on blank images with the same boxes
+and labels (``labels_only``), what the labels alone predict.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import torch
 
 from or_synth.data import PREDICATES
 from or_synth.evaluation.image_sets import ImageSet
+from or_synth.evaluation.pairs import PairSet
 from or_synth.evaluation.relation_classifier import RelationClassifier, RelationLabels
 
 THRESHOLD = 0.5
@@ -70,13 +75,33 @@ def relation_scores(
     out: dict = {}
     for unit in ("image", "scan"):
         if unit == "scan":
-            probs = {k: per_scan(v, groups).float() for k, v in predictions.items() if k != "features"}
+            probs = {k: per_scan(predictions[k], groups).float() for k in ("predicates", "triples")}
             truth = {k: per_scan(v, groups).round().float() for k, v in targets.items()}
         else:
             probs, truth = predictions, targets
         out[f"predicate_macro_f1_per_{unit}"] = macro_f1(probs["predicates"], truth["predicates"])
         out[f"triples_per_{unit}"] = micro_prf(probs["triples"], truth["triples"])
         table = f1_table(probs["predicates"], truth["predicates"])
+        for i, name in enumerate(PREDICATES):
+            row = out.setdefault("predicates", {}).setdefault(name, {})
+            row[f"f1_per_{unit}"] = None if np.isnan(table["f1"][i]) else round(float(table["f1"][i]), 4)
+            row[f"support_per_{unit}"] = int(table["support"][i])
+    return out
+
+
+def pair_scores(probabilities: torch.Tensor, targets: torch.Tensor, groups: torch.Tensor) -> dict:
+    """Pair-level predicate macro-F1 and (pair, predicate) fact P/R/F1, per view (each image's pair on its
+    own) and per scan (a pair's probabilities averaged over the views that show both nodes), with the
+    per-predicate table."""
+    out: dict = {}
+    for unit in ("view", "scan"):
+        if unit == "scan" and len(groups):
+            probs, truth = per_scan(probabilities, groups).float(), per_scan(targets, groups).round().float()
+        else:
+            probs, truth = probabilities, targets
+        out[f"predicate_macro_f1_per_{unit}"] = macro_f1(probs, truth)
+        out[f"facts_per_{unit}"] = micro_prf(probs, truth)
+        table = f1_table(probs, truth)
         for i, name in enumerate(PREDICATES):
             row = out.setdefault("predicates", {}).setdefault(name, {})
             row[f"f1_per_{unit}"] = None if np.isnan(table["f1"][i]) else round(float(table["f1"][i]), 4)
@@ -151,7 +176,7 @@ def consistency_report(
     report["predicates"] = table
     report["per_camera"] = {
         int(c): relation_scores(
-            {k: v[generated.cameras == c] for k, v in preds.items()},
+            {k: preds[k][generated.cameras == c] for k in ("predicates", "triples")},
             {k: v[generated.cameras == c] for k, v in targets.items()},
             torch.unique(groups[generated.cameras == c], return_inverse=True)[1],
         )["predicate_macro_f1_per_image"]
@@ -161,6 +186,85 @@ def consistency_report(
     report["n_images"] = len(generated)
     report["n_scans"] = n_scans
     report["n_triples_in_vocabulary"] = len(labels.triples)
+    return report
+
+
+def pair_consistency_report(
+    classifier: RelationClassifier,
+    generated: ImageSet,
+    generated_pairs: PairSet,
+    real: ImageSet | None = None,
+    real_pairs: PairSet | None = None,
+    *,
+    seed: int = 0,
+    batch_size: int = 128,
+    generated_probabilities: torch.Tensor | None = None,
+    real_probabilities: torch.Tensor | None = None,
+) -> dict:
+    """Pair-level graph consistency: model, ceiling (real images with their own boxes), floor (each scan's
+    pairs scored against the relations another scan states between nodes of the same labels, the same
+    derangement over scans as the image-level floor), ``labels_only`` (blank images, same boxes and labels) and
+    chance; per-predicate table."""
+    if not len(generated_pairs):
+        raise ValueError(
+            f"{generated.source}: no image has two visible nodes with boxes, so there is no pair to score"
+        )
+    records = generated.records
+    probs = generated_probabilities
+    if probs is None:
+        probs = classifier.predict(
+            generated.images, generated.cameras, batch_size, pairs=generated_pairs, records=records
+        )["pairs"]
+    groups = generated_pairs.groups(records)
+    targets = generated_pairs.targets(records)
+    model = pair_scores(probs, targets, groups)
+
+    scan_groups = generated.scan_groups()
+    n_scans = int(scan_groups.max()) + 1
+    order = derangement(n_scans, seed) if n_scans > 1 else np.arange(n_scans)
+    first_record = {int(g): records[i] for i, g in reversed(list(enumerate(scan_groups.tolist())))}
+    donors = [first_record[int(order[int(g)])] for g in scan_groups.tolist()]
+    floor = pair_scores(probs, generated_pairs.targets(records, donors), groups)
+
+    blank = torch.full_like(generated.images, 128)
+    blind = classifier.predict(blank, generated.cameras, batch_size, pairs=generated_pairs, records=records)
+    labels_only = pair_scores(blind["pairs"], targets, groups)
+
+    report: dict = {"model": _summary(model), "floor": _summary(floor), "labels_only": _summary(labels_only)}
+    table = {
+        p: {
+            "model": model["predicates"][p],
+            "floor": floor["predicates"][p],
+            "labels_only": labels_only["predicates"][p],
+        }
+        for p in PREDICATES
+    }
+    if real is not None and real_pairs is not None and len(real_pairs):
+        real_probs = real_probabilities
+        if real_probs is None:
+            real_probs = classifier.predict(
+                real.images, real.cameras, batch_size, pairs=real_pairs, records=real.records
+            )["pairs"]
+        ceiling = pair_scores(real_probs, real_pairs.targets(real.records), real_pairs.groups(real.records))
+        report["ceiling"] = _summary(ceiling)
+        for p in PREDICATES:
+            table[p]["ceiling"] = ceiling["predicates"][p]
+        report["n_real_pairs"] = len(real_pairs)
+    report["chance"] = {
+        "per_view": chance_levels(targets),
+        "per_scan": chance_levels(per_scan(targets, groups).round()),
+    }
+    for unit in ("view", "scan"):
+        key = f"predicate_macro_f1_per_{unit}"
+        if "ceiling" in report:
+            m, f, c = report["model"][key], report["floor"][key], report["ceiling"][key]
+            report[f"model_over_ceiling_per_{unit}"] = round(m / c, 4) if c else None
+            report[f"model_above_floor_fraction_per_{unit}"] = round((m - f) / (c - f), 4) if c != f else None
+    report["predicates"] = table
+    report["box_source"] = generated_pairs.source
+    report["n_pairs"] = len(generated_pairs)
+    report["n_pairs_with_a_relation"] = int((targets.sum(1) > 0).sum())
+    report["n_images_with_pairs"] = int(torch.unique(generated_pairs.image_index).numel())
     return report
 
 

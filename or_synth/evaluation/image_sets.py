@@ -46,6 +46,8 @@ class ImageSet:
         ids: a readable name per image (its file, relative to the set's root).
         source: where the set came from (a manifest path, or ``root:split``).
         settings: the manifest's sampling settings (pipeline hash, sampler, ...) or the split's description.
+        layouts: per image, the layout label map it was drawn from (``or_synth.sample save_layouts=true``), or
+            None where the manifest names none.
     """
 
     images: torch.Tensor
@@ -54,6 +56,7 @@ class ImageSet:
     ids: list[str]
     source: str
     settings: dict
+    layouts: list[str | None] | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -80,6 +83,7 @@ class ImageSet:
             [self.ids[i] for i in rows],
             self.source,
             self.settings,
+            None if self.layouts is None else [self.layouts[i] for i in rows],
         )
 
 
@@ -193,7 +197,7 @@ def load_generated(manifest: str | Path, *, size: int | None = None, progress: b
             "sampling command (it resumes) or remove their lines"
         )
     graphs = _graphs_for_manifest(manifest, lines)
-    images, records, cameras, ids, sizes = [], [], [], [], {}
+    images, records, cameras, ids, layouts, sizes = [], [], [], [], [], {}
     for number, line in enumerate(tqdm(lines, desc="generated images", disable=not progress, leave=False), 1):
         key = (int(line["take"]), str(line["scan"]))
         if key not in graphs:
@@ -214,9 +218,12 @@ def load_generated(manifest: str | Path, *, size: int | None = None, progress: b
         records.append(graphs[key])
         cameras.append(int(line["camera"]))
         ids.append(line["image"])
+        layouts.append(str(root / line["layout_image"]) if line.get("layout_image") else None)
     settings = {k: v for k, v in lines[0].items() if k not in (*REQUIRED_FIELDS, "sample", "seed")}
     settings["manifest_sha256"] = hashlib.sha256(manifest.read_bytes()).hexdigest()[:16]
-    return ImageSet(torch.stack(images), records, torch.tensor(cameras), ids, str(manifest), settings)
+    return ImageSet(
+        torch.stack(images), records, torch.tensor(cameras), ids, str(manifest), settings, layouts
+    )
 
 
 def load_real_counterparts(root: str | Path, generated: ImageSet) -> ImageSet:

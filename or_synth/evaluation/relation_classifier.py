@@ -6,7 +6,13 @@ generated images) with a learned camera-view embedding added to its pooled featu
 - predicates: which of 4D-OR's 14 predicates the scan's graph contains;
 - role-typed triples: which ``subject Predicate object`` facts it contains, with people named by their
   clinical role (``head-surgeon Drilling Patient``) and objects by their class; the triple vocabulary is every
-  triple seen at least ``min_count`` times in the training graphs.
+  triple seen at least ``min_count`` times in the training graphs;
+- pair-level predicates, where boxes exist (:mod:`or_synth.evaluation.pairs`): for a subject box and an object
+  box of the image and their labels, which predicates hold from one to the other. RoIAlign
+  (``torchvision.ops.roi_align``) pools the backbone's stride-8 and stride-16 feature maps in the subject, object
+  and union boxes; a small MLP reads them with the two labels' embeddings. The boxes' coordinates are NOT an
+  input: a generated image's boxes come from the layout it was drawn from, which already encodes the graph, so
+  only what the pixels inside the boxes show may decide the answer.
 
 Its pooled 512-d features are also the offline feature space of the second Fréchet distance and of the
 memorisation search. It is trained on real images only (``python -m or_synth.train stage=classifier``), saved
@@ -27,6 +33,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torchvision.models import resnet18
+from torchvision.ops import roi_align
 
 from or_synth.data import CAMERAS, PREDICATES
 from or_synth.data.io import atomic_path, atomic_write_json
@@ -36,6 +43,9 @@ from or_synth.data.vocabulary import NOT_A_PERSON
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 QUALITY = "quality.json"
+ROI_SIZE = 2  # RoIAlign output (ROI_SIZE x ROI_SIZE) per box and feature map
+PAIR_LABEL_DIM = 32
+PAIR_HIDDEN = 256
 
 
 def node_label(record: SceneGraphRecord, node: int) -> str:
@@ -81,9 +91,10 @@ class RelationLabels:
 
 
 class RelationClassifier(nn.Module):
-    """ResNet-18 features + camera embedding -> predicate and triple logits."""
+    """ResNet-18 features + camera embedding -> predicate and triple logits; with ``node_labels`` (the labels
+    its pairs may carry) also a pair-level predicate head on RoIAlign features."""
 
-    def __init__(self, triples: Sequence[str], image_size: int) -> None:
+    def __init__(self, triples: Sequence[str], image_size: int, node_labels: Sequence[str] = ()) -> None:
         super().__init__()
         self.triples = tuple(triples)
         self.image_size = int(image_size)
@@ -94,11 +105,39 @@ class RelationClassifier(nn.Module):
         nn.init.zeros_(self.camera_embedding.weight)
         self.predicate_head = nn.Linear(self.feature_dim, len(PREDICATES))
         self.triple_head = nn.Linear(self.feature_dim, max(len(self.triples), 1))
+        self.node_labels = tuple(node_labels)
+        self._label_ids = {label: i + 1 for i, label in enumerate(self.node_labels)}  # 0: a label never seen
+        self.pair_head: nn.Module | None = None
+        if self.node_labels:
+            map_channels = (
+                self.backbone.layer2[-1].conv2.out_channels + self.backbone.layer3[-1].conv2.out_channels
+            )
+            roi_dim = map_channels * ROI_SIZE * ROI_SIZE
+            self.label_embedding = nn.Embedding(len(self.node_labels) + 1, PAIR_LABEL_DIM)
+            self.pair_head = nn.Sequential(
+                nn.Linear(3 * roi_dim + 2 * PAIR_LABEL_DIM, PAIR_HIDDEN),
+                nn.ReLU(),
+                nn.Linear(PAIR_HIDDEN, len(PREDICATES)),
+            )
+
+    @property
+    def has_pair_head(self) -> bool:
+        return self.pair_head is not None
 
     @staticmethod
     def preprocess(images: torch.Tensor) -> torch.Tensor:
         """uint8 (B, 3, H, W) -> float in [-1, 1]; the classifier's only input normalisation."""
         return images.float().div(127.5).sub(1.0)
+
+    def feature_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(B, 512) pooled features and the stride-8 and stride-16 maps the pair head pools boxes from
+        (torchvision's ResNet forward, unrolled to keep the intermediate maps)."""
+        b = self.backbone
+        x = b.maxpool(b.relu(b.bn1(b.conv1(self.preprocess(images)))))
+        stride8 = b.layer2(b.layer1(x))
+        stride16 = b.layer3(stride8)
+        pooled = torch.flatten(b.avgpool(b.layer4(stride16)), 1)
+        return pooled, [stride8, stride16]
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 512) pooled backbone features of uint8 images: the offline feature space (view-independent)."""
@@ -113,29 +152,106 @@ class RelationClassifier(nn.Module):
         h = features + self.camera_embedding(cameras.long())
         return self.predicate_head(h), self.triple_head(h)[:, : len(self.triples)]
 
+    def label_ids(self, labels: Sequence[str]) -> torch.Tensor:
+        """Embedding rows of node labels (0 for a label the classifier never saw in training)."""
+        return torch.tensor([self._label_ids.get(label, 0) for label in labels], dtype=torch.long)
+
+    def pair_logits(
+        self,
+        maps: Sequence[torch.Tensor],
+        image_position: torch.Tensor,
+        subject_box: torch.Tensor,
+        object_box: torch.Tensor,
+        subject_label: torch.Tensor,
+        object_label: torch.Tensor,
+    ) -> torch.Tensor:
+        """(P, 14) predicate logits of P pairs: boxes normalised ``(x0, y0, x1, y1)`` in the image at batch
+        position ``image_position`` of ``maps`` (from :meth:`feature_maps`); labels from :meth:`label_ids`."""
+        if self.pair_head is None:
+            raise ValueError(
+                "this relation classifier has no pair-level head: it was trained without boxes (a dataset "
+                "without or_synth_annotations/, or an older checkpoint); retrain it on a rendered dataset"
+            )
+        union = torch.cat([torch.minimum(subject_box[:, :2], object_box[:, :2]),
+                           torch.maximum(subject_box[:, 2:], object_box[:, 2:])], 1)  # fmt: skip
+        pooled = [self._roi_features(maps, image_position, box) for box in (subject_box, object_box, union)]
+        labels = [self.label_embedding(ids) for ids in (subject_label, object_label)]
+        return self.pair_head(torch.cat([*pooled, *labels], 1))
+
+    @staticmethod
+    def _roi_features(
+        maps: Sequence[torch.Tensor], image_position: torch.Tensor, boxes: torch.Tensor
+    ) -> torch.Tensor:
+        out = []
+        for fmap in maps:
+            height, width = fmap.shape[-2:]
+            scale = torch.tensor([width, height, width, height], dtype=fmap.dtype, device=fmap.device)
+            rois = torch.cat([image_position[:, None].to(fmap), boxes.to(fmap) * scale], 1)
+            pooled = roi_align(
+                fmap, rois, output_size=ROI_SIZE, spatial_scale=1.0, sampling_ratio=2, aligned=True
+            )
+            out.append(pooled.flatten(1))
+        return torch.cat(out, 1)
+
     @torch.no_grad()
     def predict(
-        self, images: torch.Tensor, cameras: torch.Tensor, batch_size: int = 128
+        self,
+        images: torch.Tensor,
+        cameras: torch.Tensor,
+        batch_size: int = 128,
+        *,
+        pairs=None,
+        records: Sequence[SceneGraphRecord] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Probabilities and features of many images, in batches: ``{"predicates", "triples", "features"}``."""
+        """Probabilities and features of many images, in batches: ``{"predicates", "triples", "features"}``,
+        and ``"pairs"`` (P, 14) for a :class:`~or_synth.evaluation.pairs.PairSet` of these images (whose graphs
+        ``records`` name the pairs' labels)."""
         was_training = self.training
         self.eval()
         out: dict[str, list] = {"predicates": [], "triples": [], "features": []}
+        if pairs is not None:
+            if records is None:
+                raise ValueError("predict(pairs=...) needs the images' records (the pairs' labels)")
+            subject_labels, object_labels = (self.label_ids(x) for x in pairs.labels(records))
+            pair_probabilities = torch.zeros(len(pairs), len(PREDICATES))
+        device = next(self.parameters()).device
         for start in range(0, len(images), batch_size):
-            x, c = images[start : start + batch_size], cameras[start : start + batch_size]
-            feats = self.features(x)
+            rows = torch.arange(start, min(start + batch_size, len(images)))
+            x, c = images[rows].to(device), cameras[rows].to(device)
+            feats, maps = self.feature_maps(x)
             predicates, triples = self.heads(feats, c)
-            out["features"].append(feats)
-            out["predicates"].append(torch.sigmoid(predicates))
-            out["triples"].append(torch.sigmoid(triples))
+            out["features"].append(feats.cpu())
+            out["predicates"].append(torch.sigmoid(predicates).cpu())
+            out["triples"].append(torch.sigmoid(triples).cpu())
+            if pairs is not None and len(pairs):
+                index, position = pairs.in_images(rows)
+                if len(index):
+                    logits = self.pair_logits(
+                        maps,
+                        position.to(device),
+                        pairs.subject_box[index].to(device),
+                        pairs.object_box[index].to(device),
+                        subject_labels[index].to(device),
+                        object_labels[index].to(device),
+                    )
+                    pair_probabilities[index] = torch.sigmoid(logits).float().cpu()
         self.train(was_training)
-        return {k: torch.cat(v) if v else torch.empty(0) for k, v in out.items()}
+        result = {k: torch.cat(v) if v else torch.empty(0) for k, v in out.items()}
+        if pairs is not None:
+            result["pairs"] = pair_probabilities
+        return result
 
     # --- save / load ------------------------------------------------------------------------------------------
     def config(self) -> dict:
         return {
-            "architecture": "torchvision resnet18 (random init) + camera embedding, multi-label heads",
+            "architecture": "torchvision resnet18 (random init) + camera embedding, multi-label heads"
+            + (
+                ", pair-level predicate head (RoIAlign on subject / object / union boxes + labels)"
+                if self.node_labels
+                else ""
+            ),
             "triples": list(self.triples),
+            "node_labels": list(self.node_labels),
             "predicates": list(PREDICATES),
             "image_size": self.image_size,
         }
@@ -173,7 +289,7 @@ class RelationClassifier(nn.Module):
         config = json.loads((folder / CONFIG).read_text())
         if tuple(config["predicates"]) != tuple(PREDICATES):
             raise ValueError(f"{folder / CONFIG}: the classifier was trained on another predicate list")
-        model = cls(config["triples"], config["image_size"])
+        model = cls(config["triples"], config["image_size"], config.get("node_labels", ()))
         model.load_state_dict(load_file(str(folder / WEIGHTS)))
         return model.eval()
 
@@ -184,6 +300,11 @@ def classifier_hash(folder: str | Path) -> str:
     for name in (CONFIG, WEIGHTS):
         digest.update((Path(folder) / name).read_bytes())
     return digest.hexdigest()[:16]
+
+
+def node_label_vocabulary(records: Iterable[SceneGraphRecord]) -> tuple[str, ...]:
+    """Every node label (role or class) of the training graphs, sorted: the pair head's label embedding rows."""
+    return tuple(sorted({node_label(r, n) for r in records for n in range(len(r.object_names))}))
 
 
 def multilabel_loss(

@@ -55,6 +55,7 @@ ORDER = (
     "classifier_fd",
     "classifier_kid",
     "graph_consistency",
+    "pair_consistency",
     "action_recognition",
     "memorisation",
     "relation_sensitivity",
@@ -88,10 +89,11 @@ def numbers(name: str, card: Mapping, details: Mapping) -> list[tuple[str, float
         return [("Fréchet distance", value, LOWER)]
     if name in ("kid", "classifier_kid"):
         return [("KID mean", value.get("mean"), LOWER), ("KID std", value.get("std"), None)]
-    if name == "graph_consistency":
+    if name in ("graph_consistency", "pair_consistency"):
+        units = ("scan", "image") if name == "graph_consistency" else ("scan", "view")
         return [
             (f"{who} macro-F1 per {unit}", value.get(unit, {}).get(who), HIGHER if who == "model" else None)
-            for unit in ("scan", "image")
+            for unit in units
             for who in ("model", "ceiling", "floor")
         ]
     if name == "memorisation":

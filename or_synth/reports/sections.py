@@ -131,7 +131,24 @@ def consistency_section(document: Mapping, assets: Assets) -> dict | None:
         "per_camera": report.get("per_camera") or {},
         "view_agreement": report.get("view_agreement"),
         "triples": {k: (report.get(k) or {}).get("triples_per_scan") for k in ("model", "ceiling", "floor")},
+        "pairs": pair_rows(document.get("details", {}).get("pair_consistency")),
     }
+
+
+def pair_rows(report: Mapping | None) -> dict | None:
+    """The pair-level per-predicate table (F1 per scan), where boxes existed."""
+    if not report or "predicates" not in report:
+        return None
+    rows = [
+        {
+            "predicate": predicate,
+            "support": (entry.get("model") or {}).get("support_per_scan"),
+            **{k: (entry.get(k) or {}).get("f1_per_scan") for k in ("model", "ceiling", "floor", "labels_only")},
+        }
+        for predicate, entry in report["predicates"].items()
+        if (entry.get("model") or {}).get("support_per_scan")
+    ]
+    return {"rows": rows, "box_source": report.get("box_source"), "n_pairs": report.get("n_pairs")}
 
 
 # --- downstream study -------------------------------------------------------------------------------------------

@@ -137,6 +137,40 @@ def consistency_rows(cards: Mapping, details: Mapping, commands: Mapping) -> lis
     return rows
 
 
+def pair_consistency_rows(cards: Mapping, details: Mapping, commands: Mapping) -> list[dict]:
+    """Pair-level consistency per scan where boxes existed; a row saying why where they did not."""
+    card, report = cards.get("pair_consistency"), details.get("pair_consistency")
+    label = "pair consistency (pair-level predicate macro-F1 per scan)"
+    if card is None or report is None:
+        why = ((details.get("graph_consistency") or {}).get("pairs") or {}).get("why")
+        if why is None:
+            return []
+        return [row("pair_consistency", label, "", reference=f"not measured: {why}")]
+    key = "predicate_macro_f1_per_scan"
+    chance = (report.get("chance") or {}).get("per_scan", {})
+    reference = (
+        f"ceiling {fmt((report.get('ceiling') or {}).get(key))} (real images, their boxes) · floor "
+        f"{fmt(report['floor'].get(key))} (shuffled graphs) · labels only {fmt(report['labels_only'].get(key))} "
+        f"(blank images) · chance {fmt(chance.get('random'))} random / {fmt(chance.get('always'))} always"
+    )
+    share = report.get("model_over_ceiling_per_scan")
+    if share is not None:
+        reference += f" · model / ceiling {share:.0%}"
+    return [
+        row(
+            "pair_consistency",
+            label,
+            fmt(report["model"].get(key)),
+            reference=reference,
+            n=f"{fmt(report.get('n_pairs'))} pairs in {fmt(report.get('n_images_with_pairs'))} images; "
+            f"boxes: {report.get('box_source')}",
+            card="pair_consistency",
+            warnings=condensed_warnings(card),
+            better=HIGHER,
+        )
+    ]
+
+
 def downstream_rows(cards: Mapping, details: Mapping, commands: Mapping) -> list[dict]:
     card, study = cards.get("action_recognition"), details.get("action_recognition")
     if card is None and study is None:
@@ -245,6 +279,7 @@ def summary_rows(document: Mapping, commands: Mapping) -> list[dict]:
     return [
         *fidelity_rows(cards, commands),
         *consistency_rows(cards, details, commands),
+        *pair_consistency_rows(cards, details, commands),
         *downstream_rows(cards, details, commands),
         *memorisation_rows(cards, details, commands),
         *sensitivity_rows(cards, details, commands),

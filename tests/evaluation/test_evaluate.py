@@ -16,6 +16,7 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from or_synth.data import SPLIT_TAKES, load_scene_graphs
+from or_synth.data.annotations import mask_path, read_scan_annotation
 from or_synth.data.images import frame_index
 from or_synth.evaluate import EvaluationError, evaluate, load_config
 from or_synth.evaluation.image_sets import ImageSetError, load_generated
@@ -56,9 +57,13 @@ def classifier_dir(rendered, tmp_path_factory) -> Path:
     return train_classifier(rendered, tmp_path_factory.mktemp("classifier"))
 
 
-def copy_as_samples(root: Path, split: str, out: Path, *, shuffle_graphs: bool = False) -> Path:
+def copy_as_samples(
+    root: Path, split: str, out: Path, *, shuffle_graphs: bool = False, layout: str | None = None
+) -> Path:
     """A samples folder whose "generated" images are PNG copies of the split's real views (the manifest as
-    or_synth.sample writes it). ``shuffle_graphs`` lists each image under the next scan's graph instead."""
+    or_synth.sample writes it). ``shuffle_graphs`` lists each image under the next scan's graph instead.
+    ``layout="given"`` marks them as drawn from the dataset's masks (``layout=masks``); ``layout="saved"`` also
+    copies each view's instance mask as its ``layout_image`` (``save_layouts=true``)."""
     source = root / f"relationships_{split}.json"
     records = load_scene_graphs(source, takes=SPLIT_TAKES[split]).records
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -70,7 +75,15 @@ def copy_as_samples(root: Path, split: str, out: Path, *, shuffle_graphs: bool =
             name = f"images/take{record.take}_scan{record.scan}_cam{camera}_s0.png"
             Image.open(real).convert("RGB").save(out / name)
             line = {"image": name, "source": str(source), "take": record.take, "scan": record.scan}
-            lines.append({**line, "camera": camera, "sample": 0, "seed": i, "pipeline_hash": "copies"})
+            line = {**line, "camera": camera, "sample": 0, "seed": i, "pipeline_hash": "copies"}
+            if layout is not None:
+                line["layout"] = "given" if layout == "given" else "rendered"
+            if layout == "saved":
+                (out / "layouts").mkdir(exist_ok=True)
+                frame = read_scan_annotation(root, shown.take, shown.scan).views[camera].frame_id
+                line["layout_image"] = f"layouts/take{record.take}_scan{record.scan}_cam{camera}.png"
+                shutil.copy(mask_path(root, shown.take, camera, frame), out / line["layout_image"])
+            lines.append(line)
     (out / "manifest.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     return out / "manifest.jsonl"
 
@@ -98,6 +111,10 @@ def test_classifier_stage_saves_weights_quality_and_a_stable_hash(classifier_dir
     assert 0 <= quality["validation"]["predicate_macro_f1_per_scan"] <= 1
     digest = classifier_hash(classifier_dir)
     assert RelationClassifier.from_pretrained(classifier_dir, digest).triples == tuple(config["triples"])
+    # The rendered dataset has boxes, so the pair-level head was trained and measured on real boxed pairs too.
+    assert "Patient" in config["node_labels"] and config["training"]["pairs"] > 0
+    assert quality["validation"]["pairs"]["n_pairs"] > 0
+    assert 0 <= quality["validation"]["pairs"]["predicate_macro_f1_per_scan"] <= 1
     with pytest.raises(ValueError, match="pinned"):
         RelationClassifier.from_pretrained(classifier_dir, "0" * 16)
 
@@ -131,6 +148,34 @@ def test_copies_of_real_images_score_the_ceiling_fd_zero_and_cards(rendered, cla
     again = run(samples, classifier_dir, rendered, tmp_path / "eval2")
     assert again["cards"]["classifier_fd"]["reference_cached"] is True
     assert again["metrics"]["classifier_fd"] == document["metrics"]["classifier_fd"]
+
+
+@pytest.mark.parametrize("layout", ["given", "saved"])
+def test_pair_consistency_where_boxes_exist(rendered, classifier_dir, tmp_path, layout):
+    """Copies drawn "from the dataset's masks" or saved with their label maps have boxes: every (subject, object)
+    pair is scored, and copies score exactly the ceiling (same pixels, same boxes)."""
+    samples = copy_as_samples(rendered, "validation", tmp_path / "copies", layout=layout)
+    document = run(samples, classifier_dir, rendered, tmp_path / "eval", "metrics=[graph_consistency]")
+    pairs = document["details"]["pair_consistency"]
+    assert {"model", "ceiling", "floor", "labels_only", "chance"} <= set(pairs)
+    assert pairs["n_pairs"] == pairs["n_real_pairs"] > 0 and pairs["n_pairs_with_a_relation"] > 0
+    assert ("label maps" in pairs["box_source"]) == (layout == "saved")
+    for unit in ("scan", "view"):
+        key = f"predicate_macro_f1_per_{unit}"
+        assert pairs["model"][key] == pairs["ceiling"][key]
+    card = document["cards"]["pair_consistency"]
+    assert card["value"]["scan"]["model"] == pairs["model"]["predicate_macro_f1_per_scan"]
+    assert card["weights_hash"] == classifier_hash(classifier_dir) and card["n_pairs"] == pairs["n_pairs"]
+    assert (tmp_path / "eval/cards/pair_consistency.md").is_file()
+
+
+def test_pair_consistency_without_boxes_is_said_or_refused(rendered, classifier_dir, tmp_path):
+    samples = copy_as_samples(rendered, "validation", tmp_path / "copies")  # no layout: no boxes
+    document = run(samples, classifier_dir, rendered, tmp_path / "eval", "metrics=[graph_consistency]")
+    assert "pair_consistency" not in document["cards"]
+    assert "no boxes" in document["details"]["graph_consistency"]["pairs"]["why"]
+    with pytest.raises(EvaluationError, match="pair_consistency cannot be measured.*layout=masks"):
+        run(samples, classifier_dir, rendered, tmp_path / "eval2", "metrics=[pair_consistency]")
 
 
 def test_copies_of_training_images_are_flagged_as_memorised(rendered, classifier_dir, tmp_path):

@@ -1,0 +1,233 @@
+"""Pair-level relations: which predicates hold between a subject box and an object box of one image.
+
+Scene-graph work scores relations per (subject, object) pair where boxes exist ("predicate classification":
+boxes and labels given, the predicate asked). Here boxes exist
+
+- on real images of a rendered dataset: the renderer's per-camera node boxes (``or_synth_annotations/``);
+- on generated images drawn from a layout: the dataset's own boxes for ``layout=masks`` (manifest
+  ``"layout": "given"``), or the label maps ``or_synth.sample save_layouts=true`` writes beside the images
+  (manifest ``"layout_image"``), whose per-node bounding boxes are the boxes the generator was asked to fill.
+
+Real 4D-OR has no 2D boxes, and images sampled without a layout have none either: there the suite scores
+relations per image only. A :class:`PairSet` lists every ordered pair of distinct nodes both visible in an
+image (boxes of at least :data:`MIN_BOX_SIDE` of the image on each side); its targets are the predicates the
+graph states from subject to object (several can hold at once: multi-label).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from or_synth.data import PREDICATES
+from or_synth.data.annotations import annotation_path, read_scan_annotation
+from or_synth.data.errors import DatasetFormatError
+from or_synth.data.scene_graph import SceneGraphRecord
+from or_synth.evaluation.relation_classifier import node_label
+
+MIN_BOX_SIDE = 0.03  # normalised: about 2 px at 64 px; a smaller box holds nothing a classifier can read
+RENDER_MANIFEST = "or_synth_render.json"
+EXPORT_MANIFEST = (
+    "or_synth_export.json"  # or_synth.generate's (named here: the suite never imports the generator)
+)
+
+Boxes = dict[int, tuple[float, float, float, float]]  # node index -> normalised (x0, y0, x1, y1)
+
+
+@dataclass
+class PairSet:
+    """The (subject, object) pairs of the images of an :class:`~or_synth.evaluation.image_sets.ImageSet`.
+
+    Attributes:
+        image_index: (P,) the image (row of the set) each pair is in; ascending.
+        subject, object: (P,) node indices in that image's graph.
+        subject_box, object_box: (P, 4) normalised ``(x0, y0, x1, y1)``.
+        source: where the boxes came from (``annotations``, ``layout_images``).
+    """
+
+    image_index: torch.Tensor
+    subject: torch.Tensor
+    object: torch.Tensor
+    subject_box: torch.Tensor
+    object_box: torch.Tensor
+    source: str
+
+    def __len__(self) -> int:
+        return int(self.image_index.shape[0])
+
+    def in_images(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pairs that lie in the images ``rows`` (a batch): their indices, and the batch position of the
+        image each one is in."""
+        ptr = torch.searchsorted(self.image_index, torch.arange(int(rows.max()) + 2 if len(rows) else 1))
+        indices, positions = [], []
+        for position, row in enumerate(rows.tolist()):
+            start, end = int(ptr[row]), int(ptr[row + 1])
+            indices.append(torch.arange(start, end))
+            positions.append(torch.full((end - start,), position, dtype=torch.long))
+        if not indices:
+            return torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)
+        return torch.cat(indices), torch.cat(positions)
+
+    def labels(self, records: Sequence[SceneGraphRecord]) -> tuple[list[str], list[str]]:
+        """The subject's and object's label (role for people, class otherwise) of every pair."""
+        subjects, objects = [], []
+        for i, s, o in zip(
+            self.image_index.tolist(), self.subject.tolist(), self.object.tolist(), strict=True
+        ):
+            subjects.append(node_label(records[i], s))
+            objects.append(node_label(records[i], o))
+        return subjects, objects
+
+    def targets(
+        self, records: Sequence[SceneGraphRecord], donors: Sequence[SceneGraphRecord] | None = None
+    ) -> torch.Tensor:
+        """(P, 14) multi-hot predicates from subject to object in each image's graph.
+
+        With ``donors`` (a graph per image), the predicates that the donor graph states between nodes of the
+        same two labels instead: the shuffled-graph floor, which asks the image to show another scan's relations.
+        """
+        out = torch.zeros(len(self), len(PREDICATES))
+        facts: dict[int, set] = {}
+        for row, (i, s, o) in enumerate(
+            zip(self.image_index.tolist(), self.subject.tolist(), self.object.tolist(), strict=True)
+        ):
+            record = records[i]
+            if donors is None:
+                for ts, to, p in record.triples:
+                    if (ts, to) == (s, o):
+                        out[row, PREDICATES.index(p)] = 1.0
+                continue
+            donor = donors[i]
+            if id(donor) not in facts:
+                facts[id(donor)] = {
+                    (node_label(donor, ts), p, node_label(donor, to)) for ts, to, p in donor.triples
+                }
+            subject, obj = node_label(record, s), node_label(record, o)
+            for p in PREDICATES:
+                if (subject, p, obj) in facts[id(donor)]:
+                    out[row, PREDICATES.index(p)] = 1.0
+        return out
+
+    def groups(self, records: Sequence[SceneGraphRecord]) -> torch.Tensor:
+        """(P,) an id per (scan, subject, object): the views of one pair share it (per-scan scores)."""
+        keys: dict[tuple, int] = {}
+        return torch.tensor(
+            [
+                keys.setdefault((records[i].key, s, o), len(keys))
+                for i, s, o in zip(
+                    self.image_index.tolist(), self.subject.tolist(), self.object.tolist(), strict=True
+                )
+            ],
+            dtype=torch.long,
+        )
+
+
+def build_pairs(boxes_per_image: Sequence[Boxes | None], source: str) -> PairSet:
+    """Every ordered pair of distinct nodes both visible (large enough) in each image; ``None``: no boxes."""
+    image_index, subject, obj, subject_box, object_box = [], [], [], [], []
+    for i, boxes in enumerate(boxes_per_image):
+        if not boxes:
+            continue
+        nodes = sorted(
+            k for k, (x0, y0, x1, y1) in boxes.items() if x1 - x0 >= MIN_BOX_SIDE and y1 - y0 >= MIN_BOX_SIDE
+        )
+        for s in nodes:
+            for o in nodes:
+                if s != o:
+                    image_index.append(i)
+                    subject.append(s)
+                    obj.append(o)
+                    subject_box.append(boxes[s])
+                    object_box.append(boxes[o])
+    return PairSet(
+        torch.tensor(image_index, dtype=torch.long),
+        torch.tensor(subject, dtype=torch.long),
+        torch.tensor(obj, dtype=torch.long),
+        torch.tensor(subject_box, dtype=torch.float32).reshape(-1, 4),
+        torch.tensor(object_box, dtype=torch.float32).reshape(-1, 4),
+        source,
+    )
+
+
+def rendered_size(root: str | Path) -> tuple[int, int]:
+    """(H, W) the renderer drew a dataset at, from its ``or_synth_render.json``: annotation boxes are in those
+    pixels."""
+    path = Path(root) / RENDER_MANIFEST
+    try:
+        height, width = json.loads(path.read_text(encoding="utf-8"))["config"]["image_size"]
+    except FileNotFoundError:
+        raise DatasetFormatError(
+            "no render manifest: only a rendered dataset has 2D boxes (real 4D-OR has none)", file=path
+        ) from None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise DatasetFormatError(
+            f"malformed render manifest ({exc})", file=path, field="config.image_size"
+        ) from None
+    return int(height), int(width)
+
+
+def has_boxes(root: str | Path) -> bool:
+    """Does the dataset carry per-node 2D boxes (a rendered dataset with ``or_synth_annotations/``)?"""
+    return (Path(root) / RENDER_MANIFEST).is_file()
+
+
+def annotation_boxes(
+    root: str | Path,
+    records: Sequence[SceneGraphRecord],
+    cameras: Sequence[int],
+    size: tuple[int, int] | None = None,
+) -> list[Boxes]:
+    """The node boxes of every (graph, camera) view in ``or_synth_annotations/``, normalised by ``size`` (H, W)
+    (default: the size the renderer drew at); one annotation file read per scan.
+
+    Raises:
+        DatasetFormatError: a scan's annotation is missing or malformed, or lacks the camera (naming the file).
+    """
+    height, width = size or rendered_size(root)
+    cache: dict[tuple[int, str], object] = {}
+    out = []
+    for record, camera in zip(records, cameras, strict=True):
+        if record.key not in cache:
+            cache[record.key] = read_scan_annotation(root, record.take, record.scan)
+        view = cache[record.key].views.get(int(camera))
+        if view is None:
+            raise DatasetFormatError(
+                f"no annotation of camera {camera}",
+                file=annotation_path(root, record.take, record.scan),
+                take=record.take,
+                scan=record.scan,
+                field="cameras",
+            )
+        out.append(
+            {
+                node: (x0 / width, y0 / height, x1 / width, y1 / height)
+                for node, (x0, y0, x1, y1) in view.boxes.items()
+                if node < len(record.object_names)
+            }
+        )
+    return out
+
+
+def label_map_boxes(path: str | Path, num_nodes: int) -> Boxes:
+    """The normalised bounding box of every node in a layout label map (pixel value = node index + 1, as the
+    renderer's ``instance_masks/`` and ``or_synth.sample save_layouts=true`` write them)."""
+    try:
+        with Image.open(path) as image:
+            labels = np.asarray(image.convert("L"))
+    except FileNotFoundError:
+        raise DatasetFormatError("layout label map is missing", file=path) from None
+    height, width = labels.shape
+    boxes: Boxes = {}
+    for value in np.unique(labels):
+        node = int(value) - 1
+        if not 0 <= node < num_nodes:
+            continue
+        ys, xs = np.nonzero(labels == value)
+        boxes[node] = (xs.min() / width, ys.min() / height, (xs.max() + 1) / width, (ys.max() + 1) / height)
+    return boxes
