@@ -393,27 +393,26 @@ def evaluate(cfg: DictConfig) -> dict:
         )
         timings["graph_consistency"] = round(time.perf_counter() - begin, 2)
         quality = classifier_quality(cfg.classifier)
-        warnings = weak_predicate_warnings(report, quality)
-        if on_training_graphs:
-            warnings.insert(
-                0, "scored on TRAINING-split graphs the generator was trained on (allow_training_graphs=true)"
-            )
-        value = {
-            unit: {k: report[k][f"predicate_macro_f1_per_{unit}"] for k in ("model", "ceiling", "floor")}
-            for unit in ("scan", "image")
-        }
-        cards["graph_consistency"] = make_card(
-            "graph_consistency (predicate macro-F1; model / ceiling / floor)",
-            value,
-            implementation="or_synth.evaluation.consistency.consistency_report",
+        training_note = (
+            ["scored on TRAINING-split graphs the generator was trained on (allow_training_graphs=true)"]
+            if on_training_graphs
+            else []
+        )
+        scored = {
             **common,
-            weights_hash=classifier_digest,
-            split=split,
-            n_real=len(real_views),
-            chance=report["chance"],
-            training_graphs=on_training_graphs,
+            "weights_hash": classifier_digest,
+            "split": split,
+            "n_real": len(real_views),
+            "training_graphs": on_training_graphs,
+        }
+        cards["graph_consistency"] = consistency_card(
+            "graph_consistency (predicate macro-F1; model / ceiling / floor)",
+            report,
+            ("scan", "image"),
+            implementation="or_synth.evaluation.consistency.consistency_report",
             classifier_quality=quality,
-            warnings=warnings,
+            warnings=training_note + weak_predicate_warnings(report, quality),
+            **scored,
         )
         results["graph_consistency"] = report
         if pairs is None:
@@ -421,41 +420,28 @@ def evaluate(cfg: DictConfig) -> dict:
         else:
             begin = time.perf_counter()
             real_boxes = annotation_boxes(root, real_views.records, real_views.cameras.tolist())
-            real_pairs = build_pairs(real_boxes, f"{root} annotations")
             pair_report = pair_consistency_report(
                 classifier,
                 generated,
                 pairs,
                 real_views,
-                real_pairs,
+                build_pairs(real_boxes, f"{root} annotations"),
                 seed=int(cfg.seed),
                 batch_size=int(cfg.batch_size),
                 generated_probabilities=generated_predictions["pairs"],
             )
             timings["pair_consistency"] = round(time.perf_counter() - begin, 2)
-            value = {
-                unit: {
-                    k: pair_report[k][f"predicate_macro_f1_per_{unit}"]
-                    for k in ("model", "ceiling", "floor", "labels_only")
-                    if k in pair_report
-                }
-                for unit in ("scan", "view")
-            }
-            cards["pair_consistency"] = make_card(
+            cards["pair_consistency"] = consistency_card(
                 "pair_consistency (pair-level predicate macro-F1; model / ceiling / floor / labels only)",
-                value,
+                pair_report,
+                ("scan", "view"),
                 implementation="or_synth.evaluation.consistency.pair_consistency_report",
-                **common,
-                weights_hash=classifier_digest,
-                split=split,
-                n_real=len(real_views),
                 n_pairs=pair_report["n_pairs"],
                 n_real_pairs=pair_report.get("n_real_pairs"),
                 boxes=pair_report["box_source"],
-                chance=pair_report["chance"],
-                training_graphs=on_training_graphs,
                 classifier_quality=quality.get("validation", {}).get("pairs", {}),
-                warnings=weak_predicate_warnings(pair_report, {}, unit="scan", what="pairs"),
+                warnings=training_note + weak_predicate_warnings(pair_report, {}, unit="scan", what="pairs"),
+                **scored,
             )
             results["pair_consistency"] = pair_report
 
@@ -576,6 +562,19 @@ def _only_relation_sensitivity(cfg: DictConfig, out: Path, started: float) -> di
     )
     timings = {"total": round(time.perf_counter() - started, 2)}
     return write_document(cfg, out, {"relation_sensitivity": card}, {"relation_sensitivity": report}, timings)
+
+
+def consistency_card(title: str, report: dict, units: Sequence[str], **fields) -> dict:
+    """A consistency card: predicate macro-F1 per unit for the model and every reference the report has."""
+    value = {
+        unit: {
+            who: report[who][f"predicate_macro_f1_per_{unit}"]
+            for who in ("model", "ceiling", "floor", "labels_only")
+            if who in report
+        }
+        for unit in units
+    }
+    return make_card(title, value, chance=report["chance"], **fields)
 
 
 def classifier_quality(folder) -> dict:
