@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from torchvision.transforms.v2.functional import resize
 from tqdm import tqdm
 
 from or_synth.data import SPLIT_TAKES, load_scene_graphs, read_image, relationships_file
@@ -204,17 +204,17 @@ def load_generated(manifest: str | Path, *, size: int | None = None, progress: b
             raise ImageSetError(
                 f"{manifest}, line {number}: take {key[0]} scan {key[1]} is in no relationships file of the set"
             )
-        file = root / line["image"]
-        with Image.open(file) as handle:
-            sizes.setdefault(handle.size, line["image"])
+        image = read_image(root / line["image"], take=key[0], scan=key[1])  # decoded once, at its own size
+        sizes.setdefault((image.shape[-1], image.shape[-2]), line["image"])
         if len(sizes) > 1:
             (a, first), (b, second) = list(sizes.items())[:2]
             raise ImageSetError(
                 f"{manifest}: images of mixed sizes ({first} is {a[0]}x{a[1]}, {second} is {b[0]}x{b[1]}); "
                 "score one size at a time"
             )
-        native = next(iter(sizes))[::-1]
-        images.append(read_image(file, (size, size) if size else native, take=key[0], scan=key[1]))
+        if size and tuple(image.shape[-2:]) != (size, size):  # the one preprocessing (PREPROCESSING)
+            image = resize(image, [size, size], antialias=True)
+        images.append(image)
         records.append(graphs[key])
         cameras.append(int(line["camera"]))
         ids.append(line["image"])
