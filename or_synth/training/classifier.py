@@ -37,9 +37,8 @@ from or_synth.evaluation.relation_classifier import (
 )
 from or_synth.training.common import (
     NonFiniteGuard,
-    StepLog,
+    RunLogs,
     StopRequest,
-    TrainingInterrupted,
     epoch_batch,
     log_scalars,
     reached_step,
@@ -49,7 +48,7 @@ from or_synth.training.common import (
     save_checkpoint,
     save_resolved_config,
     step_generator,
-    summary_writer,
+    stopped_on_request,
     write_metrics,
 )
 
@@ -187,7 +186,7 @@ def train_classifier(cfg: DictConfig) -> dict:
 
     # 4. Loop.
     steps, batch_size = int(settings.steps), int(settings.batch_size)
-    writer, step_log = summary_writer(run_dir / "tensorboard"), StepLog(run_dir / "train_log.jsonl", start)
+    logs = RunLogs(run_dir, start, is_main=True)
     guard, stop, interrupted = NonFiniteGuard(cfg.trainer.max_bad_steps), StopRequest(), False
     progress = tqdm(range(start, steps), initial=start, total=steps, desc="classifier", dynamic_ncols=True)
     classifier.train()
@@ -228,9 +227,9 @@ def train_classifier(cfg: DictConfig) -> dict:
                 optimizer.step()
             done = step + 1
             interrupted = stop.requested and done < steps
-            step_log.write({"step": done, "loss": loss.item(), **record})
+            logs.steps.write({"step": done, "loss": loss.item(), **record})
             if done % cfg.trainer.log_every == 0 or done == steps:
-                log_scalars(writer, {"train/loss": loss.item()}, done)
+                log_scalars(logs.writer, {"train/loss": loss.item()}, done)
                 progress.set_postfix(loss=f"{loss.item():.4f}")
             if done % settings.ckpt_every == 0 or done == steps or interrupted:
                 metrics.update({"step": done, "loss": loss.item()})
@@ -244,15 +243,10 @@ def train_classifier(cfg: DictConfig) -> dict:
                 write_metrics(run_dir, metrics)
             if interrupted:
                 progress.close()
-                writer.close()
-                step_log.close()
-                raise TrainingInterrupted(
-                    f"classifier stopped on request at step {done} with a checkpoint in {run_dir / 'checkpoints'}; "
-                    "run the same command again to resume"
-                )
+                logs.close()
+                raise stopped_on_request("classifier", run_dir, done)
     progress.close()
-    writer.close()
-    step_log.close()
+    logs.close()
 
     # 5. Its own quality on real held-out takes, saved beside the weights.
     classifier = classifier.cpu().eval()

@@ -305,6 +305,14 @@ class TrainingInterrupted(RuntimeError):
     """A run stopped on request (Ctrl-C, SIGTERM) after saving a checkpoint; the same command resumes it."""
 
 
+def stopped_on_request(stage: str, run_dir: Path, done: int) -> TrainingInterrupted:
+    """What a stage raises once it has saved its checkpoint on a stop request: where it is, how to resume."""
+    return TrainingInterrupted(
+        f"{stage} stopped on request at step {done} with a checkpoint in {run_dir / 'checkpoints'}; "
+        "run the same command again to resume"
+    )
+
+
 class StopRequest:
     """Turns the first SIGINT / SIGTERM into a request the training loop honours at the end of its step (so it can
     save a checkpoint first); a second SIGINT interrupts at once. Handlers are installed only in the main thread

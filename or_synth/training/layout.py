@@ -29,9 +29,8 @@ from or_synth.encoders import SceneGraphEncoder, build_scene_graph_encoder
 from or_synth.generator.layout_predictor import LayoutPrediction, LayoutPredictor
 from or_synth.training.common import (
     NonFiniteGuard,
-    StepLog,
+    RunLogs,
     StopRequest,
-    TrainingInterrupted,
     autocast,
     build_dataset,
     epoch_batch,
@@ -43,7 +42,7 @@ from or_synth.training.common import (
     save_checkpoint,
     save_pretrained_atomic,
     save_resolved_config,
-    summary_writer,
+    stopped_on_request,
     write_metrics,
 )
 
@@ -187,10 +186,10 @@ def train_layout(cfg: DictConfig) -> dict:
         return evaluate_layout(predictor, val, val_classes, baseline, settings.batch_size, device)
 
     # 5. Loop.
-    writer, step_log = summary_writer(run_dir / "tensorboard"), StepLog(run_dir / "train_log.jsonl", start)
+    logs = RunLogs(run_dir, start, is_main=True)
     if start == 0:
         metrics["start"] = evaluate()
-        log_scalars(writer, {f"val/{k}": v for k, v in metrics["start"].items()}, 0)
+        log_scalars(logs.writer, {f"val/{k}": v for k, v in metrics["start"].items()}, 0)
     guard = NonFiniteGuard(cfg.trainer.max_bad_steps)
     steps, batch_size = int(settings.steps), int(settings.batch_size)
     progress = tqdm(range(start, steps), initial=start, total=steps, desc="layout", dynamic_ncols=True)
@@ -212,13 +211,13 @@ def train_layout(cfg: DictConfig) -> dict:
             done = step + 1
             interrupted = stop.requested and done < steps
             scalars = {f"train/{k}": v.item() for k, v in losses.items()}
-            step_log.write({"step": done, "loss": scalars["train/loss"]})
+            logs.steps.write({"step": done, "loss": scalars["train/loss"]})
             if done % cfg.trainer.log_every == 0 or done == steps:
-                log_scalars(writer, scalars, done)
+                log_scalars(logs.writer, scalars, done)
                 progress.set_postfix(loss=f"{scalars['train/loss']:.4f}")
             if done % settings.eval_every == 0 or done == steps:
                 metrics["end"] = evaluate()
-                log_scalars(writer, {f"val/{k}": v for k, v in metrics["end"].items()}, done)
+                log_scalars(logs.writer, {f"val/{k}": v for k, v in metrics["end"].items()}, done)
             if done % settings.ckpt_every == 0 or done == steps or interrupted:
                 metrics.update({"step": done, "loss": scalars["train/loss"]})
                 save_checkpoint(
@@ -232,15 +231,10 @@ def train_layout(cfg: DictConfig) -> dict:
                 write_metrics(run_dir, metrics)
             if interrupted:
                 progress.close()
-                writer.close()
-                step_log.close()
-                raise TrainingInterrupted(
-                    f"layout stopped on request at step {done} with a checkpoint in {run_dir / 'checkpoints'}; "
-                    "run the same command again to resume"
-                )
+                logs.close()
+                raise stopped_on_request("layout", run_dir, done)
     progress.close()
-    writer.close()
-    step_log.close()
+    logs.close()
 
     # 6. The predictor folder (also written when a finished run is re-run) and the final metrics.
     predictor_dir = run_dir / PREDICTOR_DIR

@@ -42,7 +42,6 @@ from or_synth.training.common import (
     NonFiniteGuard,
     RunLogs,
     StopRequest,
-    TrainingInterrupted,
     build_dataset,
     check_divisible,
     describe_graph,
@@ -59,6 +58,7 @@ from or_synth.training.common import (
     save_resolved_config,
     step_generator,
     step_progress,
+    stopped_on_request,
     write_metrics,
 )
 
@@ -322,10 +322,7 @@ def train_ldm(cfg: DictConfig) -> dict:
                 progress.close()
                 if accelerator.is_main_process:
                     logs.close()
-                raise TrainingInterrupted(
-                    f"ldm stopped on request at step {done} with a checkpoint in {run_dir / 'checkpoints'}; "
-                    "run the same command again to resume"
-                )
+                raise stopped_on_request("ldm", run_dir, done)
             if stopped_early:
                 log.info(
                     "ldm: time budget of %s s reached at step %d (run it longer: raise ldm.time_budget_s)",
