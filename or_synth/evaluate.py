@@ -382,7 +382,17 @@ def evaluate(cfg: DictConfig) -> dict:
     if "graph_consistency" in names:
         begin = time.perf_counter()
         real_views = load_real_counterparts(root, generated)
-        real_predictions = classifier.predict(real_views.images, real_views.cameras, int(cfg.batch_size))
+        real_pairs = None
+        if pairs is not None:  # the real renders in their own boxes: the pair-level ceiling
+            real_boxes = annotation_boxes(root, real_views.records, real_views.cameras.tolist())
+            real_pairs = build_pairs(real_boxes, f"{root} annotations")
+        real_predictions = classifier.predict(
+            real_views.images,
+            real_views.cameras,
+            int(cfg.batch_size),
+            pairs=real_pairs,
+            records=real_views.records,
+        )
         report = consistency_report(
             classifier,
             generated,
@@ -419,16 +429,16 @@ def evaluate(cfg: DictConfig) -> dict:
             report["pairs"] = {"measured": False, "why": no_pairs}
         else:
             begin = time.perf_counter()
-            real_boxes = annotation_boxes(root, real_views.records, real_views.cameras.tolist())
             pair_report = pair_consistency_report(
                 classifier,
                 generated,
                 pairs,
                 real_views,
-                build_pairs(real_boxes, f"{root} annotations"),
+                real_pairs,
                 seed=int(cfg.seed),
                 batch_size=int(cfg.batch_size),
                 generated_probabilities=generated_predictions["pairs"],
+                real_probabilities=real_predictions["pairs"],
             )
             timings["pair_consistency"] = round(time.perf_counter() - begin, 2)
             cards["pair_consistency"] = consistency_card(
