@@ -226,9 +226,7 @@ def pair_consistency_report(
     donors = [first_record[int(order[int(g)])] for g in scan_groups.tolist()]
     floor = pair_scores(probs, generated_pairs.targets(records, donors), groups)
 
-    blank = torch.full_like(generated.images, 128)
-    blind = classifier.predict(blank, generated.cameras, batch_size, pairs=generated_pairs, records=records)
-    labels_only = pair_scores(blind["pairs"], targets, groups)
+    labels_only = pair_scores(classifier.predict_blank(generated_pairs, records), targets, groups)
 
     report: dict = {"model": _summary(model), "floor": _summary(floor), "labels_only": _summary(labels_only)}
     table = {

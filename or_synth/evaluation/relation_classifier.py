@@ -174,9 +174,25 @@ class RelationClassifier(nn.Module):
             )
         union = torch.cat([torch.minimum(subject_box[:, :2], object_box[:, :2]),
                            torch.maximum(subject_box[:, 2:], object_box[:, 2:])], 1)  # fmt: skip
-        pooled = [self._roi_features(maps, image_position, box) for box in (subject_box, object_box, union)]
-        labels = [self.label_embedding(ids) for ids in (subject_label, object_label)]
-        return self.pair_head(torch.cat([*pooled, *labels], 1))
+        # A node's box recurs in every pair it is part of: pool each distinct (image, box) once.
+        position = image_position[:, None].to(subject_box)
+        keys = torch.cat([torch.cat([position, subject_box], 1), torch.cat([position, object_box], 1)])
+        distinct, inverse = torch.unique(keys, dim=0, return_inverse=True)
+        nodes = self._roi_features(maps, distinct[:, 0].long(), distinct[:, 1:])
+        # The first layer on [subject, object, union, subject label, object label] is a sum of one product per
+        # block, so the subject and object blocks are multiplied once per distinct box, not once per pair.
+        first, rest = self.pair_head[0], self.pair_head[1:]
+        d, count = nodes.shape[1], len(subject_box)
+        weight_s, weight_o, weight_u, weight_labels = first.weight.split([d, d, d, 2 * PAIR_LABEL_DIM], dim=1)
+        labels = torch.cat([self.label_embedding(subject_label), self.label_embedding(object_label)], 1)
+        hidden = (
+            (nodes @ weight_s.T)[inverse[:count]]
+            + (nodes @ weight_o.T)[inverse[count:]]
+            + self._roi_features(maps, image_position, union) @ weight_u.T
+            + labels @ weight_labels.T
+            + first.bias
+        )
+        return rest(hidden)
 
     @staticmethod
     def _roi_features(
@@ -240,6 +256,33 @@ class RelationClassifier(nn.Module):
         if pairs is not None:
             result["pairs"] = pair_probabilities
         return result
+
+    @torch.no_grad()
+    def predict_blank(
+        self, pairs, records: Sequence[SceneGraphRecord], batch_size: int = 4096
+    ) -> torch.Tensor:
+        """(P, 14) pair probabilities on a blank (mid-grey) image with the same boxes and labels: what the
+        labels alone predict. Every blank image has the same feature maps, so one forward pass serves all."""
+        was_training = self.training
+        self.eval()
+        device = next(self.parameters()).device
+        blank = torch.full((1, 3, self.image_size, self.image_size), 128, dtype=torch.uint8, device=device)
+        _, maps = self.feature_maps(blank)
+        subject_labels, object_labels = (self.label_ids(x) for x in pairs.labels(records))
+        out = torch.zeros(len(pairs), len(PREDICATES))
+        for start in range(0, len(pairs), batch_size):
+            rows = slice(start, start + batch_size)
+            logits = self.pair_logits(
+                maps,
+                torch.zeros(len(pairs.subject_box[rows]), dtype=torch.long, device=device),
+                pairs.subject_box[rows].to(device),
+                pairs.object_box[rows].to(device),
+                subject_labels[rows].to(device),
+                object_labels[rows].to(device),
+            )
+            out[rows] = torch.sigmoid(logits).float().cpu()
+        self.train(was_training)
+        return out
 
     # --- save / load ------------------------------------------------------------------------------------------
     def config(self) -> dict:

@@ -99,6 +99,11 @@ def test_pair_head_saves_loads_and_older_classifiers_refuse_clearly(records, tmp
     assert torch.allclose(out["pairs"], whole["pairs"], atol=1e-5)
     assert torch.allclose(out["features"], model.features(images), atol=1e-5)  # the unrolled forward agrees
 
+    # Blank images: one forward pass serves every pair, and gives what a batch of blank images would.
+    blank = torch.full_like(images, 128)
+    blind = model.predict(blank, torch.tensor([1, 2, 3]), 8, pairs=pairs, records=records[:3])["pairs"]
+    assert torch.allclose(model.predict_blank(pairs, records[:3]), blind, atol=1e-5)
+
     loaded = RelationClassifier.from_pretrained(model.save_pretrained(tmp_path / "c"))
     assert loaded.node_labels == labels and loaded.has_pair_head
     again = loaded.predict(images, torch.tensor([1, 2, 3]), 8, pairs=pairs, records=records[:3])
@@ -128,6 +133,9 @@ class PerfectPairScorer:
                     if (ts, to) == (s, o):
                         out[row, PREDICATES.index(p)] = 1.0
         return {"pairs": out}
+
+    def predict_blank(self, pairs, records):
+        return torch.zeros(len(pairs), len(PREDICATES))  # a blank image shows no relation
 
 
 def test_pair_consistency_of_a_perfect_scorer_and_its_references(records):
