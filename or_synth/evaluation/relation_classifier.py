@@ -332,8 +332,9 @@ class RelationClassifier(nn.Module):
         config = json.loads((folder / CONFIG).read_text())
         if tuple(config["predicates"]) != tuple(PREDICATES):
             raise ValueError(f"{folder / CONFIG}: the classifier was trained on another predicate list")
-        model = cls(config["triples"], config["image_size"], config.get("node_labels", ()))
-        model.load_state_dict(load_file(str(folder / WEIGHTS)))
+        with torch.device("meta"):  # no random init of weights that are replaced at once
+            model = cls(config["triples"], config["image_size"], config.get("node_labels", ()))
+        model.load_state_dict(load_file(str(folder / WEIGHTS)), assign=True)
         return model.eval()
 
 

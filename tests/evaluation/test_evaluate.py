@@ -148,6 +148,9 @@ def test_copies_of_real_images_score_the_ceiling_fd_zero_and_cards(rendered, cla
     again = run(samples, classifier_dir, rendered, tmp_path / "eval2")
     assert again["cards"]["classifier_fd"]["reference_cached"] is True
     assert again["metrics"]["classifier_fd"] == document["metrics"]["classifier_fd"]
+    # The ceiling's classifier outputs come from the cache too, and give the same ceiling.
+    assert "ceiling_predictions_cached" in again["timings_seconds"]
+    assert again["details"]["graph_consistency"]["ceiling"] == consistency["ceiling"]
 
 
 @pytest.mark.parametrize("layout", ["given", "saved"])
