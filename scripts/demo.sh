@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# The main job on the embedded default, on a CPU (about 15 minutes on 2 cores once installed): render the
+# The main job on the embedded default, on a CPU (about 18 minutes on 2 cores once installed): render the
 # synthetic OR dataset (skipped when complete), then the whole generator recipe `experiment=cpu_demo`:
 # stage vae (AutoencoderKL), align (scene-graph encoder), ldm (graph-conditioned denoiser), ending with a sample
 # grid of validation graphs whose path it prints. Re-running resumes; complete stages are skipped.
 # The grid places the shipped pipeline's images of the same graphs (pretrained/cpu_quality, the 3-hour CPU
 # recipe) beside this run's, each column labelled with the budget that produced it.
-# Then it evaluates: a relation classifier trained on the real renders only (stage=classifier, about 2 minutes),
+# Then it evaluates: a relation classifier trained on the real renders only (stage=classifier, about 5 minutes),
 # this run's images of 20 validation graphs x cameras 1, 5, and python -m or_synth.evaluate (graph consistency
-# beside ceiling and floor, classifier-feature FD / KID, memorisation), and ends with the report a supervisor
-# opens: reports/cpu_demo/index.html (self-contained; python -m or_synth.report).
+# per image and per (subject, object) pair beside ceiling and floor, classifier FD / KID, memorisation), and
+# ends with the report a supervisor opens: reports/cpu_demo/index.html (self-contained; python -m or_synth.report).
 # Extra arguments go to `python -m or_synth.train`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
