@@ -228,7 +228,7 @@ class RelationClassifier(nn.Module):
         if pairs is not None:
             if records is None:
                 raise ValueError("predict(pairs=...) needs the images' records (the pairs' labels)")
-            subject_labels, object_labels = (self.label_ids(x) for x in pairs.labels(records))
+            labels = tuple(self.label_ids(x) for x in pairs.labels(records))
             pair_probabilities = torch.zeros(len(pairs), len(PREDICATES))
         device = next(self.parameters()).device
         for start in range(0, len(images), batch_size):
@@ -242,15 +242,7 @@ class RelationClassifier(nn.Module):
             if pairs is not None and len(pairs):
                 index, position = pairs.in_images(rows)
                 if len(index):
-                    logits = self.pair_logits(
-                        maps,
-                        position.to(device),
-                        pairs.subject_box[index].to(device),
-                        pairs.object_box[index].to(device),
-                        subject_labels[index].to(device),
-                        object_labels[index].to(device),
-                    )
-                    pair_probabilities[index] = torch.sigmoid(logits).float().cpu()
+                    pair_probabilities[index] = self._pair_probabilities(maps, position, pairs, index, labels)
         self.train(was_training)
         result = {k: torch.cat(v) if v else torch.empty(0) for k, v in out.items()}
         if pairs is not None:
@@ -268,21 +260,33 @@ class RelationClassifier(nn.Module):
         device = next(self.parameters()).device
         blank = torch.full((1, 3, self.image_size, self.image_size), 128, dtype=torch.uint8, device=device)
         _, maps = self.feature_maps(blank)
-        subject_labels, object_labels = (self.label_ids(x) for x in pairs.labels(records))
+        labels = tuple(self.label_ids(x) for x in pairs.labels(records))
         out = torch.zeros(len(pairs), len(PREDICATES))
         for start in range(0, len(pairs), batch_size):
-            rows = slice(start, start + batch_size)
-            logits = self.pair_logits(
-                maps,
-                torch.zeros(len(pairs.subject_box[rows]), dtype=torch.long, device=device),
-                pairs.subject_box[rows].to(device),
-                pairs.object_box[rows].to(device),
-                subject_labels[rows].to(device),
-                object_labels[rows].to(device),
-            )
-            out[rows] = torch.sigmoid(logits).float().cpu()
+            rows = torch.arange(start, min(start + batch_size, len(pairs)))
+            out[rows] = self._pair_probabilities(maps, torch.zeros_like(rows), pairs, rows, labels)
         self.train(was_training)
         return out
+
+    def _pair_probabilities(
+        self,
+        maps: Sequence[torch.Tensor],
+        image_position: torch.Tensor,
+        pairs,
+        rows: torch.Tensor,
+        labels: tuple[torch.Tensor, torch.Tensor],
+    ) -> torch.Tensor:
+        """Probabilities (on the CPU) of the pairs ``rows``, in the images at ``image_position`` of ``maps``."""
+        device = maps[0].device
+        logits = self.pair_logits(
+            maps,
+            image_position.to(device),
+            pairs.subject_box[rows].to(device),
+            pairs.object_box[rows].to(device),
+            labels[0][rows].to(device),
+            labels[1][rows].to(device),
+        )
+        return torch.sigmoid(logits).float().cpu()
 
     # --- save / load ------------------------------------------------------------------------------------------
     def config(self) -> dict:
