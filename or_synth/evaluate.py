@@ -56,7 +56,7 @@ from or_synth.evaluation.image_sets import (
 from or_synth.evaluation.pairs import (
     EXPORT_MANIFEST,
     PairSet,
-    annotation_boxes,
+    annotated_pairs,
     build_pairs,
     has_boxes,
     label_map_boxes,
@@ -133,12 +133,15 @@ def generated_pairs(
     root: Path, generated: ImageSet, classifier: RelationClassifier
 ) -> tuple[PairSet | None, str | None]:
     """The (subject, object) pairs of the generated images, boxed by the layout each was drawn from, or
-    ``(None, why)`` where there are no boxes to score pairs in."""
+    ``(None, why)`` where pairs cannot be scored: no pair head, no boxes for the real images (the ceiling), or
+    none for the generated ones."""
     if not classifier.has_pair_head:
         return None, (
             "the relation classifier has no pair-level head (trained without boxes, or before it existed); "
             "retrain it on a rendered dataset: python -m or_synth.train stage=classifier"
         )
+    if not has_boxes(root):
+        return None, f"dataset_root={root} has no boxes for the real images (the ceiling)"
     if generated.layouts and all(generated.layouts):
         boxes = [
             label_map_boxes(path, len(r.object_names))
@@ -148,20 +151,11 @@ def generated_pairs(
     export = Path(generated.source).parent
     if (export / EXPORT_MANIFEST).is_file() and generated.settings.get("layout") not in (None, "none"):
         # An or_synth.generate export keeps the masks that conditioned each image, boxed in its annotations.
-        boxes = annotation_boxes(export, generated.records, generated.cameras.tolist(), generated.size)
-        return build_pairs(
-            boxes, f"{export} annotations (the masks each exported image was drawn from)"
-        ), None
+        source = f"{export} annotations (the masks each exported image was drawn from)"
+        return annotated_pairs(export, generated, source, generated.size), None
     if generated.settings.get("layout") == "given":
-        if not has_boxes(root):
-            return (
-                None,
-                f"the samples were drawn from the dataset's masks, but dataset_root={root} has no boxes",
-            )
-        boxes = annotation_boxes(root, generated.records, generated.cameras.tolist())
-        return build_pairs(
-            boxes, f"{root} annotations (the masks the samples were drawn from, layout=masks)"
-        ), None
+        source = f"{root} annotations (the masks the samples were drawn from, layout=masks)"
+        return annotated_pairs(root, generated, source), None
     return None, (
         f"the samples were drawn without a saved layout (manifest layout {generated.settings.get('layout')!r}, no "
         "layout_image), so there are no boxes; sample with layout=masks, or save_layouts=true"
@@ -342,10 +336,6 @@ def evaluate(cfg: DictConfig) -> dict:
         pairs, no_pairs = generated_pairs(root, generated, classifier)
         if pairs is None and "pair_consistency" in names:
             raise EvaluationError(f"pair_consistency cannot be measured: {no_pairs}")
-        if pairs is not None and not has_boxes(root):
-            pairs, no_pairs = None, f"dataset_root={root} has no boxes for the real images (the ceiling)"
-            if "pair_consistency" in names:
-                raise EvaluationError(f"pair_consistency cannot be measured: {no_pairs}")
     inception = inception_space(cfg, int(cfg.batch_size)) if {"fid", "kid"} & set(names) else None
     on_training_graphs = check_not_training_graphs(cfg, generated) if "graph_consistency" in names else False
     split = reference_split(cfg, generated)
@@ -443,8 +433,7 @@ def evaluate(cfg: DictConfig) -> dict:
         real_views = load_real_counterparts(root, generated)
         real_pairs = None
         if pairs is not None:  # the real renders in their own boxes: the pair-level ceiling
-            real_boxes = annotation_boxes(root, real_views.records, real_views.cameras.tolist())
-            real_pairs = build_pairs(real_boxes, f"{root} annotations")
+            real_pairs = annotated_pairs(root, real_views, f"{root} annotations")
         real_predictions = ceiling_predictions(
             cfg, classifier, classifier_digest, real_views, real_pairs, split, timings
         )
@@ -476,7 +465,7 @@ def evaluate(cfg: DictConfig) -> dict:
             ("scan", "image"),
             implementation="or_synth.evaluation.consistency.consistency_report",
             classifier_quality=quality,
-            warnings=training_note + weak_predicate_warnings(report, quality),
+            warnings=training_note + weak_predicate_warnings(report),
             **scored,
         )
         results["graph_consistency"] = report
@@ -505,7 +494,7 @@ def evaluate(cfg: DictConfig) -> dict:
                 n_real_pairs=pair_report.get("n_real_pairs"),
                 boxes=pair_report["box_source"],
                 classifier_quality=quality.get("validation", {}).get("pairs", {}),
-                warnings=training_note + weak_predicate_warnings(pair_report, {}, unit="scan", what="pairs"),
+                warnings=training_note + weak_predicate_warnings(pair_report, what="pairs"),
                 **scored,
             )
             results["pair_consistency"] = pair_report
@@ -647,14 +636,13 @@ def classifier_quality(folder) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def weak_predicate_warnings(
-    report: dict, quality: dict, floor_f1: float = 0.5, *, unit: str = "scan", what: str = "images"
-) -> list[str]:
-    """A scorer that cannot see a predicate on real images cannot judge a generator on it: name those."""
+def weak_predicate_warnings(report: dict, what: str = "images", floor_f1: float = 0.5) -> list[str]:
+    """A scorer that cannot see a predicate on real images cannot judge a generator on it: name those (by its
+    per-scan F1 on the real ``what`` of the same graphs, the report's ceiling)."""
     warnings = []
     for name, row in report["predicates"].items():
-        ceiling = row.get("ceiling", {}).get(f"f1_per_{unit}")
-        if ceiling is not None and ceiling < floor_f1 and row["ceiling"].get(f"support_per_{unit}", 0) > 0:
+        ceiling = row.get("ceiling", {}).get("f1_per_scan")
+        if ceiling is not None and ceiling < floor_f1 and row["ceiling"].get("support_per_scan", 0) > 0:
             warnings.append(
                 f"the relation classifier is weak on {name} (F1 {ceiling:.2f} on real {what} of these graphs): "
                 f"its {name} score says little about the generator"

@@ -68,6 +68,15 @@ def macro_f1(probabilities: torch.Tensor, targets: torch.Tensor) -> float:
     return round(float(np.mean(table["f1"][present])), 4) if present.any() else float("nan")
 
 
+def add_predicate_rows(out: dict, probabilities: torch.Tensor, targets: torch.Tensor, unit: str) -> None:
+    """Each predicate's F1 and support in ``unit`` into ``out["predicates"][name]``."""
+    table = f1_table(probabilities, targets)
+    for i, name in enumerate(PREDICATES):
+        row = out.setdefault("predicates", {}).setdefault(name, {})
+        row[f"f1_per_{unit}"] = None if np.isnan(table["f1"][i]) else round(float(table["f1"][i]), 4)
+        row[f"support_per_{unit}"] = int(table["support"][i])
+
+
 def relation_scores(
     predictions: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], groups: torch.Tensor
 ) -> dict:
@@ -81,11 +90,7 @@ def relation_scores(
             probs, truth = predictions, targets
         out[f"predicate_macro_f1_per_{unit}"] = macro_f1(probs["predicates"], truth["predicates"])
         out[f"triples_per_{unit}"] = micro_prf(probs["triples"], truth["triples"])
-        table = f1_table(probs["predicates"], truth["predicates"])
-        for i, name in enumerate(PREDICATES):
-            row = out.setdefault("predicates", {}).setdefault(name, {})
-            row[f"f1_per_{unit}"] = None if np.isnan(table["f1"][i]) else round(float(table["f1"][i]), 4)
-            row[f"support_per_{unit}"] = int(table["support"][i])
+        add_predicate_rows(out, probs["predicates"], truth["predicates"], unit)
     return out
 
 
@@ -101,11 +106,7 @@ def pair_scores(probabilities: torch.Tensor, targets: torch.Tensor, groups: torc
             probs, truth = probabilities, targets
         out[f"predicate_macro_f1_per_{unit}"] = macro_f1(probs, truth)
         out[f"facts_per_{unit}"] = micro_prf(probs, truth)
-        table = f1_table(probs, truth)
-        for i, name in enumerate(PREDICATES):
-            row = out.setdefault("predicates", {}).setdefault(name, {})
-            row[f"f1_per_{unit}"] = None if np.isnan(table["f1"][i]) else round(float(table["f1"][i]), 4)
-            row[f"support_per_{unit}"] = int(table["support"][i])
+        add_predicate_rows(out, probs, truth, unit)
     return out
 
 
@@ -122,6 +123,32 @@ def chance_levels(targets: torch.Tensor) -> dict[str, float]:
         "random": round(float(p[present].mean()), 4),
         "always": round(float((2 * p / (1 + p))[present].mean()), 4),
     }
+
+
+def floor_donor_rows(groups: torch.Tensor, seed: int) -> list[int]:
+    """For every image, the row whose graph the floor scores it against: the first view of another scan (a
+    derangement over scans), all views of a scan moved together so per-scan averaging still sees one graph."""
+    n_scans = int(groups.max()) + 1
+    donor = torch.as_tensor(derangement(n_scans, seed))[groups] if n_scans > 1 else groups
+    first_row = {int(g): i for i, g in reversed(list(enumerate(groups.tolist())))}
+    return [first_row[int(d)] for d in donor]
+
+
+def combined_report(scores: dict[str, dict], units: tuple[str, str]) -> dict:
+    """One report of the model and its references (``scores``: name -> a scoring with a per-predicate table):
+    their summaries, the per-predicate table across them, and where a ceiling exists, the model's share of it and
+    how far it got from the floor to it."""
+    report: dict = {who: _summary(scored) for who, scored in scores.items()}
+    report["predicates"] = {
+        p: {who: scored["predicates"][p] for who, scored in scores.items()} for p in PREDICATES
+    }
+    if "ceiling" in report:
+        for unit in units:
+            key = f"predicate_macro_f1_per_{unit}"
+            m, f, c = (report[who][key] for who in ("model", "floor", "ceiling"))
+            report[f"model_over_ceiling_per_{unit}"] = round(m / c, 4) if c else None
+            report[f"model_above_floor_fraction_per_{unit}"] = round((m - f) / (c - f), 4) if c != f else None
+    return report
 
 
 def consistency_report(
@@ -141,39 +168,23 @@ def consistency_report(
     preds = generated_predictions or classifier.predict(generated.images, generated.cameras)
     model = relation_scores(preds, targets, groups)
 
-    # Floor: every scan's images against the graph of another scan (a derangement over scans), all views moved
-    # together so per-scan averaging still sees one graph.
-    n_scans = int(groups.max()) + 1
-    donor = torch.as_tensor(derangement(n_scans, seed))[groups] if n_scans > 1 else groups
-    first_row = {int(g): i for i, g in reversed(list(enumerate(groups.tolist())))}
-    donor_rows = [first_row[int(d)] for d in donor]
-    shuffled = {k: v[donor_rows] for k, v in targets.items()}
-    floor = relation_scores(preds, shuffled, groups)
-
-    report: dict = {"model": _summary(model), "floor": _summary(floor)}
-    table = {p: {"model": model["predicates"][p], "floor": floor["predicates"][p]} for p in PREDICATES}
+    donor_rows = floor_donor_rows(groups, seed)
+    scores = {
+        "model": model,
+        "floor": relation_scores(preds, {k: v[donor_rows] for k, v in targets.items()}, groups),
+    }
     if real is not None:
         if [r.key for r in real.records] != [r.key for r in generated.records] or not torch.equal(
             real.cameras, generated.cameras
         ):
             raise ValueError("the real set must list the same (scan, camera) views as the generated set")
         real_preds = real_predictions or classifier.predict(real.images, real.cameras)
-        ceiling = relation_scores(real_preds, targets, groups)
-        report["ceiling"] = _summary(ceiling)
-        for p in PREDICATES:
-            table[p]["ceiling"] = ceiling["predicates"][p]
+        scores["ceiling"] = relation_scores(real_preds, targets, groups)
+    report = combined_report(scores, ("image", "scan"))
     report["chance"] = {
         "per_image": chance_levels(targets["predicates"]),
         "per_scan": chance_levels(per_scan(targets["predicates"], groups).round()),
     }
-    for unit in ("image", "scan"):
-        key = f"predicate_macro_f1_per_{unit}"
-        m, f = report["model"][key], report["floor"][key]
-        if "ceiling" in report:
-            c = report["ceiling"][key]
-            report[f"model_over_ceiling_per_{unit}"] = round(m / c, 4) if c else None
-            report[f"model_above_floor_fraction_per_{unit}"] = round((m - f) / (c - f), 4) if c != f else None
-    report["predicates"] = table
     report["per_camera"] = {
         int(c): relation_scores(
             {k: preds[k][generated.cameras == c] for k in ("predicates", "triples")},
@@ -184,7 +195,7 @@ def consistency_report(
     }
     report["view_agreement"] = view_agreement(preds["predicates"], groups)
     report["n_images"] = len(generated)
-    report["n_scans"] = n_scans
+    report["n_scans"] = int(groups.max()) + 1
     report["n_triples_in_vocabulary"] = len(labels.triples)
     return report
 
@@ -217,25 +228,11 @@ def pair_consistency_report(
         )["pairs"]
     groups = generated_pairs.groups(records)
     targets = generated_pairs.targets(records)
-    model = pair_scores(probs, targets, groups)
-
-    scan_groups = generated.scan_groups()
-    n_scans = int(scan_groups.max()) + 1
-    order = derangement(n_scans, seed) if n_scans > 1 else np.arange(n_scans)
-    first_record = {int(g): records[i] for i, g in reversed(list(enumerate(scan_groups.tolist())))}
-    donors = [first_record[int(order[int(g)])] for g in scan_groups.tolist()]
-    floor = pair_scores(probs, generated_pairs.targets(records, donors), groups)
-
-    labels_only = pair_scores(classifier.predict_blank(generated_pairs, records), targets, groups)
-
-    report: dict = {"model": _summary(model), "floor": _summary(floor), "labels_only": _summary(labels_only)}
-    table = {
-        p: {
-            "model": model["predicates"][p],
-            "floor": floor["predicates"][p],
-            "labels_only": labels_only["predicates"][p],
-        }
-        for p in PREDICATES
+    donors = [records[row] for row in floor_donor_rows(generated.scan_groups(), seed)]
+    scores = {
+        "model": pair_scores(probs, targets, groups),
+        "floor": pair_scores(probs, generated_pairs.targets(records, donors), groups),
+        "labels_only": pair_scores(classifier.predict_blank(generated_pairs, records), targets, groups),
     }
     if real is not None and real_pairs is not None and len(real_pairs):
         real_probs = real_probabilities
@@ -243,22 +240,16 @@ def pair_consistency_report(
             real_probs = classifier.predict(
                 real.images, real.cameras, batch_size, pairs=real_pairs, records=real.records
             )["pairs"]
-        ceiling = pair_scores(real_probs, real_pairs.targets(real.records), real_pairs.groups(real.records))
-        report["ceiling"] = _summary(ceiling)
-        for p in PREDICATES:
-            table[p]["ceiling"] = ceiling["predicates"][p]
+        scores["ceiling"] = pair_scores(
+            real_probs, real_pairs.targets(real.records), real_pairs.groups(real.records)
+        )
+    report = combined_report(scores, ("view", "scan"))
+    if "ceiling" in scores:
         report["n_real_pairs"] = len(real_pairs)
     report["chance"] = {
         "per_view": chance_levels(targets),
         "per_scan": chance_levels(per_scan(targets, groups).round()),
     }
-    for unit in ("view", "scan"):
-        key = f"predicate_macro_f1_per_{unit}"
-        if "ceiling" in report:
-            m, f, c = report["model"][key], report["floor"][key], report["ceiling"][key]
-            report[f"model_over_ceiling_per_{unit}"] = round(m / c, 4) if c else None
-            report[f"model_above_floor_fraction_per_{unit}"] = round((m - f) / (c - f), 4) if c != f else None
-    report["predicates"] = table
     report["box_source"] = generated_pairs.source
     report["n_pairs"] = len(generated_pairs)
     report["n_pairs_with_a_relation"] = int((targets.sum(1) > 0).sum())

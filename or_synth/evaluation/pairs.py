@@ -29,7 +29,8 @@ from or_synth.data import PREDICATES
 from or_synth.data.annotations import annotation_path, read_scan_annotation
 from or_synth.data.errors import DatasetFormatError
 from or_synth.data.scene_graph import SceneGraphRecord
-from or_synth.evaluation.relation_classifier import node_label
+from or_synth.evaluation.image_sets import ImageSet
+from or_synth.evaluation.relation_classifier import node_label, role_typed_triples
 
 MIN_BOX_SIDE = 0.03  # normalised: about 2 px at 64 px; a smaller box holds nothing a classifier can read
 RENDER_MANIFEST = "or_synth_render.json"
@@ -48,7 +49,7 @@ class PairSet:
         image_index: (P,) the image (row of the set) each pair is in; ascending.
         subject, object: (P,) node indices in that image's graph.
         subject_box, object_box: (P, 4) normalised ``(x0, y0, x1, y1)``.
-        source: where the boxes came from (``annotations``, ``layout_images``).
+        source: where the boxes came from, in words (a dataset's annotations, saved layout label maps).
     """
 
     image_index: torch.Tensor
@@ -74,12 +75,14 @@ class PairSet:
             return torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)
         return torch.cat(indices), torch.cat(positions)
 
+    def _rows(self):
+        """(image, subject, object) of every pair, as Python ints."""
+        return zip(self.image_index.tolist(), self.subject.tolist(), self.object.tolist(), strict=True)
+
     def labels(self, records: Sequence[SceneGraphRecord]) -> tuple[list[str], list[str]]:
         """The subject's and object's label (role for people, class otherwise) of every pair."""
         subjects, objects = [], []
-        for i, s, o in zip(
-            self.image_index.tolist(), self.subject.tolist(), self.object.tolist(), strict=True
-        ):
+        for i, s, o in self._rows():
             subjects.append(node_label(records[i], s))
             objects.append(node_label(records[i], o))
         return subjects, objects
@@ -93,10 +96,8 @@ class PairSet:
         same two labels instead: the shuffled-graph floor, which asks the image to show another scan's relations.
         """
         out = torch.zeros(len(self), len(PREDICATES))
-        facts: dict[int, set] = {}
-        for row, (i, s, o) in enumerate(
-            zip(self.image_index.tolist(), self.subject.tolist(), self.object.tolist(), strict=True)
-        ):
+        facts: dict[int, set[str]] = {}  # the role-typed triples of each donor, read once
+        for row, (i, s, o) in enumerate(self._rows()):
             record = records[i]
             if donors is None:
                 for ts, to, p in record.triples:
@@ -105,12 +106,10 @@ class PairSet:
                 continue
             donor = donors[i]
             if id(donor) not in facts:
-                facts[id(donor)] = {
-                    (node_label(donor, ts), p, node_label(donor, to)) for ts, to, p in donor.triples
-                }
+                facts[id(donor)] = role_typed_triples(donor)
             subject, obj = node_label(record, s), node_label(record, o)
             for p in PREDICATES:
-                if (subject, p, obj) in facts[id(donor)]:
+                if f"{subject} {p} {obj}" in facts[id(donor)]:
                     out[row, PREDICATES.index(p)] = 1.0
         return out
 
@@ -118,13 +117,7 @@ class PairSet:
         """(P,) an id per (scan, subject, object): the views of one pair share it (per-scan scores)."""
         keys: dict[tuple, int] = {}
         return torch.tensor(
-            [
-                keys.setdefault((records[i].key, s, o), len(keys))
-                for i, s, o in zip(
-                    self.image_index.tolist(), self.subject.tolist(), self.object.tolist(), strict=True
-                )
-            ],
-            dtype=torch.long,
+            [keys.setdefault((records[i].key, s, o), len(keys)) for i, s, o in self._rows()], dtype=torch.long
         )
 
 
@@ -212,6 +205,13 @@ def annotation_boxes(
             }
         )
     return out
+
+
+def annotated_pairs(
+    root: str | Path, images: ImageSet, source: str, size: tuple[int, int] | None = None
+) -> PairSet:
+    """The pairs of ``images`` in the node boxes ``root``'s ``or_synth_annotations/`` give their views."""
+    return build_pairs(annotation_boxes(root, images.records, images.cameras.tolist(), size), source)
 
 
 def label_map_boxes(path: str | Path, num_nodes: int) -> Boxes:

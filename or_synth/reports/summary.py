@@ -104,6 +104,24 @@ def fidelity_rows(cards: Mapping, commands: Mapping) -> list[dict]:
     return rows
 
 
+def consistency_reference(report: Mapping, unit: str, ceiling_is: str) -> str:
+    """What a consistency score stands against: ceiling, floor, labels only (pair level), chance, and the
+    model's share of the ceiling."""
+    key = f"predicate_macro_f1_per_{unit}"
+    chance = (report.get("chance") or {}).get(f"per_{unit}", {})
+    parts = [
+        f"ceiling {fmt((report.get('ceiling') or {}).get(key))} ({ceiling_is})",
+        f"floor {fmt(report['floor'].get(key))} (shuffled graphs)",
+    ]
+    if "labels_only" in report:
+        parts.append(f"labels only {fmt(report['labels_only'].get(key))} (blank images)")
+    parts.append(f"chance {fmt(chance.get('random'))} random / {fmt(chance.get('always'))} always")
+    share = report.get(f"model_over_ceiling_per_{unit}")
+    if share is not None:
+        parts.append(f"model / ceiling {share:.0%}")
+    return " · ".join(parts)
+
+
 def consistency_rows(cards: Mapping, details: Mapping, commands: Mapping) -> list[dict]:
     card, report = cards.get("graph_consistency"), details.get("graph_consistency")
     if card is None or report is None:
@@ -112,16 +130,7 @@ def consistency_rows(cards: Mapping, details: Mapping, commands: Mapping) -> lis
     rows = []
     for unit in ("scan", "image"):
         key = f"predicate_macro_f1_per_{unit}"
-        chance = (report.get("chance") or {}).get(f"per_{unit}", {})
-        ceiling = (report.get("ceiling") or {}).get(key)
-        share = report.get(f"model_over_ceiling_per_{unit}")
-        reference = (
-            f"ceiling {fmt(ceiling)} (real images of the same graphs) · floor "
-            f"{fmt(report['floor'].get(key))} (shuffled graphs) · chance {fmt(chance.get('random'))} random / "
-            f"{fmt(chance.get('always'))} always"
-        )
-        if share is not None:
-            reference += f" · model / ceiling {share:.0%}"
+        reference = consistency_reference(report, unit, "real images of the same graphs")
         rows.append(
             row(
                 "graph_consistency",
@@ -147,15 +156,7 @@ def pair_consistency_rows(cards: Mapping, details: Mapping, commands: Mapping) -
             return []
         return [row("pair_consistency", label, "", reference=f"not measured: {why}")]
     key = "predicate_macro_f1_per_scan"
-    chance = (report.get("chance") or {}).get("per_scan", {})
-    reference = (
-        f"ceiling {fmt((report.get('ceiling') or {}).get(key))} (real images, their boxes) · floor "
-        f"{fmt(report['floor'].get(key))} (shuffled graphs) · labels only {fmt(report['labels_only'].get(key))} "
-        f"(blank images) · chance {fmt(chance.get('random'))} random / {fmt(chance.get('always'))} always"
-    )
-    share = report.get("model_over_ceiling_per_scan")
-    if share is not None:
-        reference += f" · model / ceiling {share:.0%}"
+    reference = consistency_reference(report, "scan", "real images, their boxes")
     return [
         row(
             "pair_consistency",

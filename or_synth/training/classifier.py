@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from or_synth.evaluation.consistency import graph_targets, pair_scores, relation_scores
 from or_synth.evaluation.image_sets import ImageSet, load_real_views
-from or_synth.evaluation.pairs import PairSet, annotation_boxes, build_pairs, has_boxes
+from or_synth.evaluation.pairs import PairSet, annotated_pairs, has_boxes
 from or_synth.evaluation.relation_classifier import (
     WEIGHTS,
     RelationClassifier,
@@ -113,11 +113,6 @@ def evaluate_classifier(
     return scores
 
 
-def real_pairs(root, images: ImageSet) -> PairSet:
-    """The pairs of real views, boxed by the renderer's annotations."""
-    return build_pairs(annotation_boxes(root, images.records, images.cameras.tolist()), "annotations")
-
-
 def use_pairs(cfg: DictConfig) -> bool:
     """``classifier.pairs``: auto trains the pair head where the dataset has boxes; true demands them."""
     setting = cfg.classifier.get("pairs", "auto")
@@ -160,7 +155,7 @@ def train_classifier(cfg: DictConfig) -> dict:
     log.info("classifier: %d real training images, %d role-typed triples", len(train), len(triples))
     train_pairs, node_labels = None, ()
     if use_pairs(cfg):
-        train_pairs = real_pairs(cfg.dataset.root, train)
+        train_pairs = annotated_pairs(cfg.dataset.root, train, "annotations")
         node_labels = node_label_vocabulary({r.key: r for r in train.records}.values())
         pair_targets = train_pairs.targets(train.records)
         log.info("classifier: %d boxed (subject, object) pairs for the pair-level head", len(train_pairs))
@@ -253,7 +248,9 @@ def train_classifier(cfg: DictConfig) -> dict:
     quality = {}
     for split in HELD_OUT_SPLITS:
         held_out = load_split_views(cfg, split, settings.eval_max_scans)
-        pairs = real_pairs(cfg.dataset.root, held_out) if train_pairs is not None else None
+        pairs = (
+            annotated_pairs(cfg.dataset.root, held_out, "annotations") if train_pairs is not None else None
+        )
         quality[split] = evaluate_classifier(classifier, held_out, pairs)
     training = {
         "dataset": str(cfg.dataset.root),
