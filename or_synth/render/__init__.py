@@ -7,7 +7,13 @@ Imports only :mod:`or_synth.data`.
 
 from or_synth.render.config import CONFIG_DIR, load_config
 from or_synth.render.layout_masks import check_renderable, layout_masks
-from or_synth.render.pipeline import EMBEDDED_ROOT, RenderRefused, render, render_embedded_on_first_use
+from or_synth.render.pipeline import (
+    EMBEDDED_ROOT,
+    RenderRefused,
+    render,
+    render_embedded_on_first_use,
+    render_on_first_use,
+)
 
 __all__ = [
     "CONFIG_DIR",
@@ -18,4 +24,5 @@ __all__ = [
     "load_config",
     "render",
     "render_embedded_on_first_use",
+    "render_on_first_use",
 ]

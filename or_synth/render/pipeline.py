@@ -12,6 +12,7 @@ import logging
 import multiprocessing as mp
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,18 +118,23 @@ def fingerprint(cfg: DictConfig) -> str:
 EMBEDDED_ROOT = Path("datasets/synthetic_or")
 
 
-def render_embedded_on_first_use(root: str | Path) -> bool:
-    """Render the embedded default into ``root`` when ``root`` is its folder and holds no dataset yet (an
-    interrupted render resumes); any other root is left alone. True when it rendered."""
+def render_on_first_use(root: str | Path, overrides: Sequence[str] = (), split: str = "train") -> bool:
+    """Render a synthetic dataset (render config ``overrides``) into ``root`` when it holds no ``split`` yet (an
+    interrupted render resumes; a complete one is never touched). True when it rendered."""
     from or_synth.data.dataset import relationships_file
     from or_synth.render.config import load_config
 
-    root = Path(root)
-    if root.resolve() != EMBEDDED_ROOT.resolve() or relationships_file(root, "train") is not None:
+    if relationships_file(root, split) is not None:
         return False
     log.info("rendering the embedded synthetic OR dataset into %s (first use)", root)
-    render(load_config([f"root={root}"]))
+    render(load_config([f"root={root}", *overrides]))
     return True
+
+
+def render_embedded_on_first_use(root: str | Path) -> bool:
+    """Render the embedded default into ``root`` when ``root`` is its folder and holds no dataset yet; any other
+    root is left alone. True when it rendered."""
+    return Path(root).resolve() == EMBEDDED_ROOT.resolve() and render_on_first_use(root)
 
 
 def render(cfg: DictConfig) -> dict:

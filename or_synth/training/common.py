@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw, ImageFont
 from torch_geometric.loader import DataLoader
 from tqdm import tqdm
 
-from or_synth.data import FourDORDataset, relationships_file
+from or_synth.data import FourDORDataset
 from or_synth.data.io import atomic_path, atomic_write_json
 from or_synth.data.vocabulary import Vocabulary
 
@@ -55,12 +55,10 @@ def ensure_rendered(dataset_cfg: DictConfig) -> None:
     """Render the embedded synthetic dataset on first use: when the config says how (``dataset.render``) and
     ``dataset.root`` holds no dataset yet (an interrupted render resumes; a complete one is never touched)."""
     overrides = dataset_cfg.get("render")
-    if overrides is None or relationships_file(dataset_cfg.root, dataset_cfg.train_split) is not None:
-        return
-    from or_synth.render import load_config, render
+    if overrides is not None:
+        from or_synth.render import render_on_first_use
 
-    log.info("rendering the embedded synthetic OR dataset into %s (first use)", dataset_cfg.root)
-    render(load_config([f"root={dataset_cfg.root}", *overrides]))
+        render_on_first_use(dataset_cfg.root, list(overrides), dataset_cfg.train_split)
 
 
 def forever(loader: DataLoader) -> Iterator:
