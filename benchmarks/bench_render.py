@@ -15,7 +15,7 @@ from or_synth.render import layout_masks
 from or_synth.render.pipeline import ScanJob, render_scan
 from or_synth.render.room import make_cameras
 from or_synth.render.writer import write_take_files
-from tests.conftest import small_scene
+from tests.helpers import small_scene
 
 pytestmark = pytest.mark.benchmark_suite
 

@@ -190,7 +190,7 @@ def write_grid(path: Path, graphs, generated: torch.Tensor, real: torch.Tensor, 
     scored images themselves: same seeds, same layouts)."""
     from PIL import Image
 
-    from or_synth.training.common import describe_graph, sample_grid, save_image_atomic
+    from or_synth.reports.grids import describe_graph, sample_grid, save_image_atomic
 
     def tiles(images: torch.Tensor) -> list:
         return [Image.fromarray(im.permute(1, 2, 0).numpy()) for im in images]

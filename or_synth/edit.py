@@ -36,6 +36,7 @@ from or_synth.generator.editing import kept_region_change, regenerate, renumber_
 from or_synth.generator.layout_predictor import LayoutPredictor
 from or_synth.generator.shipped import resolve_pipeline
 from or_synth.render import layout_masks
+from or_synth.reports.grids import sample_grid, save_image_atomic
 from or_synth.sample import (
     check_predictor_folder,
     encoder_vocabulary,
@@ -45,7 +46,6 @@ from or_synth.sample import (
     predict_layouts,
     resolve_graphs,
 )
-from or_synth.training.common import sample_grid, save_image_atomic
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
 LAYOUTS = ("render", "masks", "predicted", "none")

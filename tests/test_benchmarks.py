@@ -11,13 +11,7 @@ import pytest
 import torch
 
 from benchmarks import generator_quality
-from tests.conftest import render_tiny_dataset
-from tests.generator.conftest import tiny_pipeline
-
-
-@pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory) -> Path:
-    return render_tiny_dataset(tmp_path_factory.mktemp("bench") / "synthetic_or", size=32)
+from tests.helpers import tiny_pipeline
 
 
 def test_derangement_moves_every_scan():
@@ -52,10 +46,10 @@ def quality_args(pipeline: Path, dataset: Path, tmp_path: Path, **changes) -> ar
     return argparse.Namespace(**{**vars(args), **changes})
 
 
-def test_quality_benchmark_scores_a_pipeline_against_ceiling_and_floor(tiny_dataset, tmp_path):
+def test_quality_benchmark_scores_a_pipeline_against_ceiling_and_floor(tiny_render, tmp_path):
     pipeline = tmp_path / "pipe"
     tiny_pipeline(layout_channels=4).save_pretrained(pipeline)
-    args = quality_args(pipeline, tiny_dataset, tmp_path)
+    args = quality_args(pipeline, tiny_render, tmp_path)
     threads = torch.get_num_threads()
     try:
         first = generator_quality.run(args)
@@ -71,10 +65,10 @@ def test_quality_benchmark_scores_a_pipeline_against_ceiling_and_floor(tiny_data
     assert (tmp_path / "grid.png").is_file()
 
 
-def test_quality_benchmark_with_predicted_layouts(tiny_dataset, tmp_path, monkeypatch):
+def test_quality_benchmark_with_predicted_layouts(tiny_render, tmp_path, monkeypatch):
     """``--layout predicted``: the layout predictor's label maps (at the pipeline's 16 px) condition the generated
     images and the floor's."""
-    from tests.test_layout_predicted import tiny_predictor
+    from tests.helpers import tiny_predictor
 
     pipeline, predictor = tmp_path / "pipe", tmp_path / "predictor"
     tiny_pipeline(layout_channels=4).save_pretrained(pipeline)
@@ -85,7 +79,7 @@ def test_quality_benchmark_with_predicted_layouts(tiny_dataset, tmp_path, monkey
         generator_quality, "predicted_masks", lambda *a: drawn.append(original(*a)) or drawn[-1]
     )
     args = quality_args(
-        pipeline, tiny_dataset, tmp_path, layout="predicted", layout_predictor=str(predictor), grid=None
+        pipeline, tiny_render, tmp_path, layout="predicted", layout_predictor=str(predictor), grid=None
     )
     threads = torch.get_num_threads()
     try:
@@ -99,7 +93,7 @@ def test_quality_benchmark_with_predicted_layouts(tiny_dataset, tmp_path, monkey
         generator_quality.run(
             quality_args(
                 pipeline,
-                tiny_dataset,
+                tiny_render,
                 tmp_path,
                 layout="predicted",
                 layout_predictor=str(tmp_path / "none"),
@@ -108,14 +102,14 @@ def test_quality_benchmark_with_predicted_layouts(tiny_dataset, tmp_path, monkey
         )
 
 
-def test_edit_locality_benchmark_runs_each_kind_of_edit(tiny_dataset, tmp_path):
+def test_edit_locality_benchmark_runs_each_kind_of_edit(tiny_render, tmp_path):
     """benchmarks.edit_locality on a tiny pipeline: a predicate, a role and a removal edit per scan, each compared
     outside its region for the inpainted and the fully regenerated image."""
     from benchmarks import edit_locality
     from or_synth.data.edits import apply_edit
     from or_synth.data.scene_graph import parse_scan
     from or_synth.data.vocabulary import Vocabulary
-    from tests.conftest import small_scene
+    from tests.helpers import small_scene
 
     record = parse_scan(small_scene(4, "000001"), Vocabulary.load())
     edits = edit_locality.edits_for(record)
@@ -133,7 +127,7 @@ def test_edit_locality_benchmark_runs_each_kind_of_edit(tiny_dataset, tmp_path):
     threads = torch.get_num_threads()
     try:
         result = edit_locality.main(
-            ["--pipeline", str(pipeline), "--dataset-root", str(tiny_dataset), "--max-scans", "2", "--cameras", "1",
+            ["--pipeline", str(pipeline), "--dataset-root", str(tiny_render), "--max-scans", "2", "--cameras", "1",
              "--steps", "2", "--threads", "1", "--out", str(out)]
         )  # fmt: skip
     finally:

@@ -13,8 +13,7 @@ import torch
 from PIL import Image
 
 from or_synth.edit import edit, load_config
-from tests.conftest import small_scene
-from tests.generator.conftest import saved_tiny_pipeline
+from tests.helpers import saved_tiny_pipeline, small_scene
 
 ROOT = Path(__file__).resolve().parents[1]
 

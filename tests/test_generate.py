@@ -16,16 +16,9 @@ from or_synth.data import FourDORDataset
 from or_synth.data.summary import summarize
 from or_synth.data.vocabulary import main_action
 from or_synth.generate import ExportRefused, copies_per_graph, export, load_config
-from tests.conftest import render_tiny_dataset
-from tests.generator.conftest import saved_tiny_pipeline
+from tests.helpers import saved_tiny_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def source(tmp_path_factory) -> Path:
-    """6 takes x 8 scans at 16 px (train takes 1, 3)."""
-    return render_tiny_dataset(tmp_path_factory.mktemp("source") / "synthetic_or", size=16)
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +29,8 @@ def pipeline_dir(tmp_path_factory) -> Path:
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
-def run(pipeline_dir: Path, source: Path, out: Path, *extra: str) -> dict:
-    overrides = [f"pipeline={pipeline_dir}", f"dataset_root={source}", f"out={out}", "steps=2",
+def run(pipeline_dir: Path, tiny_render: Path, out: Path, *extra: str) -> dict:
+    overrides = [f"pipeline={pipeline_dir}", f"dataset_root={tiny_render}", f"out={out}", "steps=2",
                  "guidance_scale=1", "cameras=[1,4]", "progress=false", *extra]  # fmt: skip
     return export(load_config(overrides))
 
@@ -46,9 +39,9 @@ def files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def test_export_is_a_4dor_dataset_rebalanced_and_resumable(pipeline_dir, source, tmp_path):
+def test_export_is_a_4dor_dataset_rebalanced_and_resumable(pipeline_dir, tiny_render, tmp_path):
     out = tmp_path / "export"
-    result = run(pipeline_dir, source, out, "rebalance=uniform")
+    result = run(pipeline_dir, tiny_render, out, "rebalance=uniform")
     assert result["scans"] == 16 and result["images"] == 32 and result["generated"] == 16
 
     dataset = FourDORDataset(
@@ -57,7 +50,7 @@ def test_export_is_a_4dor_dataset_rebalanced_and_resumable(pipeline_dir, source,
     assert len(dataset) == 16 and tuple(dataset[0].images.shape[-3:]) == (3, 16, 16)
     counts = summarize(out)
     assert counts["scans"] == 16 and set(counts["takes"]) == {"1", "3"}
-    source_counts = summarize(source / "relationships_train.json")
+    source_counts = summarize(tiny_render / "relationships_train.json")
     card = (out / "dataset_card.md").read_text()
     assert "| main action | before | after |" in card and "rebalance: uniform" in card
     before = {row.split("|")[1].strip(): int(row.split("|")[2]) for row in card.splitlines() if row.startswith("| ") and row.split("|")[2].strip().isdigit()}  # fmt: skip
@@ -69,13 +62,13 @@ def test_export_is_a_4dor_dataset_rebalanced_and_resumable(pipeline_dir, source,
     assert sorted(start for start, _ in phases.values())[0] == 0  # contiguous phase ranges from scan 0
 
     written = files(out)
-    again = run(pipeline_dir, source, out, "rebalance=uniform")
+    again = run(pipeline_dir, tiny_render, out, "rebalance=uniform")
     assert again["generated"] == 0 and files(out) == written  # a complete export: nothing rewritten
     annotation = next((out / "export_holistic_take3_processed" / "or_synth_annotations").glob("*.json"))
     image = next((out / "export_holistic_take3_processed" / "colorimage").glob(f"*{json.loads(annotation.read_text())['cameras']['1']['frame_id']}.jpg"))  # fmt: skip
     annotation.unlink()
     image.unlink()  # as if the run died in this scan
-    resumed = run(pipeline_dir, source, out, "rebalance=uniform")
+    resumed = run(pipeline_dir, tiny_render, out, "rebalance=uniform")
     assert resumed["generated"] == 1 and files(out) == written  # the same bytes
 
     # The evaluation suite finds the boxes of the masks each exported image was drawn from (pair-level scores).
@@ -83,7 +76,7 @@ def test_export_is_a_4dor_dataset_rebalanced_and_resumable(pipeline_dir, source,
     from or_synth.evaluation import RelationClassifier, load_generated
 
     exported = load_generated(out / "manifest.jsonl")
-    pairs, why = generated_pairs(source, exported, RelationClassifier([], 16, ["Patient"]))
+    pairs, why = generated_pairs(tiny_render, exported, RelationClassifier([], 16, ["Patient"]))
     assert why is None and len(pairs) > 0 and "annotations" in pairs.source
     assert set(pairs.image_index.tolist()) <= set(range(len(exported)))
 
@@ -91,7 +84,7 @@ def test_export_is_a_4dor_dataset_rebalanced_and_resumable(pipeline_dir, source,
 def test_rebalancing_moves_scans_towards_rare_actions():
     from or_synth.data.scene_graph import parse_scan
     from or_synth.data.vocabulary import Vocabulary
-    from tests.conftest import scan_entry, small_scene
+    from tests.helpers import scan_entry, small_scene
 
     common = [parse_scan(scan_entry(1, f"{i:06d}", ["Patient", "operating_table"], [(1, 2, "LyingOn")], {}),
                          Vocabulary()) for i in range(6)]  # fmt: skip
@@ -107,29 +100,29 @@ def test_rebalancing_moves_scans_towards_rare_actions():
         copies_per_graph(records, 1, {"Juggling": 1.0}, seed=0)
 
 
-def test_refusals(pipeline_dir, source, tmp_path):
+def test_refusals(pipeline_dir, tiny_render, tmp_path):
     with pytest.raises(ExportRefused, match="validation/test takes"):
-        run(pipeline_dir, source, tmp_path / "a", "graphs=validation")
+        run(pipeline_dir, tiny_render, tmp_path / "a", "graphs=validation")
     with pytest.raises(ExportRefused, match="source dataset's root"):
-        run(pipeline_dir, source, source)
+        run(pipeline_dir, tiny_render, tiny_render)
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "notes.txt").write_text("mine")
     with pytest.raises(ExportRefused, match="did not write"):
-        run(pipeline_dir, source, tmp_path / "foreign")
-    run(pipeline_dir, source, tmp_path / "b", "limit=2")
+        run(pipeline_dir, tiny_render, tmp_path / "foreign")
+    run(pipeline_dir, tiny_render, tmp_path / "b", "limit=2")
     with pytest.raises(ExportRefused, match="other settings"):
-        run(pipeline_dir, source, tmp_path / "b", "limit=3")
-    replaced = run(pipeline_dir, source, tmp_path / "b", "limit=3", "overwrite=true")
+        run(pipeline_dir, tiny_render, tmp_path / "b", "limit=3")
+    replaced = run(pipeline_dir, tiny_render, tmp_path / "b", "limit=3", "overwrite=true")
     assert replaced["scans"] == 3
 
 
-def test_two_processes_shard_the_scans_and_write_the_same_bytes_as_one(pipeline_dir, source, tmp_path):
+def test_two_processes_shard_the_scans_and_write_the_same_bytes_as_one(pipeline_dir, tiny_render, tmp_path):
     """torch.distributed.run with 2 CPU processes (gloo): every scan drawn once, the folder byte-identical to a
     one-process export with the same seed."""
     one = tmp_path / "one"
-    run(pipeline_dir, source, one, "limit=6")
+    run(pipeline_dir, tiny_render, one, "limit=6")
     two = tmp_path / "two"
-    settings = [f"pipeline={pipeline_dir}", f"dataset_root={source}", f"out={two}", "steps=2", "guidance_scale=1",
+    settings = [f"pipeline={pipeline_dir}", f"dataset_root={tiny_render}", f"out={two}", "steps=2", "guidance_scale=1",
                 "cameras=[1,4]", "progress=false", "limit=6"]  # fmt: skip
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29541",
                "-m", "or_synth.generate", *settings]  # fmt: skip
@@ -158,9 +151,9 @@ def official_4dor_images(root: Path, scan_id: str) -> tuple[list[Path], list[Ima
     return paths, [Image.open(path).convert("RGB") for path in paths]
 
 
-def test_the_official_4dor_image_loader_reads_an_export(pipeline_dir, source, tmp_path):
+def test_the_official_4dor_image_loader_reads_an_export(pipeline_dir, tiny_render, tmp_path):
     out = tmp_path / "export"
-    run(pipeline_dir, source, out, "limit=3", "cameras=[1,2,3,4,5,6]")
+    run(pipeline_dir, tiny_render, out, "limit=3", "cameras=[1,2,3,4,5,6]")
     scans = json.loads((out / "relationships_train.json").read_text())["scans"]
     assert len(scans) == 3
     manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]

@@ -11,23 +11,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from or_synth.data import load_scene_graphs, record_to_data
 from or_synth.edit import edit
 from or_synth.edit import load_config as edit_config
-from or_synth.encoders import build_scene_graph_encoder
 from or_synth.generate import export
 from or_synth.generate import load_config as generate_config
 from or_synth.generator import pipeline_hash
 from or_synth.generator.layout_predictor import LayoutPredictor
 from or_synth.sample import encoder_vocabulary, predict_layouts
 from or_synth.sample import load_pipeline as load_saved_pipeline
-from tests.conftest import small_scene, write_layout_dataset
-from tests.encoders.conftest import tiny_clip_cfg
-from tests.generator.conftest import saved_tiny_pipeline
-from tests.test_sample import images, manifest, run
+from tests.helpers import (
+    manifest_lines,
+    run_sample,
+    sample_images,
+    saved_tiny_pipeline,
+    small_scene,
+    tiny_predictor,
+    write_layout_dataset,
+)
 
 SCANS = [small_scene(4, "000001"), small_scene(8, "000005")]
 
@@ -45,16 +48,6 @@ def plain_pipeline_dir(tmp_path_factory) -> Path:
     return saved_tiny_pipeline(tmp_path_factory, layout_channels=0, name="plain")
 
 
-def tiny_predictor() -> LayoutPredictor:
-    torch.manual_seed(1)
-    encoder = build_scene_graph_encoder(tiny_clip_cfg(None))
-    predictor = LayoutPredictor.from_encoder(encoder, mask_size=8, hidden=16, mask_channels=8)
-    with torch.no_grad():  # draw every node, with full masks, wherever its random box lands
-        predictor.visibility_head[-1].bias.fill_(5.0)
-        predictor.mask_head[-1].bias.fill_(5.0)
-    return predictor
-
-
 def renamed_predicate_predictor() -> LayoutPredictor:
     """The same weights, but the last predicate is called something the pipeline does not know."""
     predictor = tiny_predictor()
@@ -67,8 +60,8 @@ def renamed_predicate_predictor() -> LayoutPredictor:
 
 def max_level_difference(a: Path, b: Path) -> int:
     """The largest per-pixel difference (0..255) between the same-named images of two sample folders."""
-    names = sorted(images(a))
-    assert names == sorted(images(b))
+    names = sorted(sample_images(a))
+    assert names == sorted(sample_images(b))
     return max(
         int(
             np.abs(
@@ -96,9 +89,9 @@ def graphs_file(tmp_path_factory) -> Path:
 def test_sampling_with_predicted_layouts(pipeline_dir, predictor_dir, graphs_file, tmp_path):
     out = tmp_path / "out"
     predicted = ("cameras=[1,4]", "layout=predicted", f"layout_predictor={predictor_dir}")
-    result = run(pipeline_dir, graphs_file, out, *predicted, "save_layouts=true", "batch_size=3")
+    result = run_sample(pipeline_dir, graphs_file, out, *predicted, "save_layouts=true", "batch_size=3")
     assert result["generated"] == 4
-    lines = manifest(out)
+    lines = manifest_lines(out)
     assert {line["layout"] for line in lines} == {"predicted"}
     assert {line["layout_predictor_hash"] for line in lines} == {pipeline_hash(predictor_dir)}
     # The saved label maps are the predictor's, at the pipeline's image size, in the pipeline's layout format.
@@ -113,27 +106,31 @@ def test_sampling_with_predicted_layouts(pipeline_dir, predictor_dir, graphs_fil
         assert saved.dtype == np.uint8 and np.array_equal(saved, expected)
         assert 0 < int(saved.max()) <= record.num_nodes  # nodes drawn, labelled node index + 1
     # Batch-independent, and the layout changes the images.
-    again = run(pipeline_dir, graphs_file, tmp_path / "again", *predicted, "batch_size=1")
-    plain = run(pipeline_dir, graphs_file, tmp_path / "plain", "cameras=[1,4]")
+    again = run_sample(pipeline_dir, graphs_file, tmp_path / "again", *predicted, "batch_size=1")
+    plain = run_sample(pipeline_dir, graphs_file, tmp_path / "plain", "cameras=[1,4]")
     # Another batch shape may round one float differently on some CPUs: at most one grey level, never more.
     assert max_level_difference(Path(again["out"]), out) <= 1
-    assert images(Path(plain["out"])) != images(out)
+    assert sample_images(Path(plain["out"])) != sample_images(out)
 
 
 def test_predicted_layout_refusals(pipeline_dir, plain_pipeline_dir, predictor_dir, graphs_file, tmp_path):
     out = tmp_path / "out"
     with pytest.raises(ValueError, match=r"layout=predicted needs layout_predictor=DIR"):
-        run(pipeline_dir, graphs_file, out, "layout=predicted")
+        run_sample(pipeline_dir, graphs_file, out, "layout=predicted")
     with pytest.raises(FileNotFoundError, match=r"layout_predictor=.*nowhere does not exist"):
-        run(pipeline_dir, graphs_file, out, "layout=predicted", f"layout_predictor={tmp_path / 'nowhere'}")
+        run_sample(
+            pipeline_dir, graphs_file, out, "layout=predicted", f"layout_predictor={tmp_path / 'nowhere'}"
+        )
     with pytest.raises(ValueError, match=r"layout_predictor is set but layout=none"):
-        run(pipeline_dir, graphs_file, out, f"layout_predictor={predictor_dir}")
+        run_sample(pipeline_dir, graphs_file, out, f"layout_predictor={predictor_dir}")
     with pytest.raises(ValueError, match="layout=predicted, but this pipeline's denoiser has no layout"):
-        run(plain_pipeline_dir, graphs_file, out, "layout=predicted", f"layout_predictor={predictor_dir}")
+        run_sample(
+            plain_pipeline_dir, graphs_file, out, "layout=predicted", f"layout_predictor={predictor_dir}"
+        )
     other = tmp_path / "other_vocabulary"
     renamed_predicate_predictor().save_pretrained(other)
     with pytest.raises(ValueError, match=r"different vocabulary than the pipeline .*predicates.*Juggling"):
-        run(pipeline_dir, graphs_file, out, "layout=predicted", f"layout_predictor={other}")
+        run_sample(pipeline_dir, graphs_file, out, "layout=predicted", f"layout_predictor={other}")
     assert not out.exists()
 
 

@@ -21,8 +21,15 @@ from or_synth.data.vocabulary import OBJECT_CLASSES
 from or_synth.render import layout_masks
 from or_synth.render.pipeline import RENDERER_VERSION
 from or_synth.sample import MANIFEST, SampleRefused, item_seed, load_config, sample
-from tests.conftest import scan_entry, small_scene, write_layout_dataset
-from tests.generator.conftest import saved_tiny_pipeline
+from tests.helpers import (
+    manifest_lines,
+    run_sample,
+    sample_images,
+    saved_tiny_pipeline,
+    scan_entry,
+    small_scene,
+    write_layout_dataset,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCANS = [small_scene(4, "000001"), small_scene(4, "000002"), small_scene(8, "000005")]
@@ -50,21 +57,8 @@ def graphs_file(tmp_path_factory) -> Path:
     return path
 
 
-def run(pipeline_dir: Path, graphs: Path, out: Path, *extra: str) -> dict:
-    overrides = [f"pipeline={pipeline_dir}", f"graphs={graphs}", f"out={out}", "steps=2", "progress=false"]
-    return sample(load_config([*overrides, *extra]))
-
-
-def manifest(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / MANIFEST).read_text().splitlines()]
-
-
-def images(out: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted((out / "images").glob("*.png"))}
-
-
 def images_of(result: dict) -> dict[str, bytes]:
-    return images(Path(result["out"]))
+    return sample_images(Path(result["out"]))
 
 
 def mtimes(out: Path) -> dict[str, int]:
@@ -73,11 +67,11 @@ def mtimes(out: Path) -> dict[str, int]:
 
 def test_manifest_and_images(pipeline_dir, graphs_file, tmp_path):
     out = tmp_path / "out"
-    result = run(
+    result = run_sample(
         pipeline_dir, graphs_file, out, "cameras=[1,3]", "samples_per_graph=2", "limit=2", "batch_size=3"
     )
     assert result["generated"] == 2 * 2 * 2 == result["images"] and result["skipped"] == 0
-    lines = manifest(out)
+    lines = manifest_lines(out)
     assert len(lines) == 8 and len({line["image"] for line in lines}) == 8
     first = lines[0]
     assert first["image"] == "images/take4_scan000001_cam1_s0.png"
@@ -95,18 +89,18 @@ def test_manifest_and_images(pipeline_dir, graphs_file, tmp_path):
 
 
 def test_same_seed_same_bytes_across_runs_and_batch_sizes(pipeline_dir, graphs_file, tmp_path):
-    a = images_of(run(pipeline_dir, graphs_file, tmp_path / "a", "cameras=[2,5]", "batch_size=8"))
-    b = images_of(run(pipeline_dir, graphs_file, tmp_path / "b", "cameras=[2,5]", "batch_size=8"))
-    c = images_of(run(pipeline_dir, graphs_file, tmp_path / "c", "cameras=[2,5]", "batch_size=4"))
+    a = images_of(run_sample(pipeline_dir, graphs_file, tmp_path / "a", "cameras=[2,5]", "batch_size=8"))
+    b = images_of(run_sample(pipeline_dir, graphs_file, tmp_path / "b", "cameras=[2,5]", "batch_size=8"))
+    c = images_of(run_sample(pipeline_dir, graphs_file, tmp_path / "c", "cameras=[2,5]", "batch_size=4"))
     # limit: the first graph's images do not depend on the graphs sampled with them.
-    d = images_of(run(pipeline_dir, graphs_file, tmp_path / "d", "cameras=[5]", "limit=1"))
+    d = images_of(run_sample(pipeline_dir, graphs_file, tmp_path / "d", "cameras=[5]", "limit=1"))
     assert len(a) == 6 and a == b == c
     assert d and all(a[name] == data for name, data in d.items())
     assert len(set(a.values())) == 6  # different items, different images
-    e = images_of(run(pipeline_dir, graphs_file, tmp_path / "e", "cameras=[2,5]", "limit=1", "seed=1"))
+    e = images_of(run_sample(pipeline_dir, graphs_file, tmp_path / "e", "cameras=[2,5]", "limit=1", "seed=1"))
     assert len(e) == 2 and all(a[k] != e[k] for k in e)
     # stride: every k-th graph (a spread over the file), the same images as when sampled with all of them.
-    f = images_of(run(pipeline_dir, graphs_file, tmp_path / "f", "cameras=[2,5]", "stride=2"))
+    f = images_of(run_sample(pipeline_dir, graphs_file, tmp_path / "f", "cameras=[2,5]", "stride=2"))
     assert sorted(f) == sorted(k for k in a if "scan000001" in k or "scan000005" in k) and len(f) == 4
     assert all(a[name] == data for name, data in f.items())
 
@@ -114,9 +108,11 @@ def test_same_seed_same_bytes_across_runs_and_batch_sizes(pipeline_dir, graphs_f
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpmsolver++"])
 def test_samplers(pipeline_dir, graphs_file, tmp_path, sampler):
     out = tmp_path / sampler
-    result = run(pipeline_dir, graphs_file, out, f"sampler={sampler}", "cameras=[1]", "limit=2", "steps=3")
+    result = run_sample(
+        pipeline_dir, graphs_file, out, f"sampler={sampler}", "cameras=[1]", "limit=2", "steps=3"
+    )
     assert result["generated"] == 2
-    assert {line["sampler"] for line in manifest(out)} == {sampler}
+    assert {line["sampler"] for line in manifest_lines(out)} == {sampler}
     arrays = [np.asarray(Image.open(p)) for p in sorted((out / "images").glob("*.png"))]
     assert all(a.shape == (16, 16, 3) and a.dtype == np.uint8 for a in arrays)
 
@@ -126,8 +122,8 @@ def test_resume_redraws_only_missing_items_and_a_complete_rerun_writes_nothing(
 ):
     out = tmp_path / "out"
     args = ("cameras=[1,2]", "batch_size=4")
-    run(pipeline_dir, graphs_file, out, *args)
-    before = images(out)
+    run_sample(pipeline_dir, graphs_file, out, *args)
+    before = sample_images(out)
     lines = (out / MANIFEST).read_text().splitlines()
     assert len(lines) == 6
     # A crash: one image lost, and the last manifest line cut off half-way.
@@ -138,20 +134,20 @@ def test_resume_redraws_only_missing_items_and_a_complete_rerun_writes_nothing(
     untouched = {
         p: t for p, t in mtimes(out).items() if p.endswith(".png") and not p.endswith(Path(cut).name)
     }
-    result = run(pipeline_dir, graphs_file, out, *args)
+    result = run_sample(pipeline_dir, graphs_file, out, *args)
     assert result["generated"] == 2 and result["skipped"] == 4 and result["images"] == 6
-    assert images(out) == before  # the redrawn images are the same bytes
+    assert sample_images(out) == before  # the redrawn images are the same bytes
     assert all(mtimes(out)[p] == t for p, t in untouched.items())
-    redone = manifest(out)
+    redone = manifest_lines(out)
     assert len(redone) == 6 and {line["image"] for line in redone} == {json.loads(x)["image"] for x in lines}
 
     stamps = mtimes(out)
-    again = run(pipeline_dir, graphs_file, out, *args)
+    again = run_sample(pipeline_dir, graphs_file, out, *args)
     assert again["generated"] == 0 and again["skipped"] == 6
     assert mtimes(out) == stamps
     # Asking for more (another camera) only adds that camera's images.
-    more = run(pipeline_dir, graphs_file, out, "cameras=[1,2,3]", "batch_size=4")
-    assert more["generated"] == 3 and more["images"] == 9 and len(manifest(out)) == 9
+    more = run_sample(pipeline_dir, graphs_file, out, "cameras=[1,2,3]", "batch_size=4")
+    assert more["generated"] == 3 and more["images"] == 9 and len(manifest_lines(out)) == 9
 
 
 def test_refuses_an_incomplete_pipeline_folder(pipeline_dir, graphs_file, tmp_path):
@@ -159,9 +155,9 @@ def test_refuses_an_incomplete_pipeline_folder(pipeline_dir, graphs_file, tmp_pa
     shutil.copytree(pipeline_dir, broken)
     (broken / "unet" / "diffusion_pytorch_model.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match=r"incomplete.*unet/\*\.safetensors"):
-        run(broken, graphs_file, tmp_path / "out")
+        run_sample(broken, graphs_file, tmp_path / "out")
     with pytest.raises(FileNotFoundError, match="no such folder, and not a shipped pipeline name"):
-        run(tmp_path / "nowhere", graphs_file, tmp_path / "out")
+        run_sample(tmp_path / "nowhere", graphs_file, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -177,7 +173,7 @@ def test_refuses_an_incomplete_pipeline_folder(pipeline_dir, graphs_file, tmp_pa
 )
 def test_refuses_bad_options(pipeline_dir, graphs_file, tmp_path, extra, match):
     with pytest.raises(ValueError, match=match):
-        run(pipeline_dir, graphs_file, tmp_path / "out", extra)
+        run_sample(pipeline_dir, graphs_file, tmp_path / "out", extra)
     assert not (tmp_path / "out").exists()
 
 
@@ -187,27 +183,27 @@ def test_refuses_unknown_labels_naming_file_take_and_scan(pipeline_dir, tmp_path
     graphs.parent.mkdir()
     graphs.write_text(json.dumps({"scans": [small_scene(4, "000001"), bad]}))
     with pytest.raises(DatasetFormatError, match=r"take 8, scan 000042.*'spaceship'"):
-        run(pipeline_dir, graphs, tmp_path / "out")
+        run_sample(pipeline_dir, graphs, tmp_path / "out")
     # A dataset whose own vocabulary knows the class, but the pipeline's encoder does not.
     (graphs.parent / "classes.txt").write_text("\n".join([*OBJECT_CLASSES, "spaceship"]) + "\n")
     with pytest.raises(DatasetFormatError, match=r"take 8, scan 000042.*spaceship.*graph encoder"):
-        run(pipeline_dir, graphs, tmp_path / "out")
+        run_sample(pipeline_dir, graphs, tmp_path / "out")
     with pytest.raises(DatasetFormatError, match="neither a file nor a split"):
-        run(pipeline_dir, tmp_path / "missing.json", tmp_path / "out")
+        run_sample(pipeline_dir, tmp_path / "missing.json", tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
 def test_refuses_other_settings_in_the_same_out_unless_overwrite(pipeline_dir, graphs_file, tmp_path):
     out = tmp_path / "out"
-    run(pipeline_dir, graphs_file, out, "cameras=[1]", "limit=2")
+    run_sample(pipeline_dir, graphs_file, out, "cameras=[1]", "limit=2")
     stamps = mtimes(out)
     for extra in ("steps=3", "sampler=ddim", "seed=5", "guidance_scale=2.0"):
         with pytest.raises(SampleRefused, match="overwrite=true"):
-            run(pipeline_dir, graphs_file, out, "cameras=[1]", "limit=2", extra)
+            run_sample(pipeline_dir, graphs_file, out, "cameras=[1]", "limit=2", extra)
     assert mtimes(out) == stamps
-    result = run(pipeline_dir, graphs_file, out, "cameras=[1]", "limit=1", "steps=3", "overwrite=true")
+    result = run_sample(pipeline_dir, graphs_file, out, "cameras=[1]", "limit=1", "steps=3", "overwrite=true")
     assert result["generated"] == 1 and result["images"] == 1
-    assert [line["steps"] for line in manifest(out)] == [3] and len(images(out)) == 1
+    assert [line["steps"] for line in manifest_lines(out)] == [3] and len(sample_images(out)) == 1
 
 
 def test_layout_masks_from_a_rendered_dataset(pipeline_dir, tmp_path):
@@ -230,9 +226,9 @@ def test_layout_masks_from_a_rendered_dataset(pipeline_dir, tmp_path):
     result = sample(
         load_config([*base, f"out={out}", "cameras=[1]", "layout=masks", "layout_guidance_scale=2.0"])
     )
-    assert result["generated"] == 2 and {line["layout"] for line in manifest(out)} == {"given"}
+    assert result["generated"] == 2 and {line["layout"] for line in manifest_lines(out)} == {"given"}
     plain = sample(load_config([*base, f"out={tmp_path / 'plain'}", "cameras=[1]"]))
-    assert images_of(plain).keys() == images(out).keys() and images_of(plain) != images(out)
+    assert images_of(plain).keys() == sample_images(out).keys() and images_of(plain) != sample_images(out)
     with pytest.raises(DatasetFormatError, match=r"instance mask is missing.*layout=none"):
         sample(load_config([*base, f"out={tmp_path / 'cam2'}", "cameras=[2]", "layout=masks"]))
     assert not (tmp_path / "cam2").exists()
@@ -241,9 +237,9 @@ def test_layout_masks_from_a_rendered_dataset(pipeline_dir, tmp_path):
 def test_layout_render_draws_masks_for_any_graph(pipeline_dir, graphs_file, tmp_path):
     out = tmp_path / "out"
     args = ("cameras=[1,4]", "layout=render", "layout_guidance_scale=2.0")
-    result = run(pipeline_dir, graphs_file, out, *args, "save_layouts=true", "batch_size=3")
+    result = run_sample(pipeline_dir, graphs_file, out, *args, "save_layouts=true", "batch_size=3")
     assert result["generated"] == 6
-    lines = manifest(out)
+    lines = manifest_lines(out)
     assert {line["layout"] for line in lines} == {"rendered"}
     assert {line["layout_renderer"] for line in lines} == {RENDERER_VERSION}
     # One label map per (graph, camera), exactly the renderer's for the sample seed, named in the manifest.
@@ -254,18 +250,18 @@ def test_layout_render_draws_masks_for_any_graph(pipeline_dir, graphs_file, tmp_
         assert np.array_equal(saved, layout_masks(record, [line["camera"]], (16, 16), seed=0)[0])
     assert len(list((out / "layouts").glob("*.png"))) == 6
     # The same seed gives the same images whatever the batch; the layout changes them.
-    again = run(pipeline_dir, graphs_file, tmp_path / "again", *args, "batch_size=1")
-    plain = run(pipeline_dir, graphs_file, tmp_path / "plain", "cameras=[1,4]")
-    assert images_of(again) == images(out) and images_of(plain).keys() == images(out).keys()
-    assert images_of(plain) != images(out)
+    again = run_sample(pipeline_dir, graphs_file, tmp_path / "again", *args, "batch_size=1")
+    plain = run_sample(pipeline_dir, graphs_file, tmp_path / "plain", "cameras=[1,4]")
+    assert images_of(again) == sample_images(out) and images_of(plain).keys() == sample_images(out).keys()
+    assert images_of(plain) != sample_images(out)
     with pytest.raises(SampleRefused, match="layout"):  # a folder sampled with other layouts is not mixed in
-        run(pipeline_dir, graphs_file, tmp_path / "plain", "cameras=[1,4]", "layout=render")
+        run_sample(pipeline_dir, graphs_file, tmp_path / "plain", "cameras=[1,4]", "layout=render")
 
 
 def test_layout_render_refusals(pipeline_dir, plain_pipeline_dir, graphs_file, tmp_path):
     out = tmp_path / "out"
     with pytest.raises(ValueError, match="layout=render, but this pipeline's denoiser has no layout input"):
-        run(plain_pipeline_dir, graphs_file, out, "layout=render")
+        run_sample(plain_pipeline_dir, graphs_file, out, "layout=render")
     held = scan_entry(
         8, "000042", ["human_0", "operating_table"], [(1, 2, "Holding")], {"human_0": "head-surgeon"}
     )
@@ -275,23 +271,23 @@ def test_layout_render_refusals(pipeline_dir, plain_pipeline_dir, graphs_file, t
     with pytest.raises(
         DatasetFormatError, match=r"take 8, scan 000042.*Holding 'operating_table'.*layout=none"
     ):
-        run(pipeline_dir, graphs, out, "layout=render")
+        run_sample(pipeline_dir, graphs, out, "layout=render")
     with pytest.raises(ValueError, match="seed >= 0"):
-        run(pipeline_dir, graphs_file, out, "layout=render", "seed=-1")
+        run_sample(pipeline_dir, graphs_file, out, "layout=render", "seed=-1")
     with pytest.raises(ValueError, match="save_layouts=true needs a layout"):
-        run(pipeline_dir, graphs_file, out, "save_layouts=true")
+        run_sample(pipeline_dir, graphs_file, out, "save_layouts=true")
     assert not out.exists()
     # layout=none needs nothing drawable.
-    assert run(pipeline_dir, graphs, out, "cameras=[1]")["generated"] == 2
+    assert run_sample(pipeline_dir, graphs, out, "cameras=[1]")["generated"] == 2
 
 
 @pytest.mark.real_data
 def test_layout_render_on_real_graphs(pipeline_dir, real_validation_file, tmp_path):
     """Real 4D-OR graphs have no images, hence no masks: layout=render draws them."""
     out = tmp_path / "real"
-    result = run(pipeline_dir, real_validation_file, out, "limit=2", "cameras=[2,5]", "layout=render")
-    assert result["generated"] == 4 and len(images(out)) == 4
-    lines = manifest(out)
+    result = run_sample(pipeline_dir, real_validation_file, out, "limit=2", "cameras=[2,5]", "layout=render")
+    assert result["generated"] == 4 and len(sample_images(out)) == 4
+    lines = manifest_lines(out)
     assert {line["layout"] for line in lines} == {"rendered"}
     assert {line["source"] for line in lines} == {str(real_validation_file)}
 
@@ -299,11 +295,11 @@ def test_layout_render_on_real_graphs(pipeline_dir, real_validation_file, tmp_pa
 @pytest.mark.real_data
 def test_real_validation_graphs(pipeline_dir, real_validation_file, tmp_path):
     out = tmp_path / "real"
-    result = run(pipeline_dir, real_validation_file, out, "limit=3", "cameras=[2]")
+    result = run_sample(pipeline_dir, real_validation_file, out, "limit=3", "cameras=[2]")
     assert result["generated"] == 3
-    lines = manifest(out)
+    lines = manifest_lines(out)
     assert [line["source"] for line in lines] == [str(real_validation_file)] * 3
-    assert all(line["take"] in (4, 8) for line in lines) and len(images(out)) == 3
+    assert all(line["take"] in (4, 8) for line in lines) and len(sample_images(out)) == 3
 
 
 def test_command_line(pipeline_dir, graphs_file, tmp_path):
@@ -319,7 +315,7 @@ def test_command_line(pipeline_dir, graphs_file, tmp_path):
 
     done = cli("cameras=[1,2]")
     assert done.returncode == 0, done.stderr[-3000:]
-    assert len(manifest(out)) == 2 and str(out) in done.stdout and "2 new image(s)" in done.stdout
+    assert len(manifest_lines(out)) == 2 and str(out) in done.stdout and "2 new image(s)" in done.stdout
     assert "sample: 100%" in done.stderr  # the tqdm bar over images
     assert list(work.iterdir()) == []  # Hydra wrote nothing in the working directory (no outputs/)
     assert sorted(p.name for p in out.iterdir()) == ["images", MANIFEST]
@@ -336,10 +332,11 @@ def test_a_shipped_pipeline_samples_by_name(pipeline_dir, graphs_file, tmp_path,
 
     monkeypatch.setattr(shipped, "SHIPPED_ROOT", tmp_path / "pretrained")
     folder = shipped.ship(pipeline_dir, "tiny", command="test", notes={}, root=tmp_path / "pretrained")
-    result = run("tiny", graphs_file, tmp_path / "out", "cameras=[1]", "limit=1")
+    result = run_sample("tiny", graphs_file, tmp_path / "out", "cameras=[1]", "limit=1")
     assert (
-        result["generated"] == 1 and manifest(tmp_path / "out")[0]["pipeline_hash"] == result["pipeline_hash"]
+        result["generated"] == 1
+        and manifest_lines(tmp_path / "out")[0]["pipeline_hash"] == result["pipeline_hash"]
     )
     (folder / "graph_encoder" / "config.json").write_text("{}")
     with pytest.raises(shipped.ShippedPipelineError, match=r"graph_encoder/config\.json does not match"):
-        run("tiny", graphs_file, tmp_path / "out2", "cameras=[1]", "limit=1")
+        run_sample("tiny", graphs_file, tmp_path / "out2", "cameras=[1]", "limit=1")

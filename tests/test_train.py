@@ -9,31 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from or_synth.encoders import SceneGraphEncoder
-from or_synth.train import CONFIG_DIR, train
-from tests.conftest import small_scene, write_layout_dataset
+from or_synth.train import train
+from tests.helpers import compose_train_cfg, small_scene, write_layout_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def compose_train_cfg(dataset_root: Path, tmp_path: Path, overrides: list[str] = ()):
-    """The smoke config on a test dataset, writing only under tmp_path."""
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(
-            config_name="train",
-            overrides=[
-                "stage=align",
-                "debug=smoke",
-                "dataset=4dor",
-                f"dataset.root={dataset_root}",
-                f"dataset.processed_root={tmp_path / 'processed'}",
-                f"align.run_dir={tmp_path / 'run'}",
-                f"encoder.cache_dir={tmp_path / 'label_cache'}",
-                *overrides,
-            ],
-        )
 
 
 @pytest.fixture(scope="module")

@@ -17,15 +17,9 @@ from or_synth.generator.layout_predictor import LayoutPredictor
 from or_synth.train import CONFIG_DIR, train
 from or_synth.training import RECIPE, STAGES
 from or_synth.training import layout as layout_stage
-from tests.conftest import render_tiny_dataset, small_scene, write_layout_dataset
+from tests.helpers import small_scene, write_layout_dataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
-
-
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory) -> Path:
-    """6 takes x 8 scans at 32 px: 16 train scans x the smoke config's cameras 1, 2."""
-    return render_tiny_dataset(tmp_path_factory.mktemp("rendered") / "synthetic_or", size=32)
 
 
 def compose_cfg(root: Path, work: Path, extra: list[str] = ()):
@@ -47,9 +41,9 @@ def losses(run_dir: Path) -> list[float]:
     return [json.loads(line)["loss"] for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
 
 
-def test_trains_writes_its_predictor_and_resumes_exactly(rendered, tmp_path):
+def test_trains_writes_its_predictor_and_resumes_exactly(tiny_render, tmp_path):
     assert "layout" in STAGES and "layout" not in RECIPE  # the default recipe does not grow
-    result = train(compose_cfg(rendered, tmp_path))
+    result = train(compose_cfg(tiny_render, tmp_path))
     run_dir = tmp_path / "runs/layout/smoke"
     assert result["step"] == 4 and result["predictor_dir"] == str(run_dir / "predictor")
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -65,19 +59,19 @@ def test_trains_writes_its_predictor_and_resumes_exactly(rendered, tmp_path):
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     predictor = LayoutPredictor.from_pretrained(result["predictor_dir"])  # no training code needed
     assert predictor.config.mask_size == 8 and predictor.vocabulary()["predicates"][3] == "CloseTo"
-    assert layout_stage.is_complete(compose_cfg(rendered, tmp_path))
+    assert layout_stage.is_complete(compose_cfg(tiny_render, tmp_path))
 
     # A longer run resumes from step 4 and lands where an uninterrupted 6-step run does.
-    assert train(compose_cfg(rendered, tmp_path, ["layout.steps=6"]))["step"] == 6
+    assert train(compose_cfg(tiny_render, tmp_path, ["layout.steps=6"]))["step"] == 6
     straight = tmp_path / "straight"
-    train(compose_cfg(rendered, tmp_path, ["layout.steps=6", f"layout.run_dir={straight}"]))
+    train(compose_cfg(tiny_render, tmp_path, ["layout.steps=6", f"layout.run_dir={straight}"]))
     assert losses(run_dir) == losses(straight) and len(losses(run_dir)) == 6
     resumed = LayoutPredictor.from_pretrained(run_dir / "predictor").state_dict()
     uninterrupted = LayoutPredictor.from_pretrained(straight / "predictor").state_dict()
     assert all(torch.equal(resumed[k], uninterrupted[k]) for k in resumed)
 
     # The benchmark scores it on the held-out test takes, per class, beside the mean-box baseline.
-    args = argparse.Namespace(predictor=run_dir / "predictor", dataset_root=rendered, split="test",
+    args = argparse.Namespace(predictor=run_dir / "predictor", dataset_root=tiny_render, split="test",
                               processed_root=tmp_path / "processed", cameras=[1, 2], batch_size=16, threads=1,
                               argv=["--predictor", "..."])  # fmt: skip
     scores = layout_iou.run(args)
@@ -87,21 +81,21 @@ def test_trains_writes_its_predictor_and_resumes_exactly(rendered, tmp_path):
     assert all(0 <= row["baseline_iou"] <= 1 for row in scores["per_class"].values())
 
 
-def test_the_loss_falls(rendered, tmp_path):
+def test_the_loss_falls(tiny_render, tmp_path):
     extra = ["layout.steps=60", "layout.batch_size=8", "layout.lr=3e-3", "layout.eval_every=60"]
-    train(compose_cfg(rendered, tmp_path, [*extra, "layout.ckpt_every=60"]))
+    train(compose_cfg(tiny_render, tmp_path, [*extra, "layout.ckpt_every=60"]))
     values = losses(tmp_path / "runs/layout/smoke")
     assert len(values) == 60 and sum(values[-10:]) < 0.9 * sum(values[:10])
 
 
 @pytest.mark.slow
-def test_beats_the_mean_box_baseline_on_its_training_views(rendered, tmp_path):
+def test_beats_the_mean_box_baseline_on_its_training_views(tiny_render, tmp_path):
     """A few hundred steps fit the training views better than the per-class, per-camera mean box."""
     from or_synth.data.layout_targets import MeanBoxBaseline, load_layout_targets
     from or_synth.training.common import build_dataset
 
     extra = ["layout.steps=300", "layout.batch_size=16", "layout.lr=3e-3", "layout.loss.box=10"]
-    cfg = compose_cfg(rendered, tmp_path, [*extra, "layout.eval_every=300", "layout.ckpt_every=300"])
+    cfg = compose_cfg(tiny_render, tmp_path, [*extra, "layout.eval_every=300", "layout.ckpt_every=300"])
     predictor = LayoutPredictor.from_pretrained(train(cfg)["predictor_dir"])
     targets = load_layout_targets(build_dataset(cfg.dataset, "train", load_images=False), 8, progress=False)
     classes = layout_stage.node_classes(predictor, targets)
@@ -123,7 +117,7 @@ def test_refuses_a_dataset_without_the_renderers_annotations(tmp_path):
         train(cfg)
 
 
-def test_a_missing_align_encoder_is_named(rendered, tmp_path):
-    cfg = compose_cfg(rendered, tmp_path, [f"layout.encoder_dir={tmp_path / 'nowhere'}"])
+def test_a_missing_align_encoder_is_named(tiny_render, tmp_path):
+    cfg = compose_cfg(tiny_render, tmp_path, [f"layout.encoder_dir={tmp_path / 'nowhere'}"])
     with pytest.raises(FileNotFoundError, match=r"layout.encoder_dir=.*nowhere: run stage=align first"):
         train(cfg)

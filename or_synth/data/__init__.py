@@ -4,7 +4,7 @@ Imports nothing else from ``or_synth``: every other subpackage builds on this on
 """
 
 from or_synth.data.dataset import DOWNLOAD_INSTRUCTIONS, FourDORDataset, relationships_file
-from or_synth.data.errors import DatasetFormatError
+from or_synth.data.errors import DatasetFormatError, DatasetMissing, StoppedOnRequest, UserError
 from or_synth.data.images import FrameIndex, color_image_path, read_image, take_dir
 from or_synth.data.phases import PhaseTable
 from or_synth.data.scene_graph import (
@@ -38,11 +38,14 @@ __all__ = [
     "ROLES",
     "SPLIT_TAKES",
     "DatasetFormatError",
+    "DatasetMissing",
     "FourDORDataset",
     "FrameIndex",
     "PhaseTable",
     "SceneGraphRecord",
     "SceneGraphSet",
+    "StoppedOnRequest",
+    "UserError",
     "Vocabulary",
     "color_image_path",
     "dense_relation_labels",

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch_geometric.data import Data, InMemoryDataset
 
-from or_synth.data.errors import DatasetFormatError
+from or_synth.data.errors import DatasetFormatError, DatasetMissing
 from or_synth.data.images import frame_index, read_image
 from or_synth.data.io import atomic_write_json
 from or_synth.data.phases import PhaseTable
@@ -133,7 +133,7 @@ class FourDORDataset(InMemoryDataset):
         return [f"{stem}.pt", f"{stem}.report.json"]
 
     def download(self) -> None:
-        raise FileNotFoundError(
+        raise DatasetMissing(
             f"no relationships_{self.split}.json under {self.dataset_root}.\n"
             + DOWNLOAD_INSTRUCTIONS.format(root=self.dataset_root)
         )

@@ -1,11 +1,35 @@
-"""One error type for bad dataset input, so every message names the file, take, scan and field."""
+"""The error types that reach a user: a mistake in what was asked for (:class:`UserError`, with
+:class:`DatasetFormatError` for bad dataset input, whose message names the file, take, scan and field) and a long
+job that stopped on request (:class:`StoppedOnRequest`).
+
+They live in the data layer because every other subpackage builds on it; the entry points
+(:mod:`or_synth.cli`) turn them into one ``error: ...`` line and an exit code, without a traceback.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 
-class DatasetFormatError(ValueError):
+class UserError(Exception):
+    """A mistake in a command's input (an option, a file, a folder): the message says what and where, and what to
+    do instead. Entry points print it as one line and exit with :attr:`exit_code`."""
+
+    exit_code = 2
+
+
+class DatasetMissing(UserError, FileNotFoundError):
+    """A dataset (or a part of one) that is not where the config says: what is missing, where it was looked for,
+    and how to get it."""
+
+
+class StoppedOnRequest(Exception):
+    """A long job stopped on request (Ctrl-C, SIGTERM) after saving its progress; the same command resumes it."""
+
+    exit_code = 130
+
+
+class DatasetFormatError(UserError, ValueError):
     """A dataset file that does not follow the 4D-OR format.
 
     The message always starts with where the problem is (``file``, ``take``, ``scan``, ``field``, whichever

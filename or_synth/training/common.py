@@ -1,5 +1,5 @@
 """Machinery the training stages share: data, devices and Accelerate, deterministic randomness, atomic
-checkpoints with exact resume, the non-finite-loss guard, logging and sample grids.
+checkpoints with exact resume, the non-finite-loss guard and logging (sample grids: :mod:`or_synth.reports.grids`).
 
 Each stage module (``align``, ``vae``, ``ldm``) is one plain function that reads like its recipe and calls
 these helpers; nothing here knows about a particular stage.
@@ -16,20 +16,19 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
-from PIL import Image, ImageDraw, ImageFont
 from torch_geometric.loader import DataLoader
 from tqdm import tqdm
 
 from or_synth.data import FourDORDataset
+from or_synth.data.errors import StoppedOnRequest
 from or_synth.data.io import atomic_path, atomic_write_json
-from or_synth.data.vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -299,7 +298,7 @@ class RunLogs:
             self.steps.close()
 
 
-class TrainingInterrupted(RuntimeError):
+class TrainingInterrupted(StoppedOnRequest):
     """A run stopped on request (Ctrl-C, SIGTERM) after saving a checkpoint; the same command resumes it."""
 
 
@@ -363,77 +362,6 @@ def save_resolved_config(run_dir: Path, cfg: DictConfig) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(run_dir / "config.yaml") as tmp:
         tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True))
-
-
-# --- sample grids ---------------------------------------------------------------------------------------------
-def describe_graph(graph, vocabulary: Vocabulary | None = None, max_lines: int = 9) -> list[str]:
-    """The graph as text lines ``subject Predicate object`` (people by role), CloseTo left out as clutter."""
-    vocabulary = vocabulary or Vocabulary()
-
-    def name(i: int) -> str:
-        role = vocabulary.roles[int(graph.node_role[i])]
-        if role not in ("unknown", "not-a-person"):
-            return role
-        return vocabulary.object_classes[int(graph.node_class[i])]
-
-    lines = []
-    for (s, o), p in zip(graph.edge_index.t().tolist(), graph.edge_attr.tolist(), strict=True):
-        predicate = vocabulary.predicates[p]
-        if predicate != "CloseTo":
-            lines.append(f"{name(s)} {predicate} {name(o)}")
-    if not lines:
-        lines = ["(only CloseTo)" if graph.edge_attr.numel() else "(no relations)"]
-    if len(lines) > max_lines:
-        lines = [*lines[: max_lines - 1], f"... {len(lines) - max_lines + 1} more"]
-    return lines
-
-
-def _font(size: int):
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1 has no sized default font
-        return ImageFont.load_default()
-
-
-def sample_grid(
-    rows: list[tuple[list[str], list[Image.Image], ...]],
-    tile: int = 128,
-    labels: Sequence[str] = ("generated", "real render"),
-) -> Image.Image:
-    """One row per graph: its text, then one group of images per label (by default the generated image(s), then
-    the real image(s) of the same views), each group under its label.
-
-    Args:
-        rows: (text lines, images of group 1, images of group 2, ...) per graph; images are resized to ``tile``.
-        labels: the column header of each group.
-    """
-    text_width, header = 3 * tile, 18
-    widths = [max(len(row[1 + g]) for row in rows) for g in range(len(labels))]
-    grid = Image.new("RGB", (text_width + sum(widths) * tile, header + len(rows) * tile), "white")
-    draw = ImageDraw.Draw(grid)
-    font = _font(11)
-    draw.text((4, 2), "scene graph", fill="black", font=font)
-    starts = [text_width + tile * sum(widths[:g]) for g in range(len(labels))]
-    for start, label in zip(starts, labels, strict=True):
-        draw.text((start + 4, 2), label, fill="black", font=font)
-    for r, (lines, *groups) in enumerate(rows):
-        top = header + r * tile
-        draw.line([(0, top), (grid.width, top)], fill=(200, 200, 200))
-        for i, line in enumerate(lines):
-            draw.text((4, top + 4 + 13 * i), line, fill="black", font=font)
-        for start, images in zip(starts, groups, strict=True):
-            for c, image in enumerate(images):
-                grid.paste(
-                    image.convert("RGB").resize((tile, tile), Image.Resampling.NEAREST),
-                    (start + c * tile, top),
-                )
-    return grid
-
-
-def save_image_atomic(image: Image.Image, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")
-    return path
 
 
 def save_pretrained_atomic(model, directory: Path) -> Path:

@@ -38,22 +38,20 @@ from or_synth.generator.denoiser import GraphConditionedDenoiser, build_unet
 from or_synth.generator.latents import cached_latents, dataset_identity, encode_views
 from or_synth.generator.pipeline import ORScenePipeline, make_scheduler
 from or_synth.generator.shipped import resolve_pipeline
+from or_synth.reports.grids import describe_graph, sample_grid, save_image_atomic
 from or_synth.training.common import (
     NonFiniteGuard,
     RunLogs,
     StopRequest,
     build_dataset,
     check_divisible,
-    describe_graph,
     epoch_batch,
     log_scalars,
     make_accelerator,
     reached_step,
     resume_from_checkpoint,
     rng_state,
-    sample_grid,
     save_checkpoint,
-    save_image_atomic,
     save_pretrained_atomic,
     save_resolved_config,
     step_generator,

@@ -34,6 +34,7 @@ from or_synth.generator.autoencoder import (
     to_model_range,
 )
 from or_synth.generator.codec import PatchPCACodec
+from or_synth.reports.grids import save_image_atomic
 from or_synth.training.common import (
     NonFiniteGuard,
     RunLogs,
@@ -46,7 +47,6 @@ from or_synth.training.common import (
     resume_from_checkpoint,
     rng_state,
     save_checkpoint,
-    save_image_atomic,
     save_pretrained_atomic,
     save_resolved_config,
     step_generator,

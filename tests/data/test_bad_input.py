@@ -10,7 +10,7 @@ import pytest
 
 from or_synth.data import DatasetFormatError, FourDORDataset, load_scene_graphs
 from or_synth.data.summary import main as summary_main
-from tests.conftest import small_scene, write_layout_dataset
+from tests.helpers import small_scene, write_layout_dataset
 
 
 def write(tmp_path, scans, name="relationships_train.json"):

@@ -8,7 +8,7 @@ import pytest
 from or_synth.data.edits import GraphEditError, apply_edit, parse_edit
 from or_synth.data.scene_graph import parse_scan
 from or_synth.data.vocabulary import Vocabulary
-from tests.conftest import small_scene
+from tests.helpers import small_scene
 
 # nodes: 0 Patient, 1 human_0 (head-surgeon), 2 human_1 (assistant-surgeon), 3 instrument, 4 instrument_table,
 # 5 operating_table

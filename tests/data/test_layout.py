@@ -11,7 +11,7 @@ from torch_geometric.loader import DataLoader
 from or_synth.data import FourDORDataset, FrameIndex, Vocabulary, main_action, record_to_data
 from or_synth.data.scene_graph import parse_scan
 from or_synth.data.vocabulary import MAIN_ACTIONS, canonical_split
-from tests.conftest import scan_entry, small_scene, write_layout_dataset
+from tests.helpers import scan_entry, small_scene, write_layout_dataset
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.real_data
 
 @pytest.fixture(scope="module")
 def raw_scans():
-    from tests.conftest import REAL_VALIDATION
+    from tests.helpers import REAL_VALIDATION
 
     if not REAL_VALIDATION.is_file():
         pytest.skip("real 4D-OR annotations absent")

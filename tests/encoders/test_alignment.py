@@ -10,8 +10,7 @@ from torch_geometric.data import Batch
 
 from or_synth.encoders import build_aligner, info_nce, retrieval_recall
 from or_synth.encoders.metrics import masked_predicate_eval, one_masked_edge_copies, score_predicates
-from tests.encoders.conftest import tiny_clip_cfg
-from tests.encoders.graph_images import write_graph_image_dataset
+from tests.helpers import tiny_clip_cfg, write_graph_image_dataset
 
 
 def test_info_nce_is_symmetric_and_log_b_when_uninformative():
@@ -67,7 +66,7 @@ def aligned_dataset(tmp_path_factory):
 
 def test_tiny_alignment_run_improves_retrieval(aligned_dataset, tmp_path):
     """Deterministic seeds; the adapted encoder must beat its start by a clear margin on held-out take 4."""
-    from tests.test_train import compose_train_cfg
+    from tests.helpers import compose_train_cfg
 
     cfg = compose_train_cfg(
         aligned_dataset,

@@ -10,7 +10,7 @@ from torch_geometric.data import Batch, Data
 
 from or_synth.data import DatasetFormatError, Vocabulary, parse_scan
 from or_synth.encoders import GraphTripleConv, SceneGraphEncoder
-from tests.conftest import scan_entry
+from tests.helpers import scan_entry
 
 ATOL = 1e-5
 

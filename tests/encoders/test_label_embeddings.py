@@ -17,7 +17,7 @@ from or_synth.encoders import (
     node_label_lookup,
     text_tower_model_id,
 )
-from tests.encoders.conftest import TINY_CLIP, TINY_D2V_TEXT
+from tests.helpers import TINY_CLIP, TINY_D2V_TEXT
 
 
 def test_every_default_label_has_a_written_prompt(caplog):

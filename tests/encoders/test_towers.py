@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from or_synth.encoders import PretrainedWeightsError, build_image_tower, build_text_tower
-from tests.encoders.conftest import TINY_CLIP, TINY_D2V_VISION
+from tests.helpers import TINY_CLIP, TINY_D2V_VISION
 
 ROOT = Path(__file__).resolve().parents[2]
 

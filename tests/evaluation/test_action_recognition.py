@@ -165,7 +165,7 @@ def test_downstream_study_refuses_held_out_takes_missing_images_and_size_mismatc
         tiny_study(synthetic=colour_images(24).subset([]))
 
 
-def test_benchmark_runs_end_to_end_on_a_tiny_render(tmp_path):
+def test_benchmark_runs_end_to_end_on_a_tiny_render(tiny_render, tmp_path):
     """``benchmarks.action_recognition.run`` without the shipped generator: the "synthetic" manifest lists
     copies of real take-1 renders (the sampler's manifest format), everything else is the real code path."""
     import json
@@ -174,9 +174,8 @@ def test_benchmark_runs_end_to_end_on_a_tiny_render(tmp_path):
 
     from benchmarks import action_recognition as bench
     from or_synth.data import FourDORDataset
-    from tests.conftest import render_tiny_dataset
 
-    root = render_tiny_dataset(tmp_path / "synthetic_or", size=32)
+    root = tiny_render
     dataset = FourDORDataset(
         root, "train", load_images=True, cameras=(1, 2), processed_root=tmp_path / "processed"
     )

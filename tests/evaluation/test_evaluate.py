@@ -12,95 +12,29 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from or_synth.data import SPLIT_TAKES, load_scene_graphs
-from or_synth.data.annotations import mask_path, read_scan_annotation
-from or_synth.data.images import frame_index
-from or_synth.evaluate import EvaluationError, evaluate, load_config
+from or_synth.evaluate import EvaluationError
 from or_synth.evaluation.image_sets import ImageSetError, load_generated
 from or_synth.evaluation.relation_classifier import RelationClassifier, classifier_hash
-from or_synth.train import CONFIG_DIR, train
-from tests.conftest import render_tiny_dataset
-from tests.generator.conftest import saved_tiny_pipeline
+from tests.helpers import (
+    COPY_CAMERAS,
+    copy_as_samples,
+    run_evaluate,
+    saved_tiny_pipeline,
+    train_classifier,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-CAMERAS = (1, 2)
+CAMERAS = COPY_CAMERAS  # the views copy_as_samples lists
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
-def rendered(tmp_path_factory) -> Path:
-    return render_tiny_dataset(tmp_path_factory.mktemp("rendered") / "synthetic_or", size=32)
-
-
-def train_classifier(root: Path, work: Path, *extra: str) -> Path:
-    overrides = [
-        "stage=classifier",
-        "debug=smoke",
-        f"dataset.root={root}",
-        f"dataset.processed_root={work / 'processed'}",
-        f"runs_root={work / 'runs'}",
-        "classifier.steps=6",
-        *extra,
-    ]
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        result = train(compose(config_name="train", overrides=overrides))
-    return Path(result["classifier_dir"])
-
-
-@pytest.fixture(scope="module")
-def classifier_dir(rendered, tmp_path_factory) -> Path:
-    return train_classifier(rendered, tmp_path_factory.mktemp("classifier"))
-
-
-def copy_as_samples(
-    root: Path, split: str, out: Path, *, shuffle_graphs: bool = False, layout: str | None = None
-) -> Path:
-    """A samples folder whose "generated" images are PNG copies of the split's real views (the manifest as
-    or_synth.sample writes it). ``shuffle_graphs`` lists each image under the next scan's graph instead.
-    ``layout="given"`` marks them as drawn from the dataset's masks (``layout=masks``); ``layout="saved"`` also
-    copies each view's instance mask as its ``layout_image`` (``save_layouts=true``)."""
-    source = root / f"relationships_{split}.json"
-    records = load_scene_graphs(source, takes=SPLIT_TAKES[split]).records
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    lines = []
-    for i, record in enumerate(records):
-        shown = records[(i + 1) % len(records)] if shuffle_graphs else record
-        for camera in CAMERAS:
-            real = frame_index(root, shown.take).image_path(shown.scan, camera)
-            name = f"images/take{record.take}_scan{record.scan}_cam{camera}_s0.png"
-            Image.open(real).convert("RGB").save(out / name)
-            line = {"image": name, "source": str(source), "take": record.take, "scan": record.scan}
-            line = {**line, "camera": camera, "sample": 0, "seed": i, "pipeline_hash": "copies"}
-            if layout is not None:
-                line["layout"] = "given" if layout == "given" else "rendered"
-            if layout == "saved":
-                (out / "layouts").mkdir(exist_ok=True)
-                frame = read_scan_annotation(root, shown.take, shown.scan).views[camera].frame_id
-                line["layout_image"] = f"layouts/take{record.take}_scan{record.scan}_cam{camera}.png"
-                shutil.copy(mask_path(root, shown.take, camera, frame), out / line["layout_image"])
-            lines.append(line)
-    (out / "manifest.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-    return out / "manifest.jsonl"
-
-
-def run(samples: Path, classifier: Path, root: Path, out: Path, *extra: str) -> dict:
-    overrides = [
-        f"samples={samples}",
-        f"classifier={classifier}",
-        f"dataset_root={root}",
-        f"out={out}",
-        f"cache_dir={out.parent / 'cache'}",
-        "kid_subset_size=8",
-        "kid_subsets=5",
-        "progress=false",
-        *extra,
-    ]
-    return evaluate(load_config(overrides))
+def classifier_dir(tiny_render, tmp_path_factory) -> Path:
+    return train_classifier(tiny_render, tmp_path_factory.mktemp("classifier"))
 
 
 def test_classifier_stage_saves_weights_quality_and_a_stable_hash(classifier_dir):
@@ -119,9 +53,9 @@ def test_classifier_stage_saves_weights_quality_and_a_stable_hash(classifier_dir
         RelationClassifier.from_pretrained(classifier_dir, "0" * 16)
 
 
-def test_copies_of_real_images_score_the_ceiling_fd_zero_and_cards(rendered, classifier_dir, tmp_path):
-    samples = copy_as_samples(rendered, "validation", tmp_path / "copies")
-    document = run(samples, classifier_dir, rendered, tmp_path / "eval")
+def test_copies_of_real_images_score_the_ceiling_fd_zero_and_cards(tiny_render, classifier_dir, tmp_path):
+    samples = copy_as_samples(tiny_render, "validation", tmp_path / "copies")
+    document = run_evaluate(samples, classifier_dir, tiny_render, tmp_path / "eval")
     consistency = document["details"]["graph_consistency"]
     for unit in ("scan", "image"):
         key = f"predicate_macro_f1_per_{unit}"
@@ -145,7 +79,7 @@ def test_copies_of_real_images_score_the_ceiling_fd_zero_and_cards(rendered, cla
     assert document["details"]["memorisation"]["summary"]["n_flagged"] == 0
     assert document["details"]["memorisation"]["heldout_baseline"]["n_heldout"] == 32
 
-    again = run(samples, classifier_dir, rendered, tmp_path / "eval2")
+    again = run_evaluate(samples, classifier_dir, tiny_render, tmp_path / "eval2")
     assert again["cards"]["classifier_fd"]["reference_cached"] is True
     assert again["metrics"]["classifier_fd"] == document["metrics"]["classifier_fd"]
     # The ceiling's classifier outputs come from the cache too, and give the same ceiling.
@@ -154,11 +88,13 @@ def test_copies_of_real_images_score_the_ceiling_fd_zero_and_cards(rendered, cla
 
 
 @pytest.mark.parametrize("layout", ["given", "saved"])
-def test_pair_consistency_where_boxes_exist(rendered, classifier_dir, tmp_path, layout):
+def test_pair_consistency_where_boxes_exist(tiny_render, classifier_dir, tmp_path, layout):
     """Copies drawn "from the dataset's masks" or saved with their label maps have boxes: every (subject, object)
     pair is scored, and copies score exactly the ceiling (same pixels, same boxes)."""
-    samples = copy_as_samples(rendered, "validation", tmp_path / "copies", layout=layout)
-    document = run(samples, classifier_dir, rendered, tmp_path / "eval", "metrics=[graph_consistency]")
+    samples = copy_as_samples(tiny_render, "validation", tmp_path / "copies", layout=layout)
+    document = run_evaluate(
+        samples, classifier_dir, tiny_render, tmp_path / "eval", "metrics=[graph_consistency]"
+    )
     pairs = document["details"]["pair_consistency"]
     assert {"model", "ceiling", "floor", "labels_only", "chance"} <= set(pairs)
     assert pairs["n_pairs"] == pairs["n_real_pairs"] > 0 and pairs["n_pairs_with_a_relation"] > 0
@@ -172,18 +108,20 @@ def test_pair_consistency_where_boxes_exist(rendered, classifier_dir, tmp_path, 
     assert (tmp_path / "eval/cards/pair_consistency.md").is_file()
 
 
-def test_pair_consistency_without_boxes_is_said_or_refused(rendered, classifier_dir, tmp_path):
-    samples = copy_as_samples(rendered, "validation", tmp_path / "copies")  # no layout: no boxes
-    document = run(samples, classifier_dir, rendered, tmp_path / "eval", "metrics=[graph_consistency]")
+def test_pair_consistency_without_boxes_is_said_or_refused(tiny_render, classifier_dir, tmp_path):
+    samples = copy_as_samples(tiny_render, "validation", tmp_path / "copies")  # no layout: no boxes
+    document = run_evaluate(
+        samples, classifier_dir, tiny_render, tmp_path / "eval", "metrics=[graph_consistency]"
+    )
     assert "pair_consistency" not in document["cards"]
     assert "no boxes" in document["details"]["graph_consistency"]["pairs"]["why"]
     with pytest.raises(EvaluationError, match="pair_consistency cannot be measured.*layout=masks"):
-        run(samples, classifier_dir, rendered, tmp_path / "eval2", "metrics=[pair_consistency]")
+        run_evaluate(samples, classifier_dir, tiny_render, tmp_path / "eval2", "metrics=[pair_consistency]")
 
 
-def test_copies_of_training_images_are_flagged_as_memorised(rendered, classifier_dir, tmp_path):
-    samples = copy_as_samples(rendered, "train", tmp_path / "train_copies")
-    document = run(samples, classifier_dir, rendered, tmp_path / "eval", "metrics=[memorisation]")
+def test_copies_of_training_images_are_flagged_as_memorised(tiny_render, classifier_dir, tmp_path):
+    samples = copy_as_samples(tiny_render, "train", tmp_path / "train_copies")
+    document = run_evaluate(samples, classifier_dir, tiny_render, tmp_path / "eval", "metrics=[memorisation]")
     summary = document["details"]["memorisation"]["summary"]
     assert summary["n_flagged"] == summary["n_generated"] == 16 * len(CAMERAS)
     assert summary["ssim_median"] == pytest.approx(1.0)
@@ -191,14 +129,14 @@ def test_copies_of_training_images_are_flagged_as_memorised(rendered, classifier
     assert pairs and all((tmp_path / "eval/memorisation_pairs" / p["file"]).is_file() for p in pairs)
 
 
-def test_graph_consistency_on_training_graphs_is_refused_unless_said(rendered, classifier_dir, tmp_path):
-    samples = copy_as_samples(rendered, "train", tmp_path / "train_copies")
+def test_graph_consistency_on_training_graphs_is_refused_unless_said(tiny_render, classifier_dir, tmp_path):
+    samples = copy_as_samples(tiny_render, "train", tmp_path / "train_copies")
     with pytest.raises(EvaluationError, match="TRAINING-split graphs"):
-        run(samples, classifier_dir, rendered, tmp_path / "eval", "metrics=[graph_consistency]")
-    said = run(
+        run_evaluate(samples, classifier_dir, tiny_render, tmp_path / "eval", "metrics=[graph_consistency]")
+    said = run_evaluate(
         samples,
         classifier_dir,
-        rendered,
+        tiny_render,
         tmp_path / "eval",
         "metrics=[graph_consistency]",
         "allow_training_graphs=true",
@@ -207,8 +145,8 @@ def test_graph_consistency_on_training_graphs_is_refused_unless_said(rendered, c
     assert "TRAINING-split" in said["cards"]["graph_consistency"]["warnings"][0]
 
 
-def test_bad_manifests_fail_clearly(rendered, tmp_path):
-    samples = copy_as_samples(rendered, "validation", tmp_path / "s")
+def test_bad_manifests_fail_clearly(tiny_render, tmp_path):
+    samples = copy_as_samples(tiny_render, "validation", tmp_path / "s")
     lines = samples.read_text().splitlines()
     (tmp_path / "s/images" / json.loads(lines[3])["image"].split("/")[-1]).unlink()
     with pytest.raises(ImageSetError, match="missing"):
@@ -219,7 +157,7 @@ def test_bad_manifests_fail_clearly(rendered, tmp_path):
     samples.write_text(json.dumps({"image": "x.png", "take": 4, "scan": "000001"}) + "\n")
     with pytest.raises(ImageSetError, match="line 1: field 'camera'"):
         load_generated(samples)
-    mixed = copy_as_samples(rendered, "validation", tmp_path / "m")
+    mixed = copy_as_samples(tiny_render, "validation", tmp_path / "m")
     first = tmp_path / "m" / json.loads(mixed.read_text().splitlines()[0])["image"]
     Image.new("RGB", (20, 20)).save(first)
     with pytest.raises(ImageSetError, match="mixed sizes"):
@@ -228,27 +166,27 @@ def test_bad_manifests_fail_clearly(rendered, tmp_path):
         load_generated(tmp_path / "nowhere")
 
 
-def test_wrong_requests_fail_before_any_work(rendered, classifier_dir, tmp_path):
-    samples = copy_as_samples(rendered, "validation", tmp_path / "s")
+def test_wrong_requests_fail_before_any_work(tiny_render, classifier_dir, tmp_path):
+    samples = copy_as_samples(tiny_render, "validation", tmp_path / "s")
     with pytest.raises(EvaluationError, match="unknown metric 'fidd'"):
-        run(samples, classifier_dir, rendered, tmp_path / "e", "metrics=[fidd]")
+        run_evaluate(samples, classifier_dir, tiny_render, tmp_path / "e", "metrics=[fidd]")
     with pytest.raises(FileNotFoundError, match="Inception weights not found"):
-        run(
+        run_evaluate(
             samples,
             classifier_dir,
-            rendered,
+            tiny_render,
             tmp_path / "e",
             "metrics=[fid]",
             f"inception_weights={tmp_path}/no.pth",
         )
     with pytest.raises(ValueError, match="pinned"):
-        run(samples, classifier_dir, rendered, tmp_path / "e", "classifier_hash=deadbeefdeadbeef")
+        run_evaluate(samples, classifier_dir, tiny_render, tmp_path / "e", "classifier_hash=deadbeefdeadbeef")
     with pytest.raises(EvaluationError, match="need a relation classifier"):
-        run(samples, classifier_dir, rendered, tmp_path / "e", "classifier=null")
+        run_evaluate(samples, classifier_dir, tiny_render, tmp_path / "e", "classifier=null")
     assert not (tmp_path / "e").exists()  # nothing written for a refused request
 
 
-def test_scores_a_real_pipelines_samples_through_python_m(rendered, tmp_path_factory, tmp_path):
+def test_scores_a_real_pipelines_samples_through_python_m(tiny_render, tmp_path_factory, tmp_path):
     """The chain a user runs: sample with a (tiny, random) pipeline at 16 px, train a 16 px classifier, evaluate."""
     from or_synth.sample import load_config as sample_config
     from or_synth.sample import sample
@@ -260,7 +198,7 @@ def test_scores_a_real_pipelines_samples_through_python_m(rendered, tmp_path_fac
             [
                 f"pipeline={pipeline}",
                 "graphs=validation",
-                f"dataset_root={rendered}",
+                f"dataset_root={tiny_render}",
                 f"out={out}",
                 "steps=2",
                 "cameras=[1,2]",
@@ -269,10 +207,10 @@ def test_scores_a_real_pipelines_samples_through_python_m(rendered, tmp_path_fac
             ]  # fmt: skip
         )
     )
-    classifier = train_classifier(rendered, tmp_path / "work", "classifier.image_size=16")
+    classifier = train_classifier(tiny_render, tmp_path / "work", "classifier.image_size=16")
     command = [
         sys.executable, "-m", "or_synth.evaluate", f"samples={out}", f"classifier={classifier}",
-        f"dataset_root={rendered}", f"out={tmp_path / 'eval'}", f"cache_dir={tmp_path / 'cache'}",
+        f"dataset_root={tiny_render}", f"out={tmp_path / 'eval'}", f"cache_dir={tmp_path / 'cache'}",
         "kid_subset_size=4", "kid_subsets=3", "progress=false",
     ]  # fmt: skip
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -292,9 +230,9 @@ def test_scores_a_real_pipelines_samples_through_python_m(rendered, tmp_path_fac
     shutil.rmtree(tmp_path / "cache")
 
 
-def test_action_recognition_through_evaluate(rendered, classifier_dir, tmp_path):
+def test_action_recognition_through_evaluate(tiny_render, classifier_dir, tmp_path):
     """The downstream study on copies of training images: rows with CIs, a card, and the refusals."""
-    samples = copy_as_samples(rendered, "train", tmp_path / "train_copies")
+    samples = copy_as_samples(tiny_render, "train", tmp_path / "train_copies")
     settings = [
         "metrics=[action_recognition]",
         "action_recognition.seeds=[0,1]",
@@ -303,12 +241,12 @@ def test_action_recognition_through_evaluate(rendered, classifier_dir, tmp_path)
         "action_recognition.steps=2",
         "action_recognition.batch_size=8",
     ]
-    document = run(samples, classifier_dir, rendered, tmp_path / "eval", *settings)
+    document = run_evaluate(samples, classifier_dir, tiny_render, tmp_path / "eval", *settings)
     rows = document["metrics"]["action_recognition"]
     assert {(r["arm"], r["ratio"]) for r in rows} >= {("real_only", 0.0), ("synthetic", 1.0)}
     assert all(len(r["ci95"]) == 2 for r in rows)
     card = document["cards"]["action_recognition"]
     assert any("oracle" in w for w in card["warnings"]) and card["seeds"] == [0, 1]
-    held_out = copy_as_samples(rendered, "validation", tmp_path / "val_copies")
+    held_out = copy_as_samples(tiny_render, "validation", tmp_path / "val_copies")
     with pytest.raises(EvaluationError, match="TRAINING-split graphs"):
-        run(held_out, classifier_dir, rendered, tmp_path / "eval2", *settings)
+        run_evaluate(held_out, classifier_dir, tiny_render, tmp_path / "eval2", *settings)

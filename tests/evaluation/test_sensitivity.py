@@ -4,11 +4,9 @@ real chain (or_synth.edit with a tiny pipeline, then or_synth.evaluate metrics=[
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
 
 from or_synth.data.edits import apply_edit, parse_edit
 from or_synth.data.scene_graph import parse_scan
@@ -19,8 +17,7 @@ from or_synth.evaluate import EvaluationError, evaluate, load_config
 from or_synth.evaluation.image_sets import ImageSetError
 from or_synth.evaluation.relation_classifier import RelationClassifier, RelationLabels, triple_vocabulary
 from or_synth.evaluation.sensitivity import relation_sensitivity
-from tests.conftest import small_scene
-from tests.generator.conftest import saved_tiny_pipeline
+from tests.helpers import saved_tiny_pipeline, small_scene, write_edit_folder
 
 EDIT = "predicate head-surgeon Patient Sawing"
 
@@ -37,20 +34,6 @@ class GraphReader:
     def predict(self, images, cameras, batch_size=128):
         shown = [self.graphs[int(x[0, 0, 0]) // 255] for x in images]
         return {"predicates": self.labels.predicates(shown), "triples": self.labels.triple_targets(shown)}
-
-
-def write_edit_folder(folder: Path, before, after, *, full_follows_edit: bool) -> None:
-    folder.mkdir(parents=True)
-    vocabulary = Vocabulary()
-    (folder / "graphs.json").write_text(
-        json.dumps({"before": before.to_json(vocabulary), "after": after.to_json(vocabulary)})
-    )
-    (folder / "edit.json").write_text(json.dumps({"edit": EDIT, "cameras": {"1": {}, "5": {}}}))
-    for camera in (1, 5):
-        for kind, shows_after in (("before", False), ("after", True), ("full", full_follows_edit)):
-            Image.new("RGB", (8, 8), (255 if shows_after else 0, 0, 0)).save(
-                folder / f"{kind}_cam{camera}.png"
-            )
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import torch
 from or_synth.encoders import PretrainedWeightsError
 from or_synth.generator import AutoencoderLoss, build_autoencoder, measure_scaling_factor, to_model_range
 from or_synth.generator import latents as latent_cache
-from tests.generator.conftest import tiny_vae
+from tests.helpers import tiny_vae
 
 
 def test_unloadable_pretrained_autoencoder_is_a_clear_error(tmp_path):

@@ -24,7 +24,7 @@ from or_synth.generator import (
     weights_hash,
 )
 from or_synth.generator import latents as latent_cache
-from tests.generator.conftest import tiny_pipeline
+from tests.helpers import tiny_pipeline
 
 
 def scenes(count: int = 12, size: int = 32, noise: float = 2.0, seed: int = 0) -> torch.Tensor:

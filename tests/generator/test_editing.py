@@ -17,8 +17,7 @@ from or_synth.generator.editing import (
     regenerate,
     renumber_mask,
 )
-from tests.conftest import small_scene
-from tests.generator.conftest import tiny_pipeline
+from tests.helpers import small_scene, tiny_pipeline
 
 # small_scene nodes: 0 Patient, 1 human_0 (head-surgeon), 2 human_1 (assistant), 3 instrument,
 # 4 instrument_table, 5 operating_table

@@ -16,7 +16,7 @@ from or_synth.generator.layout_predictor import (
     mask_decoder,
     paste_masks,
 )
-from tests.encoders.conftest import knee_graphs, tiny_clip_cfg
+from tests.helpers import knee_graphs, tiny_clip_cfg
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from or_synth.generator import ORScenePipeline, check_pipeline_folder, make_scheduler, pipeline_hash
-from tests.generator.conftest import tiny_pipeline
+from tests.helpers import tiny_pipeline
 
 
 def _run(pipe, graphs, views, seeds, **kwargs):

@@ -9,7 +9,7 @@ import pytest
 
 from or_synth.generator import ORScenePipeline, shipped
 from or_synth.generator.shipped import ShippedPipelineError, resolve_pipeline, ship, verify_shipped
-from tests.generator.conftest import tiny_pipeline
+from tests.helpers import tiny_pipeline
 
 
 @pytest.fixture

@@ -6,13 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from or_synth.render import load_config, render
-
-SMALL = ["takes=3", "scans_per_take=8", "image_size=[48,64]", "progress=false"]
-
-
-def render_small(root: Path, *extra: str) -> dict:
-    return render(load_config([*SMALL, f"root={root}", *extra]))
+from tests.helpers import render_small
 
 
 @pytest.fixture(scope="session")
@@ -21,11 +15,3 @@ def small_render(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("render") / "synthetic_or"
     render_small(root)
     return root
-
-
-def all_files(root: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(root)): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and p.relative_to(root).parts[0] != "processed"
-    }

@@ -9,8 +9,7 @@ import pytest
 from or_synth.data import DatasetFormatError, FourDORDataset, load_scene_graphs
 from or_synth.render import load_config, render
 from or_synth.render.pipeline import MANIFEST
-
-from ..conftest import scan_entry, small_scene
+from tests.helpers import scan_entry, small_scene
 
 OPTS = ["image_size=[32,32]", "progress=false"]
 

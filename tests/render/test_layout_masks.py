@@ -13,7 +13,7 @@ from or_synth.data.scene_graph import parse_scan
 from or_synth.data.vocabulary import CAMERAS, Vocabulary
 from or_synth.render import layout_masks, load_config, render
 from or_synth.render.writer import frame_id
-from tests.conftest import scan_entry, small_scene
+from tests.helpers import scan_entry, small_scene
 
 # small_scene's nodes: 1 Patient, 2 head surgeon (drilling), 3 assistant (holding), 4 instrument,
 # 5 instrument_table, 6 operating_table (label = node index + 1).

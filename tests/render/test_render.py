@@ -18,8 +18,7 @@ from or_synth.render.painter import Style, build_mesh, render_view, shade
 from or_synth.render.pipeline import MANIFEST, ScanJob, plan_jobs, render_scan, scan_record
 from or_synth.render.room import make_cameras
 from or_synth.render.writer import node_boxes, write_take_files
-
-from .conftest import all_files, render_small
+from tests.helpers import all_files, render_small
 
 
 def test_same_seed_same_bytes_for_any_worker_count(small_render, tmp_path):

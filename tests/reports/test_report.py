@@ -24,9 +24,9 @@ from or_synth.data.vocabulary import Vocabulary
 from or_synth.report import load_config, positional_compare, report
 from or_synth.reports import ReportError
 from or_synth.reports.bundle import SECTIONS
-from tests.conftest import render_tiny_dataset, small_scene
-from tests.evaluation.test_evaluate import copy_as_samples, run, train_classifier
-from tests.evaluation.test_sensitivity import write_edit_folder
+from tests.helpers import render_tiny_dataset, small_scene
+from tests.helpers import copy_as_samples, run_evaluate, train_classifier
+from tests.helpers import write_edit_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
@@ -49,18 +49,18 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory) -> dict[str, Path]:
+def work(tiny_render, tmp_path_factory) -> dict[str, Path]:
     """A tiny render, a relation classifier and three evaluations: every metric on copies of the real validation
     views; the same N on graph-shuffled copies (comparable, worse consistency); camera 1 only (N halves)."""
     base = tmp_path_factory.mktemp("report")
-    root = render_tiny_dataset(base / "synthetic_or", size=32)
+    root = tiny_render
     classifier = train_classifier(root, base / "classifier", "classifier.steps=24")  # sees enough to tell
     samples = copy_as_samples(root, "validation", base / "copies", layout="given")  # with boxes: pairs scored
     training_graphs = copy_as_samples(root, "train", base / "train_copies")
     before = parse_scan(small_scene(4, "000001"), Vocabulary())
     after = apply_edit(before, parse_edit("predicate head-surgeon Patient Sawing")).after
     write_edit_folder(base / "edits/4_000001_sawing", before, after, full_follows_edit=False)
-    run(
+    run_evaluate(
         samples,
         classifier,
         root,
@@ -71,7 +71,7 @@ def work(tmp_path_factory) -> dict[str, Path]:
         f"action_recognition.extra_real_root={root}",
         *DOWNSTREAM,
     )
-    run(
+    run_evaluate(
         copy_as_samples(root, "validation", base / "shuffled", shuffle_graphs=True),
         classifier,
         root,
@@ -80,7 +80,7 @@ def work(tmp_path_factory) -> dict[str, Path]:
     lines = samples.read_text().splitlines()
     camera_one = base / "copies/manifest_cam1.jsonl"
     camera_one.write_text("".join(x + "\n" for x in lines if json.loads(x)["camera"] == 1))
-    run(camera_one, classifier, root, base / "eval_cam1")
+    run_evaluate(camera_one, classifier, root, base / "eval_cam1")
     return {"base": base, "root": root, "classifier": classifier, "samples": samples.parent}
 
 
