@@ -94,7 +94,7 @@ def user_errors() -> Iterator[None]:
         fail(one_line(error), getattr(error, "exit_code", 2))
 
 
-def check_overrides(config_name: str, overrides: Sequence[str]) -> None:
+def check_overrides(config_name: str, overrides: Sequence[str], config_dir: str = CONFIG_DIR) -> None:
     """Compose the config once before Hydra runs, so a bad override (an unknown key or group option, a syntax
     error) is one ``error:`` line and exit 2 instead of Hydra's exit 1."""
     from hydra.errors import HydraException
@@ -103,7 +103,7 @@ def check_overrides(config_name: str, overrides: Sequence[str]) -> None:
     try:
         from hydra import compose, initialize_config_dir
 
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
             compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as error:
         if debugging():
@@ -117,18 +117,22 @@ def check_overrides(config_name: str, overrides: Sequence[str]) -> None:
 
 
 def command(
-    config_name: str, *, argv: Callable[[list[str]], list[str]] | None = None
+    config_name: str,
+    *,
+    config_dir: str | Path = CONFIG_DIR,
+    argv: Callable[[list[str]], list[str]] | None = None,
 ) -> Callable[[Callable[[DictConfig], Any]], Callable[[], None]]:
-    """Decorate ``task(cfg)`` into a zero-argument ``main()``: Hydra composes ``configs/<config_name>.yaml`` with
-    the command line, and :func:`user_errors` keeps the contract.
+    """Decorate ``task(cfg)`` into a zero-argument ``main()``: Hydra composes ``<config_dir>/<config_name>.yaml``
+    with the command line, and :func:`user_errors` keeps the contract.
 
     Args:
+        config_dir: the config tree (default ``configs/``; the renderer has its own, ``configs/render``).
         argv: rewrites ``sys.argv`` before Hydra parses it (e.g. positional arguments into overrides).
     """
     import hydra
 
     def decorate(task: Callable[[DictConfig], Any]) -> Callable[[], None]:
-        @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)
+        @hydra.main(version_base="1.3", config_path=str(config_dir), config_name=config_name)
         def hydra_task(cfg: DictConfig) -> None:
             with user_errors():
                 task(cfg)
@@ -142,7 +146,7 @@ def command(
                 sys.argv = argv(sys.argv)
             args = sys.argv[1:]
             if not any(a.split("=")[0] in _HYDRA_FLAGS for a in args):
-                check_overrides(config_name, args)
+                check_overrides(config_name, args, str(config_dir))
             hydra_task()
 
         return main

@@ -7,9 +7,9 @@
 (self-contained, opens offline) with metrics, cards, figures, configs, environment and hashes beside it
 (:func:`or_synth.reports.build_report`). ``compare A B`` puts two evaluations (or report folders) side by side
 and refuses, with the reason, every number whose cards differ in what makes them comparable
-(:func:`or_synth.reports.build_comparison`). Hydra takes no positional arguments: :func:`main` rewrites
-``compare A B`` to ``compare=[A,B]`` before Hydra parses. A thin ``@hydra.main`` wrapper around :func:`report`,
-which tests call with a composed config.
+(:func:`or_synth.reports.build_comparison`). Hydra takes no positional arguments: ``compare A B`` becomes
+``compare=[A,B]`` before Hydra parses. A thin wrapper (:mod:`or_synth.cli`) around :func:`report`, which tests
+call with a composed config.
 """
 
 from __future__ import annotations
@@ -18,19 +18,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import hydra
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from or_synth.evaluation.image_sets import ImageSetError
+from or_synth import cli
+from or_synth.cli import command
 from or_synth.reports import ReportError, build_comparison, build_report
-
-CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
 
 
 def load_config(overrides: Sequence[str] = ()) -> DictConfig:
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name="report", overrides=list(overrides))
+    return cli.load_config("report", overrides)
 
 
 def report(cfg: DictConfig) -> Path:
@@ -58,19 +54,10 @@ def positional_compare(argv: list[str]) -> list[str]:
     return [argv[0], f"compare=[{quoted(folders[0])},{quoted(folders[1])}]", *argv[4:]]
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="report")
-def hydra_main(cfg: DictConfig) -> None:
-    try:
-        folder = report(cfg)
-    except (ReportError, ImageSetError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+@command("report", argv=positional_compare)
+def main(cfg: DictConfig) -> None:
+    folder = report(cfg)
     print(f"report: {folder / 'index.html'}")
-
-
-def main() -> None:
-    sys.argv = positional_compare(sys.argv)
-    hydra_main()
 
 
 if __name__ == "__main__":

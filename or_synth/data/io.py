@@ -11,6 +11,10 @@ from pathlib import Path
 
 from or_synth.data.errors import DatasetFormatError
 
+# The checkout this package runs from (or the site-packages folder of an install, where no path of a user's
+# outputs lies beneath it).
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
 
 def file_sha256(path: str | Path) -> str:
     """Full SHA-256 hex digest of a file, read in 1 MiB blocks (weights files are large)."""
@@ -19,6 +23,14 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def repo_relative(text: str, root: str | Path | None = None) -> str:
+    """``text`` with every absolute path inside ``root`` written relative to it (``root`` itself as ``.``), so a
+    committed report or result says ``runs/classifier/x`` instead of the building machine's ``/home/.../runs/...``.
+    Paths outside ``root`` stay as they are."""
+    root = str(Path(REPO_ROOT if root is None else root).resolve()).rstrip("/")
+    return text.replace(root + "/", "").replace(root, ".")
 
 
 @contextmanager

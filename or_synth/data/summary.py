@@ -12,7 +12,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from or_synth.data.errors import DatasetFormatError
+from or_synth.data.errors import DatasetFormatError, UserError
 from or_synth.data.phases import PhaseTable
 from or_synth.data.scene_graph import SceneGraphRecord, load_scene_graphs
 from or_synth.data.vocabulary import PHASES, SPLIT_TAKES, Vocabulary, main_action
@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         summary = summarize(args.path, strict=args.strict)
-    except DatasetFormatError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (UserError, OSError) as error:  # the data layer's user errors, and an unreadable path
+        print("error: " + " ".join(str(error).split()), file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=args.indent or None))
     return 0

@@ -1,24 +1,21 @@
-"""``python -m or_synth.render [preset=gpu] [root=DIR takes=N scans_per_take=M seed=S] [from_json=PATH]``."""
+"""``python -m or_synth.render [preset=gpu] [root=DIR takes=N scans_per_take=M seed=S] [from_json=PATH]``.
+
+A thin wrapper around :func:`or_synth.render.render` (options: ``configs/render/config.yaml``); user errors end
+with one line and exit 2 (:mod:`or_synth.cli`).
+"""
 
 from __future__ import annotations
 
-import sys
-
-import hydra
 from omegaconf import DictConfig
 
-from or_synth.data.errors import DatasetFormatError
+from or_synth.cli import command
 from or_synth.render.config import CONFIG_DIR
-from or_synth.render.pipeline import RenderRefused, render
+from or_synth.render.pipeline import render
 
 
-@hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
+@command("config", config_dir=CONFIG_DIR)
 def main(cfg: DictConfig) -> None:
-    try:
-        render(cfg)
-    except (RenderRefused, DatasetFormatError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    render(cfg)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import multiprocessing as mp
 import os
 import shutil
@@ -21,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from or_synth.data.annotations import annotation_path
-from or_synth.data.errors import DatasetFormatError
+from or_synth.data.errors import DatasetFormatError, UserError
 from or_synth.data.phases import PhaseTable
 from or_synth.data.scene_graph import SceneGraphRecord, load_scene_graphs, parse_scan
 from or_synth.data.vocabulary import PHASES, SPLIT_TAKES, Vocabulary
@@ -63,7 +64,7 @@ CONTENT_KEYS = (
 JSON_LAYOUT_TRIES = 6
 
 
-class RenderRefused(RuntimeError):
+class RenderRefused(UserError, RuntimeError):
     """The output folder holds something else; nothing was touched."""
 
 
@@ -84,10 +85,16 @@ class ScanJob:
 
 def resolve_takes(takes) -> list[int]:
     """``takes=N`` -> the first N of :data:`TAKE_ORDER`; a list is used as given (4D-OR take numbers)."""
-    if isinstance(takes, int):
+    if isinstance(takes, int) and not isinstance(takes, bool):
         if not 1 <= takes <= len(TAKE_ORDER):
             raise ValueError(f"takes must be 1..{len(TAKE_ORDER)} (4D-OR's take numbers), got {takes}")
         return sorted(TAKE_ORDER[:takes])
+    if isinstance(takes, str | bool | float) or not all(
+        isinstance(t, int) and not isinstance(t, bool) for t in takes
+    ):
+        raise ValueError(
+            f"takes must be a count 1..10 or a list of 4D-OR take numbers, e.g. takes=[1,4], got {takes!r}"
+        )
     out = sorted(int(t) for t in takes)
     unknown = [t for t in out if not any(t in v for v in SPLIT_TAKES.values())]
     if unknown or len(set(out)) != len(out):
@@ -137,6 +144,52 @@ def render_embedded_on_first_use(root: str | Path) -> bool:
     return Path(root).resolve() == EMBEDDED_ROOT.resolve() and render_on_first_use(root)
 
 
+def _number(cfg: DictConfig, key: str, kind=int):
+    value = cfg.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{key} must be a number, got {value!r}")
+    if kind is int and value != int(value):
+        raise ValueError(f"{key} must be a whole number, got {value!r}")
+    return kind(value)
+
+
+def check_options(cfg: DictConfig) -> tuple[int, int]:
+    """Every option checked before anything is written; returns the image size (H, W)."""
+    size = cfg.image_size
+    if not OmegaConf.is_list(size) or len(size) != 2 or not all(isinstance(v, int) and v >= 8 for v in size):
+        raise ValueError(f"image_size must be [H, W] with H, W >= 8 pixels, got {size}")
+    if Path(cfg.root).exists() and not Path(cfg.root).is_dir():
+        raise ValueError(f"root={cfg.root} is a file; give a folder for the dataset")
+    if cfg.get("from_json"):
+        if not Path(cfg.from_json).is_file():
+            raise FileNotFoundError(f"from_json={cfg.from_json}: no such file")
+    else:
+        resolve_takes(OmegaConf.to_container(cfg.takes) if OmegaConf.is_config(cfg.takes) else cfg.takes)
+        if _number(cfg, "scans_per_take") < len(PHASES):
+            raise ValueError(
+                f"scans_per_take must be at least {len(PHASES)} (one per phase), got {cfg.scans_per_take}"
+            )
+    if _number(cfg, "seed") < 0:
+        raise ValueError(f"seed must be >= 0, got {cfg.seed}")
+    if _number(cfg, "workers") < 0:
+        raise ValueError(f"workers must be >= 0 (0: all cores), got {cfg.workers}")
+    if _number(cfg, "layout_tries") < 1:
+        raise ValueError(f"layout_tries must be >= 1, got {cfg.layout_tries}")
+    if not 0.0 <= _number(cfg, "rare_action_boost", float) <= 1.0:
+        raise ValueError(f"rare_action_boost must be in 0..1, got {cfg.rare_action_boost}")
+    if _number(cfg, "camera_jitter", float) < 0:
+        raise ValueError(f"camera_jitter must be >= 0 metres, got {cfg.camera_jitter}")
+    quality = cfg.jpeg_quality
+    if (
+        not OmegaConf.is_list(quality)
+        or len(quality) != 2
+        or not all(isinstance(q, int) for q in quality)
+        or not (1 <= quality[0] <= quality[1] <= 100)
+    ):
+        raise ValueError(f"jpeg_quality must be [low, high] within 1..100, got {quality}")
+    return int(size[0]), int(size[1])
+
+
 def render(cfg: DictConfig) -> dict:
     """Render a dataset as configured (see ``configs/render/config.yaml``) and return its manifest.
 
@@ -145,9 +198,7 @@ def render(cfg: DictConfig) -> dict:
         DatasetFormatError: a given graph cannot be drawn (with ``strict``), naming the scan.
     """
     root = Path(cfg.root)
-    size = tuple(int(v) for v in cfg.image_size)
-    if len(size) != 2:
-        raise ValueError(f"image_size must be [H, W], got {cfg.image_size}")
+    size = check_options(cfg)
     print_fn = print if cfg.get("progress", True) else (lambda *a, **k: None)
     key = fingerprint(cfg)
     manifest = _prepare_root(root, key, bool(cfg.overwrite))
@@ -305,9 +356,8 @@ def plan_jobs(cfg: DictConfig, root: Path, size: tuple[int, int]):
         return jobs, phases_by_take, scans_by_take, skipped
 
     n = int(cfg.scans_per_take)
-    for take in resolve_takes(
-        OmegaConf.to_container(cfg.takes) if not isinstance(cfg.takes, int) else cfg.takes
-    ):
+    takes = OmegaConf.to_container(cfg.takes) if OmegaConf.is_config(cfg.takes) else cfg.takes
+    for take in resolve_takes(takes):
         ranges = phase_ranges(n, np.random.default_rng([int(cfg.seed), take, 1_000_033]))
         phases_by_take[take] = ranges
         scans_by_take[take] = n

@@ -28,13 +28,13 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from omegaconf import DictConfig, OmegaConf
 
+from or_synth.data.errors import UserError
 from or_synth.evaluation.cards import card_markdown, environment
 from or_synth.reports import sections
 from or_synth.reports.sections import Assets, fmt
 from or_synth.reports.summary import summary_rows
-from or_synth.data.io import file_sha256
+from or_synth.data.io import REPO_ROOT, file_sha256, repo_relative
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 # Folder names that say nothing about the run: the report is named after the parent too.
 GENERIC_NAMES = {"eval", "evaluation", "evaluation_out", "samples", "out", "pipeline", "report"}
@@ -54,7 +54,7 @@ SECTIONS = (
 CONTENT_SECURITY_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 
-class ReportError(ValueError):
+class ReportError(UserError, ValueError):
     """A report that cannot be built from what was given; the message says what to pass instead."""
 
 
@@ -351,8 +351,30 @@ def template_environment() -> Environment:
     return env
 
 
+# What marks a folder as a bundle this command wrote (a report, or a comparison): only such a folder is replaced.
+BUNDLE_MARKERS = (("index.html", "hashes.json", "environment.json"), ("index.html", "comparison.json"))
+
+
+def is_bundle(folder: Path) -> bool:
+    return folder.is_dir() and any(all((folder / name).is_file() for name in names) for names in BUNDLE_MARKERS)
+
+
+def check_replaceable(final: Path) -> None:
+    """``out/name`` may be new or an earlier bundle; anything else (a file, a samples folder, a user's notes) is
+    refused before any work, and never moved or deleted."""
+    if final.is_symlink() or (final.exists() and not final.is_dir()):
+        raise ReportError(f"out/name={final} is a file, not a report folder; choose another out= or name=")
+    if final.is_dir() and any(final.iterdir()) and not is_bundle(final):
+        raise ReportError(
+            f"out/name={final} holds files that are not a report bundle; nothing was changed. Choose another "
+            "out= or name= (a report replaces only an earlier report)"
+        )
+
+
 def write_atomically(final: Path, write: Callable[[Path], None]) -> Path:
-    """Build into a temporary folder beside ``final``, then swap it in: readers see the old or the new bundle."""
+    """Build into a temporary folder beside ``final``, then swap it in: readers see the old or the new bundle.
+    ``final`` must be new, empty or an earlier bundle (:func:`check_replaceable`)."""
+    check_replaceable(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
@@ -395,6 +417,7 @@ def build_report(cfg: DictConfig) -> Path:
     inputs = collect(cfg)
     final = Path(str(cfg.out)) / inputs.name
     check_target(final, [inputs.run, *inputs.evaluations])
+    check_replaceable(final)  # before any section is built
     assets, missing, notes = Assets(), [], {}
     todo = commands(inputs)
     document = inputs.document or {"cards": {}, "details": {}, "metrics": {}, "warnings": []}
@@ -494,6 +517,8 @@ def build_report(cfg: DictConfig) -> Path:
     page = template_environment().get_template("report.html.j2").render(**context)
 
     def write(folder: Path) -> None:
-        save_files(folder, assets, {**texts, "index.html": page})
+        # Paths in the repository as relative ones: a committed bundle shows no machine's absolute paths.
+        texts_out = {name: repo_relative(text) for name, text in {**texts, "index.html": page}.items()}
+        save_files(folder, assets, texts_out)
 
     return write_atomically(final, write)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from or_synth.data.io import repo_relative
 from or_synth.evaluation.cards import incomparable_fields
 from or_synth.reports.bundle import (
     CONTENT_SECURITY_POLICY,
@@ -24,6 +25,7 @@ from or_synth.reports.bundle import (
     read_evaluation,
     report_name,
     template_environment,
+    check_replaceable,
     write_atomically,
 )
 from or_synth.reports.sections import HIGHER, LOWER, condensed_warnings, fmt
@@ -224,6 +226,7 @@ def build_comparison(cfg: DictConfig) -> Path:
     names = [report_name(f) for f in folders]
     final = Path(str(cfg.out)) / (str(cfg.name) if cfg.name else f"compare_{names[0]}_{names[1]}")
     check_target(final, folders)
+    check_replaceable(final)
     metrics = compare_documents(*documents)
     context = {
         "title": f"or_synth comparison: {names[0]} vs {names[1]}",
@@ -239,9 +242,8 @@ def build_comparison(cfg: DictConfig) -> Path:
     record = {"a": context["a"], "b": context["b"], "metrics": metrics}
 
     def write(folder: Path) -> None:
-        (folder / "index.html").write_text(page, encoding="utf-8")
-        (folder / "comparison.json").write_text(
-            json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8"
-        )
+        (folder / "index.html").write_text(repo_relative(page), encoding="utf-8")
+        text = json.dumps(record, indent=2, default=str) + "\n"
+        (folder / "comparison.json").write_text(repo_relative(text), encoding="utf-8")
 
     return write_atomically(final, write)

@@ -76,3 +76,21 @@ def test_predicate_the_renderer_cannot_draw(tmp_path):
     with pytest.raises(DatasetFormatError, match="cannot draw predicate 'Dancing'") as info:
         render(load_config([*OPTS, f"root={tmp_path / 'out'}", f"from_json={source}"]))
     assert info.value.scan == "000007"
+
+
+@pytest.mark.parametrize("takes", ["abc", "[1,x]", "[1,11]", "0", "true"])
+def test_bad_takes_are_named_before_anything_is_written(tmp_path, takes):
+    with pytest.raises(ValueError, match="takes must be"):
+        render(load_config([f"root={tmp_path / 'r'}", f"takes={takes}", "progress=false"]))
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    "option",
+    ["scans_per_take=2", "image_size=[0,32]", "image_size=32", "seed=-1", "workers=-2", "jpeg_quality=[90,200]",
+     "rare_action_boost=2", "camera_jitter=nan", "layout_tries=0"],
+)  # fmt: skip
+def test_bad_options_are_refused_before_anything_is_written(tmp_path, option):
+    with pytest.raises(ValueError, match=option.split("=")[0]):
+        render(load_config([f"root={tmp_path / 'r'}", option, "progress=false"]))
+    assert not (tmp_path / "r").exists()

@@ -297,6 +297,36 @@ def test_positional_compare_becomes_an_override_and_runs_as_a_command(work, tmp_
     assert "report:" in done.stdout and next(tmp_path.glob("compare_*/index.html")).is_file()
 
 
+def test_a_report_replaces_only_an_earlier_report(work, tmp_path):
+    """out/name may hold an earlier bundle (replaced); a file or a folder of other files is refused, untouched."""
+    run = f"run={work['base'] / 'eval'}"
+    first = report(load_config([run, f"out={tmp_path}", "name=r", "grid_scans=2"]))
+    again = report(load_config([run, f"out={tmp_path}", "name=r", "grid_scans=2"]))
+    assert first == again and (again / "index.html").is_file()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("keep me")
+    (tmp_path / "a_file").write_text("keep me too")
+    for name in ("notes", "a_file"):
+        with pytest.raises(ReportError, match="not a report|is a file"):
+            report(load_config([run, f"out={tmp_path}", f"name={name}"]))
+    assert (tmp_path / "notes" / "mine.txt").read_text() == "keep me"
+    assert (tmp_path / "a_file").read_text() == "keep me too"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "notes", "r"]  # nothing moved aside
+
+
+def test_paths_inside_the_repository_are_written_relative(work, tmp_path, monkeypatch):
+    """A bundle built from inputs inside the checkout names them relative to it, never by absolute path."""
+    from or_synth.reports import bundle as bundle_module
+
+    monkeypatch.setattr("or_synth.data.io.REPO_ROOT", work["base"])
+    written = report(load_config([f"run={work['base'] / 'eval'}", f"out={tmp_path}", "name=rel"]))
+    assert bundle_module.repo_relative("x") == "x"
+    for name in ("index.html", "hashes.json", "metrics.json"):
+        text = (written / name).read_text()
+        assert str(work["base"]) not in text, name
+    assert "eval" in json.loads((written / "metrics.json").read_text())["config"]["out"]
+
+
 # --- the page in a real browser -----------------------------------------------------------------------------
 PROBE = """<script>addEventListener("load", () => {
   const images = [...document.images];
