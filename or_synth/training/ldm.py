@@ -17,11 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from accelerate.utils import gather_object
 from diffusers import DDPMScheduler
 from diffusers.optimization import get_scheduler
-from diffusers.training_utils import EMAModel, compute_snr
+from diffusers.training_utils import EMAModel
 from omegaconf import DictConfig, OmegaConf
 from torch_geometric.data import Batch
 
@@ -36,29 +35,15 @@ from or_synth.generator.autoencoder import (
 from or_synth.generator.conditioning import GraphConditioner
 from or_synth.generator.denoiser import GraphConditionedDenoiser, build_unet
 from or_synth.generator.latents import cached_latents, dataset_identity, encode_views
+from or_synth.generator.objective import diffusion_loss, training_target
 from or_synth.generator.pipeline import ORScenePipeline, make_scheduler
 from or_synth.generator.shipped import resolve_pipeline
 from or_synth.reports.grids import describe_graph, sample_grid, save_image_atomic
-from or_synth.training.common import (
-    NonFiniteGuard,
-    RunLogs,
-    StopRequest,
-    build_dataset,
-    check_divisible,
-    epoch_batch,
-    log_scalars,
-    make_accelerator,
-    reached_step,
-    resume_from_checkpoint,
-    rng_state,
-    save_checkpoint,
-    save_pretrained_atomic,
-    save_resolved_config,
-    step_generator,
-    step_progress,
-    stopped_on_request,
-    write_metrics,
-)
+from or_synth.training.batches import build_dataset, epoch_batch, step_generator
+from or_synth.training.checkpoints import reached_step, resume_from_checkpoint, save_pretrained_atomic
+from or_synth.training.devices import make_accelerator
+from or_synth.training.logs import save_resolved_config, write_metrics
+from or_synth.training.loop import NonFiniteGuard, TrainingLoop, check_divisible
 
 log = logging.getLogger(__name__)
 
@@ -201,24 +186,49 @@ def train_ldm(cfg: DictConfig) -> dict:
     if cfg.trainer.compile:
         unet.compile()  # in place: state_dict keys stay the same
 
-    # 5. Loop.
+    def training_state() -> tuple[dict, dict]:
+        weights = {"model": model.state_dict(), "ema": dict(zip(names, ema.shadow_params, strict=True))}
+        ema_state = {k: v for k, v in ema.state_dict().items() if k != "shadow_params"}
+        state = {
+            "optimizer": optimizer.state_dict(),
+            "lr_schedule": lr_schedule.state_dict(),
+            "ema": ema_state,
+        }
+        return weights, state
+
     grid_items = _grid_items(cfg, val_views)
-    logs = RunLogs(run_dir, start, accelerator.is_main_process)
+
+    def sample(done: int) -> dict:
+        """The sample grid of the EMA weights on fixed validation graphs."""
+        pipeline = _ema_pipeline(model, ema, vae, noise_scheduler)
+        path = run_dir / "samples" / f"grid_{done:07d}.png"
+        return {"samples/grid": _write_grid(pipeline, cfg, grid_items, val_views, path)}
+
+    # 5. Loop.
     guard = NonFiniteGuard(cfg.trainer.max_bad_steps)
     steps, batch_size = cfg.ldm.steps, cfg.ldm.batch_size
     rank, world = accelerator.process_index, accelerator.num_processes
     check_divisible(batch_size, world, "ldm.batch_size")
-    progress = step_progress("ldm", start, steps, accelerator)
     # ldm.time_budget_s: stop (checkpoint + pipeline) once the loop has run this long, summed over resumes, so
     # levers are compared at equal CPU time and a budgeted run is a prefix of a longer one (constant LR).
     budget = cfg.ldm.get("time_budget_s")
     seconds_before, loop_start = float(metrics.get("train_seconds", 0.0)), time.perf_counter()
     stopped_early = _out_of_time(metrics, budget)
-    # Ctrl-C / SIGTERM: finish the step, save a checkpoint and stop; the same command resumes.
-    stop = StopRequest()
-    interrupted = False
-    with stop:
-        for step in progress if not stopped_early else ():
+    with TrainingLoop(
+        "ldm",
+        run_dir,
+        start,
+        steps,
+        log_every=cfg.trainer.log_every,
+        ckpt_every=cfg.ldm.ckpt_every,
+        checkpoint=training_state,
+        metrics=metrics,
+        sample_every=cfg.ldm.sample_every,
+        sample=sample,
+        keep=cfg.trainer.keep_checkpoints,
+        accelerator=accelerator,
+    ) as loop:
+        for step in loop if not stopped_early else ():
             wrapped.train()
             # Everything random about this step is drawn for the global batch, then sliced to this rank.
             generator = step_generator(cfg.seed, step)
@@ -242,7 +252,7 @@ def train_ldm(cfg: DictConfig) -> dict:
             clean = (clean * scale).to(accelerator.device)
             noise, timesteps = noise[local].to(accelerator.device), timesteps[local].to(accelerator.device)
             noisy = noise_scheduler.add_noise(clean, noise, timesteps)
-            target = _target(noise_scheduler, clean, noise, timesteps)
+            target = training_target(noise_scheduler, clean, noise, timesteps)
             graphs = Batch.from_data_list([train_views.graphs[int(g)] for g in train_views.graph_index[idx]])
             masks = train_views.masks[idx] if layout else None
             with accelerator.accumulate(wrapped), accelerator.autocast():
@@ -255,7 +265,7 @@ def train_ldm(cfg: DictConfig) -> dict:
                     drop_graph=drop_graph[local],
                     drop_layout=drop_layout[local],
                 )
-                loss = _loss(
+                loss = diffusion_loss(
                     prediction.float(), target.float(), timesteps, noise_scheduler, cfg.ldm.snr_gamma
                 )
             finite = accelerator.reduce(torch.isfinite(loss.detach()).float(), "min").item() > 0
@@ -274,53 +284,13 @@ def train_ldm(cfg: DictConfig) -> dict:
             if budget is not None:  # every rank stops at the same step: once any rank is over budget
                 out_of_time = torch.tensor(float(_out_of_time(metrics, budget)), device=accelerator.device)
                 stopped_early = accelerator.reduce(out_of_time, "max").item() > 0 and done < steps
-            requested = torch.tensor(float(stop.requested), device=accelerator.device)
-            interrupted = accelerator.reduce(requested, "max").item() > 0 and done < steps
-            last = done == steps or stopped_early
-            if accelerator.is_main_process:
-                scalars = {
-                    "train/loss": mean_loss,
-                    "train/lr": lr_schedule.get_last_lr()[0],
-                    "train/ema_decay": ema.cur_decay_value or 0.0,
-                }
-                logs.steps.write({"step": done, "loss": mean_loss})
-                if done % cfg.trainer.log_every == 0 or last:
-                    log_scalars(logs.writer, scalars, done)
-                    left = (
-                        {} if budget is None else {"budget_left": _minutes(budget - metrics["train_seconds"])}
-                    )
-                    progress.set_postfix(loss=f"{mean_loss:.4f}", **left)
-                if (done % cfg.ldm.sample_every == 0 or last) and not interrupted:
-                    pipeline = _ema_pipeline(model, ema, vae, noise_scheduler)
-                    grid = _write_grid(
-                        pipeline, cfg, grid_items, val_views, run_dir / "samples" / f"grid_{done:07d}.png"
-                    )
-                    logs.writer.add_image("samples/grid", np.asarray(grid), done, dataformats="HWC")
-                if done % cfg.ldm.ckpt_every == 0 or last or interrupted:
-                    ema_state = {k: v for k, v in ema.state_dict().items() if k != "shadow_params"}
-                    save_checkpoint(
-                        run_dir,
-                        done,
-                        {
-                            "model": model.state_dict(),
-                            "ema": dict(zip(names, ema.shadow_params, strict=True)),
-                        },
-                        {
-                            "optimizer": optimizer.state_dict(),
-                            "lr_schedule": lr_schedule.state_dict(),
-                            "ema": ema_state,
-                            "rng": rng_state(),
-                            "metrics": metrics,
-                        },
-                        keep=cfg.trainer.keep_checkpoints,
-                    )
-                    write_metrics(run_dir, {**metrics, "step": done, "loss": mean_loss})
-            accelerator.wait_for_everyone()
-            if interrupted:
-                progress.close()
-                if accelerator.is_main_process:
-                    logs.close()
-                raise stopped_on_request("ldm", run_dir, done)
+            scalars = {
+                "train/loss": mean_loss,
+                "train/lr": lr_schedule.get_last_lr()[0],
+                "train/ema_decay": ema.cur_decay_value or 0.0,
+            }
+            left = {} if budget is None else {"budget_left": _minutes(budget - metrics["train_seconds"])}
+            loop.end_step(done, scalars, last=stopped_early, postfix=left)
             if stopped_early:
                 log.info(
                     "ldm: time budget of %s s reached at step %d (run it longer: raise ldm.time_budget_s)",
@@ -329,7 +299,6 @@ def train_ldm(cfg: DictConfig) -> dict:
                 )
                 start = done
                 break
-    progress.close()
 
     # 6. The pipeline folder (EMA weights) and the final sample grid.
     pipeline_dir, grid_path = run_dir / PIPELINE_DIR, run_dir / FINAL_GRID
@@ -346,7 +315,6 @@ def train_ldm(cfg: DictConfig) -> dict:
         label = f"this run ({metrics['step']} steps, {minutes:.0f} min)"
         _write_grid(pipeline, cfg, grid_items, val_views, grid_path, label, _reference(cfg))
         write_metrics(run_dir, metrics)
-        logs.close()
     accelerator.wait_for_everyone()
     log.info("ldm: pipeline in %s, sample grid %s", pipeline_dir, grid_path)
     return {
@@ -361,31 +329,6 @@ def train_ldm(cfg: DictConfig) -> dict:
 def _minutes(seconds: float) -> str:
     seconds = max(0, int(seconds))
     return f"{seconds // 60}:{seconds % 60:02d}"
-
-
-def _target(noise_scheduler: DDPMScheduler, clean, noise, timesteps) -> torch.Tensor:
-    """What the denoiser predicts: the noise (epsilon), the velocity (v_prediction) or the clean latent (sample)."""
-    kind = noise_scheduler.config.prediction_type
-    if kind == "epsilon":
-        return noise
-    if kind == "v_prediction":
-        return noise_scheduler.get_velocity(clean, noise, timesteps)
-    if kind == "sample":
-        return clean
-    raise ValueError(f"scheduler.prediction_type={kind!r}: use epsilon, v_prediction or sample")
-
-
-def _loss(prediction, target, timesteps, noise_scheduler, snr_gamma) -> torch.Tensor:
-    """MSE, or min-SNR-gamma weighted MSE (Hang et al., ICCV 2023) when ``snr_gamma`` is set: the x0-space weight
-    min(SNR, gamma), expressed for the target predicted (divided by SNR for epsilon, by SNR + 1 for v)."""
-    if snr_gamma is None:
-        return F.mse_loss(prediction, target)
-    snr = compute_snr(noise_scheduler, timesteps)
-    weight = torch.clamp(snr, max=snr_gamma)
-    kind = noise_scheduler.config.prediction_type
-    weight = weight / (snr + 1) if kind == "v_prediction" else weight / snr if kind == "epsilon" else weight
-    per_item = F.mse_loss(prediction, target, reduction="none").mean(dim=(1, 2, 3))
-    return (per_item * weight).mean()
 
 
 def _ema_pipeline(model: GraphConditionedDenoiser, ema: EMAModel, vae, noise_scheduler) -> ORScenePipeline:
