@@ -123,11 +123,16 @@ def train_align(cfg: DictConfig) -> dict:
     def training_state() -> tuple[dict, dict]:
         return {"model": aligner.state_dict()}, {"optimizer": optimizer.state_dict()}
 
-    def evaluate(key: str) -> dict:
-        """Retrieval and masked-predicate accuracy on the validation split into ``metrics[key]``."""
+    def evaluate(done: int) -> dict:
+        """Retrieval and masked-predicate accuracy on the validation split: ``metrics["start"]`` before the first
+        step, ``metrics["end"]`` after a later one."""
+        key = "start" if done == 0 else "end"
         metrics[key] = evaluate_align(aligner, val_set, cfg)
         aligner.train()
         return metrics[key]
+
+    def save_encoder() -> None:
+        save_pretrained_atomic(aligner.encoder, run_dir / ENCODER_DIR)
 
     # The batches of the remaining steps, read by the loader's workers (its own generator: no draw from the
     # global RNG, which the checkpoint restores).
@@ -141,22 +146,16 @@ def train_align(cfg: DictConfig) -> dict:
 
     # 5. Loop.
     guard = NonFiniteGuard(cfg.trainer.max_bad_steps)
-    with TrainingLoop(
+    with TrainingLoop.for_stage(
+        cfg,
         "align",
-        run_dir,
         start,
-        steps,
-        log_every=cfg.trainer.log_every,
-        ckpt_every=cfg.align.ckpt_every,
         checkpoint=training_state,
         metrics=metrics,
-        sample_every=cfg.align.eval_every,
-        sample=lambda done: evaluate("end"),
-        export=lambda: save_pretrained_atomic(aligner.encoder, run_dir / ENCODER_DIR),
-        keep=cfg.trainer.keep_checkpoints,
+        sample=evaluate,
+        export=save_encoder,
+        sample_first=True,
     ) as loop:
-        if start == 0:
-            loop.log(evaluate("start"), 0)
         aligner.train()
         for step, batch in zip(loop, loader, strict=False):
             batch = batch.to(device)

@@ -173,17 +173,7 @@ def train_classifier(cfg: DictConfig) -> dict:
     # 4. Loop.
     steps, batch_size = int(settings.steps), int(settings.batch_size)
     guard = NonFiniteGuard(cfg.trainer.max_bad_steps)
-    with TrainingLoop(
-        "classifier",
-        run_dir,
-        start,
-        steps,
-        log_every=cfg.trainer.log_every,
-        ckpt_every=settings.ckpt_every,
-        checkpoint=training_state,
-        metrics=metrics,
-        keep=cfg.trainer.keep_checkpoints,
-    ) as loop:
+    with TrainingLoop.for_stage(cfg, "classifier", start, checkpoint=training_state, metrics=metrics) as loop:
         classifier.train()
         for step in loop:
             rows = epoch_batch(len(train), batch_size, step, cfg.seed)

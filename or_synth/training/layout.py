@@ -171,30 +171,29 @@ def train_layout(cfg: DictConfig) -> dict:
     def training_state() -> tuple[dict, dict]:
         return {"model": predictor.state_dict()}, {"optimizer": optimizer.state_dict()}
 
-    def evaluate(key: str) -> dict:
-        """Mean box IoU on the validation views (and the mean-box baseline's) into ``metrics[key]``."""
+    def evaluate(done: int) -> dict:
+        """Mean box IoU on the validation views (and the mean-box baseline's): ``metrics["start"]`` before the
+        first step, ``metrics["end"]`` after a later one."""
+        key = "start" if done == 0 else "end"
         metrics[key] = evaluate_layout(predictor, val, val_classes, baseline, settings.batch_size, device)
         return {f"val/{k}": v for k, v in metrics[key].items()}
+
+    def save_predictor() -> None:
+        save_pretrained_atomic(predictor, run_dir / PREDICTOR_DIR)
 
     # 5. Loop.
     guard = NonFiniteGuard(cfg.trainer.max_bad_steps)
     steps, batch_size = int(settings.steps), int(settings.batch_size)
-    with TrainingLoop(
+    with TrainingLoop.for_stage(
+        cfg,
         "layout",
-        run_dir,
         start,
-        steps,
-        log_every=cfg.trainer.log_every,
-        ckpt_every=settings.ckpt_every,
         checkpoint=training_state,
         metrics=metrics,
-        sample_every=settings.eval_every,
-        sample=lambda done: evaluate("end"),
-        export=lambda: save_pretrained_atomic(predictor, run_dir / PREDICTOR_DIR),
-        keep=cfg.trainer.keep_checkpoints,
+        sample=evaluate,
+        export=save_predictor,
+        sample_first=True,
     ) as loop:
-        if start == 0:
-            loop.log(evaluate("start"), 0)
         predictor.train()
         for step in loop:
             graphs, cameras, rows = train.batch(epoch_batch(len(train), batch_size, step, cfg.seed))

@@ -15,7 +15,6 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from accelerate.utils import gather_object
 from diffusers import DDPMScheduler
@@ -36,14 +35,13 @@ from or_synth.generator.conditioning import GraphConditioner
 from or_synth.generator.denoiser import GraphConditionedDenoiser, build_unet
 from or_synth.generator.latents import cached_latents, dataset_identity, encode_views
 from or_synth.generator.objective import diffusion_loss, training_target
-from or_synth.generator.pipeline import ORScenePipeline, make_scheduler
-from or_synth.generator.shipped import resolve_pipeline
-from or_synth.reports.grids import describe_graph, sample_grid, save_image_atomic
+from or_synth.generator.pipeline import ORScenePipeline
 from or_synth.training.batches import build_dataset, epoch_batch, step_generator
 from or_synth.training.checkpoints import reached_step, resume_from_checkpoint, save_pretrained_atomic
 from or_synth.training.devices import make_accelerator
 from or_synth.training.logs import save_resolved_config, write_metrics
 from or_synth.training.loop import NonFiniteGuard, TrainingLoop, check_divisible
+from or_synth.training.sample_grid import grid_items, reference_pipeline, write_grid
 
 log = logging.getLogger(__name__)
 
@@ -196,13 +194,13 @@ def train_ldm(cfg: DictConfig) -> dict:
         }
         return weights, state
 
-    grid_items = _grid_items(cfg, val_views)
+    items = grid_items(cfg.ldm.sample, val_views)
 
     def sample(done: int) -> dict:
         """The sample grid of the EMA weights on fixed validation graphs."""
         pipeline = _ema_pipeline(model, ema, vae, noise_scheduler)
         path = run_dir / "samples" / f"grid_{done:07d}.png"
-        return {"samples/grid": _write_grid(pipeline, cfg, grid_items, val_views, path)}
+        return {"samples/grid": write_grid(pipeline, cfg.ldm.sample, cfg.seed, items, val_views, path)}
 
     # 5. Loop.
     guard = NonFiniteGuard(cfg.trainer.max_bad_steps)
@@ -214,19 +212,8 @@ def train_ldm(cfg: DictConfig) -> dict:
     budget = cfg.ldm.get("time_budget_s")
     seconds_before, loop_start = float(metrics.get("train_seconds", 0.0)), time.perf_counter()
     stopped_early = _out_of_time(metrics, budget)
-    with TrainingLoop(
-        "ldm",
-        run_dir,
-        start,
-        steps,
-        log_every=cfg.trainer.log_every,
-        ckpt_every=cfg.ldm.ckpt_every,
-        checkpoint=training_state,
-        metrics=metrics,
-        sample_every=cfg.ldm.sample_every,
-        sample=sample,
-        keep=cfg.trainer.keep_checkpoints,
-        accelerator=accelerator,
+    with TrainingLoop.for_stage(
+        cfg, "ldm", start, checkpoint=training_state, metrics=metrics, sample=sample, accelerator=accelerator
     ) as loop:
         for step in loop if not stopped_early else ():
             wrapped.train()
@@ -313,7 +300,8 @@ def train_ldm(cfg: DictConfig) -> dict:
         save_pretrained_atomic(pipeline, pipeline_dir)
         minutes = metrics.get("train_seconds", 0.0) / 60
         label = f"this run ({metrics['step']} steps, {minutes:.0f} min)"
-        _write_grid(pipeline, cfg, grid_items, val_views, grid_path, label, _reference(cfg))
+        reference = reference_pipeline(cfg.ldm.sample)
+        write_grid(pipeline, cfg.ldm.sample, cfg.seed, items, val_views, grid_path, label, reference)
         write_metrics(run_dir, metrics)
     accelerator.wait_for_everyone()
     log.info("ldm: pipeline in %s, sample grid %s", pipeline_dir, grid_path)
@@ -341,90 +329,3 @@ def _ema_pipeline(model: GraphConditionedDenoiser, ema: EMAModel, vae, noise_sch
         scheduler=copy.deepcopy(noise_scheduler),
         graph_encoder=averaged.conditioner,
     )
-
-
-def _grid_items(cfg: DictConfig, views: ViewSet) -> list[tuple[int, list[int]]]:
-    """Fixed validation graphs (evenly spaced) and, for each, the rows of the configured cameras."""
-    count = min(cfg.ldm.sample.graphs, len(views.graphs))
-    picks = np.linspace(0, len(views.graphs) - 1, count).round().astype(int).tolist()
-    items = []
-    for g in picks:
-        rows = [
-            int(r)
-            for r in (views.graph_index == g).nonzero().flatten()
-            if int(views.cameras[r]) in cfg.ldm.sample.cameras
-        ]
-        items.append((g, rows or [int((views.graph_index == g).nonzero()[0])]))
-    return items
-
-
-@torch.no_grad()
-def _draw(pipeline: ORScenePipeline, cfg: DictConfig, rows_flat: list[int], views: ViewSet) -> list:
-    """The grid's images of ``pipeline``: the same validation graph-views and per-image seeds for every model."""
-    sample_cfg = cfg.ldm.sample
-    pipeline.scheduler = make_scheduler(sample_cfg.sampler, pipeline.scheduler.config)
-    pipeline.set_progress_bar_config(disable=True)
-    graphs = [views.graphs[int(views.graph_index[r])] for r in rows_flat]
-    masks = views.masks[rows_flat] if pipeline.has_layout_input and views.masks is not None else None
-    return pipeline(
-        graphs,
-        views.cameras[rows_flat].tolist(),
-        masks=masks,
-        num_inference_steps=sample_cfg.steps,
-        guidance_scale=sample_cfg.guidance_scale,
-        layout_guidance_scale=sample_cfg.layout_guidance_scale,
-        generator=[torch.Generator().manual_seed(cfg.seed * 1000 + i) for i in range(len(rows_flat))],
-    ).images
-
-
-def _reference(cfg: DictConfig) -> tuple[ORScenePipeline, str] | None:
-    """``ldm.sample.reference_pipeline`` (a folder or a shipped name) and its column label, for the final grid:
-    what a longer recipe draws from the same graphs, beside this run's images."""
-    spec = cfg.ldm.sample.get("reference_pipeline")
-    if not spec:
-        return None
-    folder = resolve_pipeline(spec)
-    manifest = folder / "shipped.json"
-    label = f"{folder.name}"
-    if manifest.is_file():
-        notes = json.loads(manifest.read_text())
-        seconds = notes.get("train_wall_seconds")
-        label = f"shipped {notes['name']}" + (f" ({seconds / 3600:.1f} h CPU)" if seconds else "")
-    return ORScenePipeline.from_pretrained(folder), label
-
-
-@torch.no_grad()
-def _write_grid(
-    pipeline: ORScenePipeline,
-    cfg: DictConfig,
-    items,
-    views: ViewSet,
-    path: Path,
-    label: str = "generated",
-    reference: tuple[ORScenePipeline, str] | None = None,
-):
-    """Each graph as text beside its generated views (and a reference pipeline's) and the real renders."""
-    from PIL import Image
-
-    rows_flat = [r for _, rows in items for r in rows]
-    groups, labels = [_draw(pipeline, cfg, rows_flat, views)], [label]
-    if reference is not None:
-        other, other_label = reference
-        if other.image_size != pipeline.image_size:
-            raise ValueError(
-                f"ldm.sample.reference_pipeline draws {other.image_size} images, this run {pipeline.image_size}"
-            )
-        groups.append(_draw(other, cfg, rows_flat, views))
-        labels.append(other_label)
-    grid_rows, k = [], 0
-    for g, rows in items:
-        real = [Image.fromarray(views.images[r].permute(1, 2, 0).numpy()) for r in rows]
-        cams = ", ".join(str(int(views.cameras[r])) for r in rows)
-        lines = [f"take {int(views.graphs[g].take)} scan {views.graphs[g].scan}, cameras {cams}"]
-        grid_rows.append(
-            ([*lines, *describe_graph(views.graphs[g])], *(im[k : k + len(rows)] for im in groups), real)
-        )
-        k += len(rows)
-    grid = sample_grid(grid_rows, labels=[*labels, "real render"])
-    save_image_atomic(grid, path)
-    return grid

@@ -5,8 +5,7 @@ guard and the stop on request (Ctrl-C, SIGTERM).
 
 A stage's loop then holds only its recipe::
 
-    with TrainingLoop("layout", run_dir, start, steps, log_every=..., ckpt_every=..., checkpoint=state,
-                      metrics=metrics, sample_every=..., sample=evaluate) as loop:
+    with TrainingLoop.for_stage(cfg, "layout", start, checkpoint=state, metrics=metrics, sample=evaluate) as loop:
         for step in loop:
             loss = ...  # the optimisation step
             loop.end_step(step + 1, {"train/loss": loss.item()})
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from omegaconf import DictConfig
 from tqdm import tqdm
 
 from or_synth.data.errors import StoppedOnRequest
@@ -140,6 +140,7 @@ class TrainingLoop:
             and images (PIL or HWC arrays) by tag.
         export: writes the stage's result with each checkpoint (the encoder, the predictor), before
             ``metrics.json`` says the step is done.
+        sample_first: also ``sample(0)`` before the first step of a fresh run (the start to compare the end with).
         keep: checkpoints to keep (``trainer.keep_checkpoints``).
         accelerator: under Accelerate, the stop request is honoured when any rank has one, and every rank waits
             at the end of each step; only the main process logs, samples and saves.
@@ -159,12 +160,14 @@ class TrainingLoop:
         sample_every: int | None = None,
         sample: Callable[[int], Mapping] | None = None,
         export: Callable[[], None] | None = None,
+        sample_first: bool = False,
         keep: int = 2,
         accelerator=None,
     ) -> None:
         self.stage, self.run_dir, self.start, self.steps = stage, Path(run_dir), int(start), int(steps)
         self.log_every, self.ckpt_every, self.sample_every = int(log_every), int(ckpt_every), sample_every
         self.checkpoint, self.sample, self.export, self.keep = checkpoint, sample, export, int(keep)
+        self.sample_first = sample_first
         self.metrics = metrics
         self.accelerator = accelerator
         self.is_main = accelerator is None or accelerator.is_main_process
@@ -172,8 +175,44 @@ class TrainingLoop:
         self.progress = step_progress(stage, self.start, self.steps, accelerator)
         self.stop = StopRequest()
 
+    @classmethod
+    def for_stage(
+        cls,
+        cfg: DictConfig,
+        stage: str,
+        start: int,
+        *,
+        checkpoint: Callable[[], tuple[Mapping[str, Mapping], Mapping]],
+        metrics: dict,
+        sample: Callable[[int], Mapping] | None = None,
+        export: Callable[[], None] | None = None,
+        sample_first: bool = False,
+        accelerator=None,
+    ) -> TrainingLoop:
+        """The loop of ``stage`` as configured: ``cfg.<stage>.run_dir``, ``steps``, ``ckpt_every`` and
+        ``sample_every`` (or ``eval_every``), with ``trainer.log_every`` and ``trainer.keep_checkpoints``."""
+        settings = cfg[stage]
+        return cls(
+            stage,
+            Path(settings.run_dir),
+            start,
+            settings.steps,
+            log_every=cfg.trainer.log_every,
+            ckpt_every=settings.ckpt_every,
+            checkpoint=checkpoint,
+            metrics=metrics,
+            sample_every=settings.get("sample_every", settings.get("eval_every")),
+            sample=sample,
+            export=export,
+            sample_first=sample_first,
+            keep=cfg.trainer.keep_checkpoints,
+            accelerator=accelerator,
+        )
+
     def __enter__(self) -> TrainingLoop:
         self.stop.__enter__()
+        if self.sample_first and self.start == 0 and self.sample is not None and self.is_main:
+            self.log(self.sample(0), 0)
         return self
 
     def __exit__(self, *exc) -> None:

@@ -124,19 +124,8 @@ def train_vae(cfg: DictConfig) -> dict:
     steps, batch_size = cfg.vae.steps, cfg.vae.batch_size
     rank, world = accelerator.process_index, accelerator.num_processes
     check_divisible(batch_size, world, "vae.batch_size")
-    with TrainingLoop(
-        "vae",
-        run_dir,
-        start,
-        steps,
-        log_every=cfg.trainer.log_every,
-        ckpt_every=cfg.vae.ckpt_every,
-        checkpoint=training_state,
-        metrics=metrics,
-        sample_every=cfg.vae.sample_every,
-        sample=sample,
-        keep=cfg.trainer.keep_checkpoints,
-        accelerator=accelerator,
+    with TrainingLoop.for_stage(
+        cfg, "vae", start, checkpoint=training_state, metrics=metrics, sample=sample, accelerator=accelerator
     ) as loop:
         for step in loop:
             model.train()
