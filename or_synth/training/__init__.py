@@ -2,7 +2,7 @@
 share, one module per concern: ``batches`` (datasets, the batch and random numbers of a step), ``devices`` (device,
 precision, Accelerate), ``checkpoints`` (step folders, exact resume, atomic saves), ``logs`` (TensorBoard,
 ``train_log.jsonl``, ``metrics.json``) and ``loop`` (the steps and their shared tail: log, sample, checkpoint, stop
-on request).
+on request); ``sample_grid`` draws stage ``ldm``'s grids.
 
 ``python -m or_synth.train`` composes the config and dispatches here; :func:`train` is what tests call.
 """

@@ -120,6 +120,7 @@ def train_align(cfg: DictConfig) -> dict:
     if cfg.trainer.compile:
         aligner.encoder.compile(dynamic=True)  # in place: state_dict keys stay the same
 
+    # What a checkpoint holds (and what the loop samples or evaluates at its cadence).
     def training_state() -> tuple[dict, dict]:
         return {"model": aligner.state_dict()}, {"optimizer": optimizer.state_dict()}
 

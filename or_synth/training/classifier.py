@@ -167,6 +167,7 @@ def train_classifier(cfg: DictConfig) -> dict:
 
     start, metrics = resume_from_checkpoint(run_dir, cfg.trainer.resume, restore, "classifier")
 
+    # What a checkpoint holds (and what the loop samples or evaluates at its cadence).
     def training_state() -> tuple[dict, dict]:
         return {"model": classifier.state_dict()}, {"optimizer": optimizer.state_dict()}
 

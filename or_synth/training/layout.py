@@ -168,6 +168,7 @@ def train_layout(cfg: DictConfig) -> dict:
 
     start, metrics = resume_from_checkpoint(run_dir, cfg.trainer.resume, restore, "layout")
 
+    # What a checkpoint holds (and what the loop samples or evaluates at its cadence).
     def training_state() -> tuple[dict, dict]:
         return {"model": predictor.state_dict()}, {"optimizer": optimizer.state_dict()}
 

@@ -2,9 +2,10 @@
 
 Recipe: the stage-``vae`` autoencoder (frozen) and the latents of every training view, cached once; the
 scene-graph encoder from stage ``align`` (trained jointly, or frozen); a ``UNet2DConditionModel`` of the named
-size; DDPM noise, epsilon or v targets, optional min-SNR weighting; independent graph / layout dropout for
-classifier-free guidance; AdamW with warm-up + cosine; EMA weights for sampling. Writes the diffusers pipeline
-folder ``<run_dir>/pipeline`` and a sample grid of fixed validation graphs.
+size; DDPM noise, epsilon, v or x0 targets, optional min-SNR weighting (:mod:`or_synth.generator.objective`);
+independent graph / layout dropout for classifier-free guidance; AdamW with warm-up + cosine; EMA weights for
+sampling. Writes the diffusers pipeline folder ``<run_dir>/pipeline`` and a sample grid of fixed validation graphs
+(:mod:`.sample_grid`).
 """
 
 from __future__ import annotations
@@ -184,6 +185,7 @@ def train_ldm(cfg: DictConfig) -> dict:
     if cfg.trainer.compile:
         unet.compile()  # in place: state_dict keys stay the same
 
+    # What a checkpoint holds (and what the loop samples or evaluates at its cadence).
     def training_state() -> tuple[dict, dict]:
         weights = {"model": model.state_dict(), "ema": dict(zip(names, ema.shadow_params, strict=True))}
         ema_state = {k: v for k, v in ema.state_dict().items() if k != "shadow_params"}

@@ -4,7 +4,8 @@ With ``autoencoder.pretrained`` set, the stage loads those weights, measures the
 training images and saves the autoencoder. With ``autoencoder.kind=pca_patch`` it fits the closed-form
 :class:`~or_synth.generator.codec.PatchPCACodec` on the training views (no optimisation loop, about a
 second). Otherwise it trains ``AutoencoderKL`` on single camera views of the training split: L1 + KL +
-(1 - MS-SSIM), and a patch-adversarial term after a warm-up (MONAI). Writes ``<run_dir>/autoencoder``
+(1 - MS-SSIM), and a patch-adversarial term after a warm-up (MONAI); resumable exactly, and Ctrl-C saves a
+checkpoint and stops (:class:`~or_synth.training.loop.TrainingLoop`). Writes ``<run_dir>/autoencoder``
 (diffusers folder; ``config.scaling_factor`` = 1 / std of the training latents).
 """
 
@@ -103,6 +104,7 @@ def train_vae(cfg: DictConfig) -> dict:
     if cfg.trainer.compile:
         vae.compile()  # in place: state_dict keys stay the same
 
+    # What a checkpoint holds (and what the loop samples or evaluates at its cadence).
     def training_state() -> tuple[dict, dict]:
         weights = {"model": vae.state_dict()}
         state = {"optimizer": optimizer.state_dict(), "lr_schedule": lr_schedule.state_dict()}
