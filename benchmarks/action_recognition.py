@@ -57,7 +57,7 @@ def timed(timings: dict, key: str, fn, *args, **kwargs):
 
 
 def ensure_dataset(root: Path, overrides: list[str]) -> None:
-    """Render the dataset as the training recipe does (``or_synth.training.common.ensure_rendered``)."""
+    """Render the dataset as the training recipe does (``or_synth.training.batches.ensure_rendered``)."""
     if (root / "relationships_train.json").is_file():
         return
     from or_synth.render import load_config, render

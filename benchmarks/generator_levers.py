@@ -121,7 +121,7 @@ def raw_pipeline(run_dir: Path) -> Path:
     """The run's pipeline with its last checkpoint's training weights instead of the EMA ones."""
     from safetensors.torch import load_file
 
-    from or_synth.training.common import latest_checkpoint
+    from or_synth.training.checkpoints import latest_checkpoint
 
     out = run_dir / "pipeline_raw"
     if (out / "model_index.json").is_file():

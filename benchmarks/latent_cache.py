@@ -34,7 +34,7 @@ from or_synth.generator import build_autoencoder, load_pretrained_autoencoder
 from or_synth.generator.latents import cached_latents, dataset_identity
 from or_synth.train import CONFIG_DIR
 from or_synth.training import ldm
-from or_synth.training.common import build_dataset, ensure_rendered
+from or_synth.training.batches import build_dataset, ensure_rendered
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "latent_cache.json"

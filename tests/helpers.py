@@ -5,8 +5,14 @@ tiny models of the real architectures, and short calls of the real commands.
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -14,7 +20,7 @@ from diffusers import AutoencoderKL, DDPMScheduler
 from hydra import compose, initialize_config_dir
 from PIL import Image, ImageDraw
 
-from or_synth.cli import CONFIG_DIR
+from or_synth.cli import CONFIG_DIR, load_config
 from or_synth.data import load_scene_graphs
 from or_synth.data.annotations import mask_path, read_scan_annotation
 from or_synth.data.images import frame_index
@@ -340,23 +346,78 @@ def all_files(root: Path) -> dict[str, bytes]:
     }
 
 
-# --- training configs ----------
-def compose_train_cfg(dataset_root: Path, tmp_path: Path, overrides: list[str] = ()):
-    """The smoke config on a test dataset, writing only under tmp_path."""
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(
-            config_name="train",
-            overrides=[
-                "stage=align",
-                "debug=smoke",
-                "dataset=4dor",
-                f"dataset.root={dataset_root}",
-                f"dataset.processed_root={tmp_path / 'processed'}",
-                f"align.run_dir={tmp_path / 'run'}",
-                f"encoder.cache_dir={tmp_path / 'label_cache'}",
-                *overrides,
-            ],
-        )
+# --- training configs and runs ----------
+def smoke_overrides(dataset_root: Path, work: Path) -> list[str]:
+    """``debug=smoke`` on a test dataset, writing only under ``work`` (runs, processed files, label cache)."""
+    return [
+        "debug=smoke",
+        f"dataset.root={dataset_root}",
+        f"dataset.processed_root={work / 'processed'}",
+        f"runs_root={work / 'runs'}",
+        f"encoder.cache_dir={work / 'label_cache'}",
+    ]
+
+
+def compose_smoke_cfg(dataset_root: Path, work: Path, overrides: Sequence[str] = ()):
+    """The smoke recipe (``stage=all`` unless an override says otherwise) on a test dataset; runs in ``work/runs``."""
+    return load_config("train", [*smoke_overrides(dataset_root, work), *overrides])
+
+
+def compose_train_cfg(dataset_root: Path, tmp_path: Path, overrides: Sequence[str] = ()):
+    """Stage ``align`` of the smoke config on a dataset in 4D-OR's layout, its run in ``tmp_path / "run"``."""
+    align = ["stage=align", "dataset=4dor", f"align.run_dir={tmp_path / 'run'}"]
+    return compose_smoke_cfg(dataset_root, tmp_path, [*align, *overrides])
+
+
+def smoke_command(dataset_root: Path, work: Path, *overrides: str) -> list[str]:
+    """``python -m or_synth.train`` with :func:`smoke_overrides` and ``overrides``."""
+    return [sys.executable, "-m", "or_synth.train", *smoke_overrides(dataset_root, work), *overrides]
+
+
+def train_losses(run_dir: Path) -> list[float]:
+    """The ``loss`` of every line of a run's ``train_log.jsonl``."""
+    lines = (Path(run_dir) / "train_log.jsonl").read_text().splitlines()
+    return [json.loads(line)["loss"] for line in lines]
+
+
+def latest_step(run_dir: Path) -> int:
+    """The step of the checkpoint ``<run_dir>/checkpoints/latest`` names."""
+    return int((Path(run_dir) / "checkpoints" / "latest").read_text().strip().removeprefix("step_"))
+
+
+def one_thread_env() -> dict[str, str]:
+    """The environment for a command whose numbers must match an in-process run under ``one_thread``."""
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def kill_after_checkpoint(command: list[str], run_dir: Path, step: int, cwd: Path, env=None) -> None:
+    """Run ``command`` and SIGKILL it as soon as its latest checkpoint reaches ``step`` (the run must still be
+    going then: otherwise the test proves nothing)."""
+    process = subprocess.Popen(
+        command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    )
+    pointer, deadline = Path(run_dir) / "checkpoints" / "latest", time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        if pointer.is_file() and latest_step(run_dir) >= step:
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+
+
+def interrupt_after_steps(command: list[str], run_dir: Path, steps: int, cwd: Path) -> tuple[int, str]:
+    """Run ``command``, send SIGINT (Ctrl-C) once its ``train_log.jsonl`` has ``steps`` lines; (exit code,
+    stderr)."""
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log, deadline = Path(run_dir) / "train_log.jsonl", time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        if log.is_file() and len(log.read_text().splitlines()) >= steps:
+            process.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.05)
+    _, stderr = process.communicate(timeout=120)
+    return process.returncode, stderr
 
 
 # --- evaluation inputs and calls ----------

@@ -1,7 +1,7 @@
 """The first stage: diffusers ``AutoencoderKL``, pretrained or trained on the dataset, and its losses; or the
 closed-form :class:`~or_synth.generator.codec.PatchPCACodec` (``kind: pca_patch``), fitted in about a second.
 
-Images are uint8 in the data layer; the autoencoder sees floats in [-1, 1] (:func:`to_model_range`). The
+Images are uint8 in the data layer; the autoencoder sees floats in [-1, 1] (:mod:`~or_synth.generator.pixels`). The
 latent scaling factor is measured on the training data (1 / std of the latents) and stored in the
 autoencoder's own config, as diffusers does, so every later stage reads ``vae.config.scaling_factor``.
 """
@@ -21,20 +21,11 @@ from torch import nn
 
 from or_synth.encoders.towers import PretrainedWeightsError, looks_like_path
 from or_synth.generator.codec import PatchPCACodec
+from or_synth.generator.pixels import to_model_range, to_uint8
 
 # ``autoencoder.kind`` -> the class it builds; every one has AutoencoderKL's encode/decode interface.
 AUTOENCODER_KINDS: dict[str, type] = {"kl": AutoencoderKL, "pca_patch": PatchPCACodec}
 FirstStage = AutoencoderKL | PatchPCACodec
-
-
-def to_model_range(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (..., 3, H, W) -> float in [-1, 1]."""
-    return images.float().div(127.5).sub(1.0)
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """float in [-1, 1] -> uint8, clamped."""
-    return images.add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)
 
 
 def autoencoder_kind(cfg: Mapping) -> str:

@@ -22,6 +22,8 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDistribution
 from diffusers.models.modeling_outputs import AutoencoderKLOutput
 
+from or_synth.generator.pixels import to_model_range
+
 
 class PatchPCACodec(ModelMixin, ConfigMixin):
     """Linear codec of image patches: PCA of p x p patches (p = ``patch_size``), k = ``latent_channels`` kept.
@@ -89,8 +91,6 @@ class PatchPCACodec(ModelMixin, ConfigMixin):
         Returns:
             The explained variance fraction of the kept components.
         """
-        from or_synth.generator.autoencoder import to_model_range  # autoencoder.py imports this module
-
         c, p, k = self.config.in_channels, self.config.patch_size, self.config.latent_channels
         if images.ndim != 4 or images.shape[1] != c:
             raise ValueError(f"expected images (M, {c}, H, W), got {tuple(images.shape)}")

@@ -1,5 +1,8 @@
-"""Training stages, one module each (``vae``, ``align``, ``ldm``, ``layout``, ``classifier``), and the machinery they share
-(``common``).
+"""Training stages, one module each (``vae``, ``align``, ``ldm``, ``layout``, ``classifier``), and the machinery they
+share, one module per concern: ``batches`` (datasets, the batch and random numbers of a step), ``devices`` (device,
+precision, Accelerate), ``checkpoints`` (step folders, exact resume, atomic saves), ``logs`` (TensorBoard,
+``train_log.jsonl``, ``metrics.json``) and ``loop`` (the steps and their shared tail: log, sample, checkpoint, stop
+on request); ``sample_grid`` draws stage ``ldm``'s grids.
 
 ``python -m or_synth.train`` composes the config and dispatches here; :func:`train` is what tests call.
 """
@@ -13,7 +16,11 @@ from collections.abc import Callable
 from omegaconf import DictConfig
 
 from or_synth.training import align, classifier, layout, ldm, vae
-from or_synth.training.common import ensure_rendered, process_state
+from or_synth.training.batches import ensure_rendered
+from or_synth.training.devices import process_state
+from or_synth.training.loop import TrainingInterrupted, TrainingLoop
+
+__all__ = ["COMPLETE", "RECIPE", "STAGES", "TrainingInterrupted", "TrainingLoop", "train"]
 
 log = logging.getLogger(__name__)
 

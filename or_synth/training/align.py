@@ -1,42 +1,42 @@
-"""Stage ``align`` (issue #4): OR domain adaptation of the scene-graph encoder.
+"""Stage ``align``: OR domain adaptation of the scene-graph encoder.
 
 Graph-image InfoNCE between the pooled graph(+view) token and the image tower's embedding of the paired view,
 plus masked-graph modelling of predicates and node labels (SGDiff, §3.2). Writes ``<run_dir>/encoder``, which
-stage ``ldm`` starts from.
+stage ``ldm`` starts from. Checkpoints, exact resume and Ctrl-C are the other stages' (:mod:`.loop`): the batch
+of step k is :func:`~or_synth.training.batches.epoch_batch` of k, its views and masks are drawn from
+:func:`~or_synth.training.batches.step_generator` of k.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch_geometric.data import InMemoryDataset
 from torch_geometric.loader import DataLoader
-from tqdm import tqdm
 
 from or_synth.data import FourDORDataset
-from or_synth.data.io import atomic_path, atomic_write_json
 from or_synth.encoders import GraphImageAligner, build_aligner
 from or_synth.encoders.metrics import evenly_spaced, masked_predicate_eval, retrieval_eval
-from or_synth.training.common import (
-    autocast,
-    build_dataset,
-    forever,
-    log_scalars,
+from or_synth.training.batches import build_dataset, epoch_batches, step_generator
+from or_synth.training.checkpoints import (
+    CheckpointRefused,
+    latest_checkpoint,
     reached_step,
-    resolve_device,
-    save_resolved_config,
-    summary_writer,
+    resume_from_checkpoint,
+    save_pretrained_atomic,
 )
+from or_synth.training.devices import autocast, resolve_device
+from or_synth.training.logs import save_resolved_config, write_metrics
+from or_synth.training.loop import NonFiniteGuard, TrainingLoop
 
 log = logging.getLogger(__name__)
 
-TRAINING_STATE = "checkpoints/last.pt"
 ENCODER_DIR = "encoder"
+# Where the align stage before step-indexed checkpoints kept its one checkpoint (not resumable exactly).
+LEGACY_CHECKPOINT = "checkpoints/last.pt"
 
 
 def is_complete(cfg: DictConfig) -> bool:
@@ -44,38 +44,15 @@ def is_complete(cfg: DictConfig) -> bool:
     return reached_step(Path(cfg.align.run_dir), f"{ENCODER_DIR}/model.safetensors", cfg.align.steps)
 
 
-def save_training_state(path: Path, step: int, model: torch.nn.Module, optimizer, generator) -> None:
-    """Everything needed to resume, written atomically (a crash never leaves half a checkpoint)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {
-        "step": step,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "torch_rng": torch.get_rng_state(),
-        "generator": generator.get_state(),
-    }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def load_training_state(path: Path, model: torch.nn.Module, optimizer, generator) -> int:
-    """Restore a run from ``path``; returns the step to continue from (0 when there is no checkpoint)."""
-    if not path.is_file():
-        return 0
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    try:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-    except (RuntimeError, ValueError) as exc:
-        detail = " ".join(str(exc).split())[:300]  # the first mismatch is enough to tell what differs
-        raise RuntimeError(
-            f"{path} was written by a different model or optimizer setup; choose another run "
-            f"(name=... or run_dir=...) or start over with trainer.resume=false. Details: {detail}"
-        ) from exc
-    torch.set_rng_state(state["torch_rng"])
-    generator.set_state(state["generator"])
-    log.info("resumed from %s at step %d", path, state["step"])
-    return int(state["step"])
+def refuse_legacy_checkpoint(run_dir: Path, resume: bool) -> None:
+    """A run folder with only an older align's ``checkpoints/last.pt``: its data order was not a function of the
+    step, so it cannot resume exactly; say so rather than start over in it silently."""
+    if resume and (run_dir / LEGACY_CHECKPOINT).is_file() and latest_checkpoint(run_dir) is None:
+        raise CheckpointRefused(
+            f"{run_dir / LEGACY_CHECKPOINT} was written by an older version of stage align and cannot be "
+            f"resumed; its encoder ({run_dir / ENCODER_DIR}) still loads. Start this run over with "
+            "trainer.resume=false, or choose another run with name=... (or align.run_dir=...)"
+        )
 
 
 def pick_views(batch, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,7 +63,6 @@ def pick_views(batch, generator: torch.Generator) -> tuple[torch.Tensor, torch.T
     return batch.images[rows, choice], batch.cameras[rows, choice]
 
 
-# --- stage: align ---------------------------------------------------------------------------------------
 def evaluate_align(aligner: GraphImageAligner, val_set: FourDORDataset, cfg: DictConfig) -> dict:
     """Held-out retrieval R@1/R@5 and masked-predicate accuracy on the val split."""
     retrieval = retrieval_eval(
@@ -110,27 +86,17 @@ def train_align(cfg: DictConfig) -> dict:
     Returns:
         ``{"step", "run_dir", "encoder_dir", "metrics": {"start": ..., "end": ...}}``.
     """
-    # 1. Setup: seeds, device, run folder.
+    # 1. Setup: seed, device, run folder.
     torch.manual_seed(cfg.seed)
-    generator = torch.Generator().manual_seed(cfg.seed)
     device = resolve_device(cfg.trainer.device)
     run_dir = Path(cfg.align.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    refuse_legacy_checkpoint(run_dir, cfg.trainer.resume)
     save_resolved_config(run_dir, cfg)
-    metrics_file = run_dir / "metrics.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() and cfg.trainer.resume else {}
 
     # 2. Data: graphs with all configured camera images; each step pairs a graph with one random view.
     train_set = build_dataset(cfg.dataset, cfg.dataset.train_split)
     val_set = build_dataset(cfg.dataset, cfg.dataset.val_split)
-    loader = DataLoader(
-        train_set,
-        batch_size=min(cfg.align.batch_size, len(train_set)),
-        shuffle=True,
-        drop_last=True,  # InfoNCE wants a constant number of negatives
-        num_workers=cfg.trainer.num_workers,
-        generator=generator,
-    )
+    batch_size = min(cfg.align.batch_size, len(train_set))  # InfoNCE: every graph of a batch a distinct one
     log.info(
         "align: %d train / %d val scans, cameras %s", len(train_set), len(val_set), list(cfg.dataset.cameras)
     )
@@ -145,39 +111,68 @@ def train_align(cfg: DictConfig) -> dict:
         groups.append({"params": tower_params, "lr": cfg.align.image_lr})
     optimizer = torch.optim.AdamW(groups, lr=cfg.align.lr, weight_decay=cfg.align.weight_decay)
 
-    # 4. Resume from the run folder's last checkpoint.
-    state_file = run_dir / TRAINING_STATE
-    start = load_training_state(state_file, aligner, optimizer, generator) if cfg.trainer.resume else 0
+    # 4. Resume: weights, optimizer, RNG; the data position and the random views and masks follow from the step.
+    def restore(weights: dict, state: dict) -> None:
+        aligner.load_state_dict(weights["model"])
+        optimizer.load_state_dict(state["optimizer"])
+
+    start, metrics = resume_from_checkpoint(run_dir, cfg.trainer.resume, restore, "align")
     if cfg.trainer.compile:
         aligner.encoder.compile(dynamic=True)  # in place: state_dict keys stay the same
 
-    # 5. Loop.
-    writer = summary_writer(run_dir / "tensorboard")
-    if start == 0:
-        metrics["start"] = evaluate_align(aligner, val_set, cfg)
-        log_scalars(writer, metrics["start"], 0)
-    batches = forever(loader)
-    aligner.train()
-    steps = cfg.align.steps
-    progress = tqdm(range(start, steps), initial=start, total=steps, desc="align", dynamic_ncols=True)
-    for step in progress:
-        batch = next(batches).to(device)
-        images, views = pick_views(batch, generator)
-        with autocast(device, cfg.trainer.precision):
-            contrastive = aligner.contrastive_loss(batch, views, images)
-            masked = aligner.masked_graph_loss(
-                batch, views, mask_prob=cfg.align.mask_prob, generator=generator
-            )
-            loss = cfg.align.contrastive_weight * contrastive + cfg.align.masked_weight * masked["loss"]
-        if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"align: loss is {loss.item()} at step {step}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(aligner.parameters(), cfg.align.grad_clip)
-        optimizer.step()
+    # What a checkpoint holds (and what the loop samples or evaluates at its cadence).
+    def training_state() -> tuple[dict, dict]:
+        return {"model": aligner.state_dict()}, {"optimizer": optimizer.state_dict()}
 
-        done = step + 1
-        if done % cfg.trainer.log_every == 0 or done == steps:
+    def evaluate(done: int) -> dict:
+        """Retrieval and masked-predicate accuracy on the validation split: ``metrics["start"]`` before the first
+        step, ``metrics["end"]`` after a later one."""
+        key = "start" if done == 0 else "end"
+        metrics[key] = evaluate_align(aligner, val_set, cfg)
+        aligner.train()
+        return metrics[key]
+
+    def save_encoder() -> None:
+        save_pretrained_atomic(aligner.encoder, run_dir / ENCODER_DIR)
+
+    # The batches of the remaining steps, read by the loader's workers (its own generator: no draw from the
+    # global RNG, which the checkpoint restores).
+    steps = cfg.align.steps
+    loader = DataLoader(
+        train_set,
+        batch_sampler=epoch_batches(len(train_set), batch_size, cfg.seed, start, steps),
+        num_workers=cfg.trainer.num_workers,
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )
+
+    # 5. Loop.
+    guard = NonFiniteGuard(cfg.trainer.max_bad_steps)
+    with TrainingLoop.for_stage(
+        cfg,
+        "align",
+        start,
+        checkpoint=training_state,
+        metrics=metrics,
+        sample=evaluate,
+        export=save_encoder,
+        sample_first=True,
+    ) as loop:
+        aligner.train()
+        for step, batch in zip(loop, loader, strict=False):
+            batch = batch.to(device)
+            generator = step_generator(cfg.seed, step)
+            images, views = pick_views(batch, generator)
+            with autocast(device, cfg.trainer.precision):
+                contrastive = aligner.contrastive_loss(batch, views, images)
+                masked = aligner.masked_graph_loss(
+                    batch, views, mask_prob=cfg.align.mask_prob, generator=generator
+                )
+                loss = cfg.align.contrastive_weight * contrastive + cfg.align.masked_weight * masked["loss"]
+            optimizer.zero_grad(set_to_none=True)
+            if guard.check(bool(torch.isfinite(loss)), step):
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(aligner.parameters(), cfg.align.grad_clip)
+                optimizer.step()
             scalars = {
                 "train/loss": loss.item(),
                 "train/contrastive": contrastive.item(),
@@ -186,25 +181,13 @@ def train_align(cfg: DictConfig) -> dict:
                 "train/masked_node_acc": float(masked["node_acc"]),
                 "train/logit_scale": aligner.logit_scale.exp().item(),
             }
-            log_scalars(writer, scalars, done)
-            progress.set_postfix(loss=f"{loss.item():.3f}")
-        if done % cfg.align.eval_every == 0 or done == steps:
-            metrics["end"] = evaluate_align(aligner, val_set, cfg)
-            log_scalars(writer, metrics["end"], done)
-            aligner.train()
-        if done % cfg.align.ckpt_every == 0 or done == steps:
-            save_training_state(state_file, done, aligner, optimizer, generator)
-            aligner.encoder.save_pretrained(run_dir / ENCODER_DIR)
-            metrics["step"] = done
-            atomic_write_json(metrics_file, metrics, indent=2)
-    progress.close()
-    writer.close()
+            loop.end_step(step + 1, scalars)
 
     # 6. The encoder checkpoint the generator loads (also written when a finished run is re-run).
     if not (run_dir / ENCODER_DIR / "model.safetensors").is_file():
-        aligner.encoder.save_pretrained(run_dir / ENCODER_DIR)
-    metrics["step"] = max(start, steps)
-    atomic_write_json(metrics_file, metrics, indent=2)
+        save_pretrained_atomic(aligner.encoder, run_dir / ENCODER_DIR)
+    metrics.update({"step": max(start, steps), "skipped_steps": guard.skipped})
+    write_metrics(run_dir, metrics)
     log.info("align: encoder checkpoint in %s; metrics %s", run_dir / ENCODER_DIR, metrics.get("end"))
     return {
         "step": metrics["step"],

@@ -21,7 +21,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
-from tqdm import tqdm
 
 from or_synth.evaluation.consistency import graph_targets, pair_scores, relation_scores
 from or_synth.evaluation.image_sets import ImageSet, load_real_views
@@ -35,22 +34,11 @@ from or_synth.evaluation.relation_classifier import (
     node_label_vocabulary,
     triple_vocabulary,
 )
-from or_synth.training.common import (
-    NonFiniteGuard,
-    RunLogs,
-    StopRequest,
-    epoch_batch,
-    log_scalars,
-    reached_step,
-    resolve_device,
-    resume_from_checkpoint,
-    rng_state,
-    save_checkpoint,
-    save_resolved_config,
-    step_generator,
-    stopped_on_request,
-    write_metrics,
-)
+from or_synth.training.batches import epoch_batch, step_generator
+from or_synth.training.checkpoints import reached_step, resume_from_checkpoint
+from or_synth.training.devices import resolve_device
+from or_synth.training.logs import save_resolved_config, write_metrics
+from or_synth.training.loop import NonFiniteGuard, TrainingLoop
 
 log = logging.getLogger(__name__)
 
@@ -179,14 +167,16 @@ def train_classifier(cfg: DictConfig) -> dict:
 
     start, metrics = resume_from_checkpoint(run_dir, cfg.trainer.resume, restore, "classifier")
 
+    # What a checkpoint holds (and what the loop samples or evaluates at its cadence).
+    def training_state() -> tuple[dict, dict]:
+        return {"model": classifier.state_dict()}, {"optimizer": optimizer.state_dict()}
+
     # 4. Loop.
     steps, batch_size = int(settings.steps), int(settings.batch_size)
-    logs = RunLogs(run_dir, start, is_main=True)
-    guard, stop, interrupted = NonFiniteGuard(cfg.trainer.max_bad_steps), StopRequest(), False
-    progress = tqdm(range(start, steps), initial=start, total=steps, desc="classifier", dynamic_ncols=True)
-    classifier.train()
-    with stop:
-        for step in progress:
+    guard = NonFiniteGuard(cfg.trainer.max_bad_steps)
+    with TrainingLoop.for_stage(cfg, "classifier", start, checkpoint=training_state, metrics=metrics) as loop:
+        classifier.train()
+        for step in loop:
             rows = epoch_batch(len(train), batch_size, step, cfg.seed)
             images, flipped, shift = augment(
                 train.images[rows], step_generator(cfg.seed, step), int(settings.max_shift)
@@ -220,28 +210,7 @@ def train_classifier(cfg: DictConfig) -> dict:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-            done = step + 1
-            interrupted = stop.requested and done < steps
-            logs.steps.write({"step": done, "loss": loss.item(), **record})
-            if done % cfg.trainer.log_every == 0 or done == steps:
-                log_scalars(logs.writer, {"train/loss": loss.item()}, done)
-                progress.set_postfix(loss=f"{loss.item():.4f}")
-            if done % settings.ckpt_every == 0 or done == steps or interrupted:
-                metrics.update({"step": done, "loss": loss.item()})
-                save_checkpoint(
-                    run_dir,
-                    done,
-                    {"model": classifier.state_dict()},
-                    {"optimizer": optimizer.state_dict(), "rng": rng_state(), "metrics": metrics},
-                    keep=cfg.trainer.keep_checkpoints,
-                )
-                write_metrics(run_dir, metrics)
-            if interrupted:
-                progress.close()
-                logs.close()
-                raise stopped_on_request("classifier", run_dir, done)
-    progress.close()
-    logs.close()
+            loop.end_step(step + 1, {"train/loss": loss.item()}, line={"loss": loss.item(), **record})
 
     # 5. Its own quality on real held-out takes, saved beside the weights.
     classifier = classifier.cpu().eval()

@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
 
 from or_synth.data.layout_targets import (
     LayoutTargets,
@@ -27,24 +26,11 @@ from or_synth.data.layout_targets import (
 )
 from or_synth.encoders import SceneGraphEncoder, build_scene_graph_encoder
 from or_synth.generator.layout_predictor import LayoutPrediction, LayoutPredictor
-from or_synth.training.common import (
-    NonFiniteGuard,
-    RunLogs,
-    StopRequest,
-    autocast,
-    build_dataset,
-    epoch_batch,
-    log_scalars,
-    reached_step,
-    resolve_device,
-    resume_from_checkpoint,
-    rng_state,
-    save_checkpoint,
-    save_pretrained_atomic,
-    save_resolved_config,
-    stopped_on_request,
-    write_metrics,
-)
+from or_synth.training.batches import build_dataset, epoch_batch
+from or_synth.training.checkpoints import reached_step, resume_from_checkpoint, save_pretrained_atomic
+from or_synth.training.devices import autocast, resolve_device
+from or_synth.training.logs import save_resolved_config, write_metrics
+from or_synth.training.loop import NonFiniteGuard, TrainingLoop
 
 log = logging.getLogger(__name__)
 
@@ -182,21 +168,35 @@ def train_layout(cfg: DictConfig) -> dict:
 
     start, metrics = resume_from_checkpoint(run_dir, cfg.trainer.resume, restore, "layout")
 
-    def evaluate() -> dict:
-        return evaluate_layout(predictor, val, val_classes, baseline, settings.batch_size, device)
+    # What a checkpoint holds (and what the loop samples or evaluates at its cadence).
+    def training_state() -> tuple[dict, dict]:
+        return {"model": predictor.state_dict()}, {"optimizer": optimizer.state_dict()}
+
+    def evaluate(done: int) -> dict:
+        """Mean box IoU on the validation views (and the mean-box baseline's): ``metrics["start"]`` before the
+        first step, ``metrics["end"]`` after a later one."""
+        key = "start" if done == 0 else "end"
+        metrics[key] = evaluate_layout(predictor, val, val_classes, baseline, settings.batch_size, device)
+        return {f"val/{k}": v for k, v in metrics[key].items()}
+
+    def save_predictor() -> None:
+        save_pretrained_atomic(predictor, run_dir / PREDICTOR_DIR)
 
     # 5. Loop.
-    logs = RunLogs(run_dir, start, is_main=True)
-    if start == 0:
-        metrics["start"] = evaluate()
-        log_scalars(logs.writer, {f"val/{k}": v for k, v in metrics["start"].items()}, 0)
     guard = NonFiniteGuard(cfg.trainer.max_bad_steps)
     steps, batch_size = int(settings.steps), int(settings.batch_size)
-    progress = tqdm(range(start, steps), initial=start, total=steps, desc="layout", dynamic_ncols=True)
-    stop, interrupted = StopRequest(), False
-    predictor.train()
-    with stop:
-        for step in progress:
+    with TrainingLoop.for_stage(
+        cfg,
+        "layout",
+        start,
+        checkpoint=training_state,
+        metrics=metrics,
+        sample=evaluate,
+        export=save_predictor,
+        sample_first=True,
+    ) as loop:
+        predictor.train()
+        for step in loop:
             graphs, cameras, rows = train.batch(epoch_batch(len(train), batch_size, step, cfg.seed))
             with autocast(device, cfg.trainer.precision):
                 prediction = predictor(graphs.to(device), cameras.to(device))
@@ -207,34 +207,7 @@ def train_layout(cfg: DictConfig) -> dict:
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(predictor.parameters(), settings.grad_clip)
                 optimizer.step()
-
-            done = step + 1
-            interrupted = stop.requested and done < steps
-            scalars = {f"train/{k}": v.item() for k, v in losses.items()}
-            logs.steps.write({"step": done, "loss": scalars["train/loss"]})
-            if done % cfg.trainer.log_every == 0 or done == steps:
-                log_scalars(logs.writer, scalars, done)
-                progress.set_postfix(loss=f"{scalars['train/loss']:.4f}")
-            if done % settings.eval_every == 0 or done == steps:
-                metrics["end"] = evaluate()
-                log_scalars(logs.writer, {f"val/{k}": v for k, v in metrics["end"].items()}, done)
-            if done % settings.ckpt_every == 0 or done == steps or interrupted:
-                metrics.update({"step": done, "loss": scalars["train/loss"]})
-                save_checkpoint(
-                    run_dir,
-                    done,
-                    {"model": predictor.state_dict()},
-                    {"optimizer": optimizer.state_dict(), "rng": rng_state(), "metrics": metrics},
-                    keep=cfg.trainer.keep_checkpoints,
-                )
-                save_pretrained_atomic(predictor, run_dir / PREDICTOR_DIR)
-                write_metrics(run_dir, metrics)
-            if interrupted:
-                progress.close()
-                logs.close()
-                raise stopped_on_request("layout", run_dir, done)
-    progress.close()
-    logs.close()
+            loop.end_step(step + 1, {f"train/{k}": v.item() for k, v in losses.items()})
 
     # 6. The predictor folder (also written when a finished run is re-run) and the final metrics.
     predictor_dir = run_dir / PREDICTOR_DIR

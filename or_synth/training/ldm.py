@@ -2,9 +2,10 @@
 
 Recipe: the stage-``vae`` autoencoder (frozen) and the latents of every training view, cached once; the
 scene-graph encoder from stage ``align`` (trained jointly, or frozen); a ``UNet2DConditionModel`` of the named
-size; DDPM noise, epsilon or v targets, optional min-SNR weighting; independent graph / layout dropout for
-classifier-free guidance; AdamW with warm-up + cosine; EMA weights for sampling. Writes the diffusers pipeline
-folder ``<run_dir>/pipeline`` and a sample grid of fixed validation graphs.
+size; DDPM noise, epsilon, v or x0 targets, optional min-SNR weighting (:mod:`or_synth.generator.objective`);
+independent graph / layout dropout for classifier-free guidance; AdamW with warm-up + cosine; EMA weights for
+sampling. Writes the diffusers pipeline folder ``<run_dir>/pipeline`` and a sample grid of fixed validation graphs
+(:mod:`.sample_grid`).
 """
 
 from __future__ import annotations
@@ -15,13 +16,11 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from accelerate.utils import gather_object
 from diffusers import DDPMScheduler
 from diffusers.optimization import get_scheduler
-from diffusers.training_utils import EMAModel, compute_snr
+from diffusers.training_utils import EMAModel
 from omegaconf import DictConfig, OmegaConf
 from torch_geometric.data import Batch
 
@@ -36,29 +35,14 @@ from or_synth.generator.autoencoder import (
 from or_synth.generator.conditioning import GraphConditioner
 from or_synth.generator.denoiser import GraphConditionedDenoiser, build_unet
 from or_synth.generator.latents import cached_latents, dataset_identity, encode_views
-from or_synth.generator.pipeline import ORScenePipeline, make_scheduler
-from or_synth.generator.shipped import resolve_pipeline
-from or_synth.reports.grids import describe_graph, sample_grid, save_image_atomic
-from or_synth.training.common import (
-    NonFiniteGuard,
-    RunLogs,
-    StopRequest,
-    build_dataset,
-    check_divisible,
-    epoch_batch,
-    log_scalars,
-    make_accelerator,
-    reached_step,
-    resume_from_checkpoint,
-    rng_state,
-    save_checkpoint,
-    save_pretrained_atomic,
-    save_resolved_config,
-    step_generator,
-    step_progress,
-    stopped_on_request,
-    write_metrics,
-)
+from or_synth.generator.objective import diffusion_loss, training_target
+from or_synth.generator.pipeline import ORScenePipeline
+from or_synth.training.batches import build_dataset, epoch_batch, step_generator
+from or_synth.training.checkpoints import reached_step, resume_from_checkpoint, save_pretrained_atomic
+from or_synth.training.devices import make_accelerator
+from or_synth.training.logs import save_resolved_config, write_metrics
+from or_synth.training.loop import NonFiniteGuard, TrainingLoop, check_divisible
+from or_synth.training.sample_grid import grid_items, reference_pipeline, write_grid
 
 log = logging.getLogger(__name__)
 
@@ -201,24 +185,39 @@ def train_ldm(cfg: DictConfig) -> dict:
     if cfg.trainer.compile:
         unet.compile()  # in place: state_dict keys stay the same
 
+    # What a checkpoint holds (and what the loop samples or evaluates at its cadence).
+    def training_state() -> tuple[dict, dict]:
+        weights = {"model": model.state_dict(), "ema": dict(zip(names, ema.shadow_params, strict=True))}
+        ema_state = {k: v for k, v in ema.state_dict().items() if k != "shadow_params"}
+        state = {
+            "optimizer": optimizer.state_dict(),
+            "lr_schedule": lr_schedule.state_dict(),
+            "ema": ema_state,
+        }
+        return weights, state
+
+    items = grid_items(cfg.ldm.sample, val_views)
+
+    def sample(done: int) -> dict:
+        """The sample grid of the EMA weights on fixed validation graphs."""
+        pipeline = _ema_pipeline(model, ema, vae, noise_scheduler)
+        path = run_dir / "samples" / f"grid_{done:07d}.png"
+        return {"samples/grid": write_grid(pipeline, cfg.ldm.sample, cfg.seed, items, val_views, path)}
+
     # 5. Loop.
-    grid_items = _grid_items(cfg, val_views)
-    logs = RunLogs(run_dir, start, accelerator.is_main_process)
     guard = NonFiniteGuard(cfg.trainer.max_bad_steps)
     steps, batch_size = cfg.ldm.steps, cfg.ldm.batch_size
     rank, world = accelerator.process_index, accelerator.num_processes
     check_divisible(batch_size, world, "ldm.batch_size")
-    progress = step_progress("ldm", start, steps, accelerator)
     # ldm.time_budget_s: stop (checkpoint + pipeline) once the loop has run this long, summed over resumes, so
     # levers are compared at equal CPU time and a budgeted run is a prefix of a longer one (constant LR).
     budget = cfg.ldm.get("time_budget_s")
     seconds_before, loop_start = float(metrics.get("train_seconds", 0.0)), time.perf_counter()
     stopped_early = _out_of_time(metrics, budget)
-    # Ctrl-C / SIGTERM: finish the step, save a checkpoint and stop; the same command resumes.
-    stop = StopRequest()
-    interrupted = False
-    with stop:
-        for step in progress if not stopped_early else ():
+    with TrainingLoop.for_stage(
+        cfg, "ldm", start, checkpoint=training_state, metrics=metrics, sample=sample, accelerator=accelerator
+    ) as loop:
+        for step in loop if not stopped_early else ():
             wrapped.train()
             # Everything random about this step is drawn for the global batch, then sliced to this rank.
             generator = step_generator(cfg.seed, step)
@@ -242,7 +241,7 @@ def train_ldm(cfg: DictConfig) -> dict:
             clean = (clean * scale).to(accelerator.device)
             noise, timesteps = noise[local].to(accelerator.device), timesteps[local].to(accelerator.device)
             noisy = noise_scheduler.add_noise(clean, noise, timesteps)
-            target = _target(noise_scheduler, clean, noise, timesteps)
+            target = training_target(noise_scheduler, clean, noise, timesteps)
             graphs = Batch.from_data_list([train_views.graphs[int(g)] for g in train_views.graph_index[idx]])
             masks = train_views.masks[idx] if layout else None
             with accelerator.accumulate(wrapped), accelerator.autocast():
@@ -255,7 +254,7 @@ def train_ldm(cfg: DictConfig) -> dict:
                     drop_graph=drop_graph[local],
                     drop_layout=drop_layout[local],
                 )
-                loss = _loss(
+                loss = diffusion_loss(
                     prediction.float(), target.float(), timesteps, noise_scheduler, cfg.ldm.snr_gamma
                 )
             finite = accelerator.reduce(torch.isfinite(loss.detach()).float(), "min").item() > 0
@@ -274,53 +273,13 @@ def train_ldm(cfg: DictConfig) -> dict:
             if budget is not None:  # every rank stops at the same step: once any rank is over budget
                 out_of_time = torch.tensor(float(_out_of_time(metrics, budget)), device=accelerator.device)
                 stopped_early = accelerator.reduce(out_of_time, "max").item() > 0 and done < steps
-            requested = torch.tensor(float(stop.requested), device=accelerator.device)
-            interrupted = accelerator.reduce(requested, "max").item() > 0 and done < steps
-            last = done == steps or stopped_early
-            if accelerator.is_main_process:
-                scalars = {
-                    "train/loss": mean_loss,
-                    "train/lr": lr_schedule.get_last_lr()[0],
-                    "train/ema_decay": ema.cur_decay_value or 0.0,
-                }
-                logs.steps.write({"step": done, "loss": mean_loss})
-                if done % cfg.trainer.log_every == 0 or last:
-                    log_scalars(logs.writer, scalars, done)
-                    left = (
-                        {} if budget is None else {"budget_left": _minutes(budget - metrics["train_seconds"])}
-                    )
-                    progress.set_postfix(loss=f"{mean_loss:.4f}", **left)
-                if (done % cfg.ldm.sample_every == 0 or last) and not interrupted:
-                    pipeline = _ema_pipeline(model, ema, vae, noise_scheduler)
-                    grid = _write_grid(
-                        pipeline, cfg, grid_items, val_views, run_dir / "samples" / f"grid_{done:07d}.png"
-                    )
-                    logs.writer.add_image("samples/grid", np.asarray(grid), done, dataformats="HWC")
-                if done % cfg.ldm.ckpt_every == 0 or last or interrupted:
-                    ema_state = {k: v for k, v in ema.state_dict().items() if k != "shadow_params"}
-                    save_checkpoint(
-                        run_dir,
-                        done,
-                        {
-                            "model": model.state_dict(),
-                            "ema": dict(zip(names, ema.shadow_params, strict=True)),
-                        },
-                        {
-                            "optimizer": optimizer.state_dict(),
-                            "lr_schedule": lr_schedule.state_dict(),
-                            "ema": ema_state,
-                            "rng": rng_state(),
-                            "metrics": metrics,
-                        },
-                        keep=cfg.trainer.keep_checkpoints,
-                    )
-                    write_metrics(run_dir, {**metrics, "step": done, "loss": mean_loss})
-            accelerator.wait_for_everyone()
-            if interrupted:
-                progress.close()
-                if accelerator.is_main_process:
-                    logs.close()
-                raise stopped_on_request("ldm", run_dir, done)
+            scalars = {
+                "train/loss": mean_loss,
+                "train/lr": lr_schedule.get_last_lr()[0],
+                "train/ema_decay": ema.cur_decay_value or 0.0,
+            }
+            left = {} if budget is None else {"budget_left": _minutes(budget - metrics["train_seconds"])}
+            loop.end_step(done, scalars, last=stopped_early, postfix=left)
             if stopped_early:
                 log.info(
                     "ldm: time budget of %s s reached at step %d (run it longer: raise ldm.time_budget_s)",
@@ -329,7 +288,6 @@ def train_ldm(cfg: DictConfig) -> dict:
                 )
                 start = done
                 break
-    progress.close()
 
     # 6. The pipeline folder (EMA weights) and the final sample grid.
     pipeline_dir, grid_path = run_dir / PIPELINE_DIR, run_dir / FINAL_GRID
@@ -344,9 +302,9 @@ def train_ldm(cfg: DictConfig) -> dict:
         save_pretrained_atomic(pipeline, pipeline_dir)
         minutes = metrics.get("train_seconds", 0.0) / 60
         label = f"this run ({metrics['step']} steps, {minutes:.0f} min)"
-        _write_grid(pipeline, cfg, grid_items, val_views, grid_path, label, _reference(cfg))
+        reference = reference_pipeline(cfg.ldm.sample)
+        write_grid(pipeline, cfg.ldm.sample, cfg.seed, items, val_views, grid_path, label, reference)
         write_metrics(run_dir, metrics)
-        logs.close()
     accelerator.wait_for_everyone()
     log.info("ldm: pipeline in %s, sample grid %s", pipeline_dir, grid_path)
     return {
@@ -363,31 +321,6 @@ def _minutes(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
-def _target(noise_scheduler: DDPMScheduler, clean, noise, timesteps) -> torch.Tensor:
-    """What the denoiser predicts: the noise (epsilon), the velocity (v_prediction) or the clean latent (sample)."""
-    kind = noise_scheduler.config.prediction_type
-    if kind == "epsilon":
-        return noise
-    if kind == "v_prediction":
-        return noise_scheduler.get_velocity(clean, noise, timesteps)
-    if kind == "sample":
-        return clean
-    raise ValueError(f"scheduler.prediction_type={kind!r}: use epsilon, v_prediction or sample")
-
-
-def _loss(prediction, target, timesteps, noise_scheduler, snr_gamma) -> torch.Tensor:
-    """MSE, or min-SNR-gamma weighted MSE (Hang et al., ICCV 2023) when ``snr_gamma`` is set: the x0-space weight
-    min(SNR, gamma), expressed for the target predicted (divided by SNR for epsilon, by SNR + 1 for v)."""
-    if snr_gamma is None:
-        return F.mse_loss(prediction, target)
-    snr = compute_snr(noise_scheduler, timesteps)
-    weight = torch.clamp(snr, max=snr_gamma)
-    kind = noise_scheduler.config.prediction_type
-    weight = weight / (snr + 1) if kind == "v_prediction" else weight / snr if kind == "epsilon" else weight
-    per_item = F.mse_loss(prediction, target, reduction="none").mean(dim=(1, 2, 3))
-    return (per_item * weight).mean()
-
-
 def _ema_pipeline(model: GraphConditionedDenoiser, ema: EMAModel, vae, noise_scheduler) -> ORScenePipeline:
     """A pipeline on a copy of the model carrying the EMA weights (training weights untouched)."""
     averaged = copy.deepcopy(model).eval()
@@ -398,90 +331,3 @@ def _ema_pipeline(model: GraphConditionedDenoiser, ema: EMAModel, vae, noise_sch
         scheduler=copy.deepcopy(noise_scheduler),
         graph_encoder=averaged.conditioner,
     )
-
-
-def _grid_items(cfg: DictConfig, views: ViewSet) -> list[tuple[int, list[int]]]:
-    """Fixed validation graphs (evenly spaced) and, for each, the rows of the configured cameras."""
-    count = min(cfg.ldm.sample.graphs, len(views.graphs))
-    picks = np.linspace(0, len(views.graphs) - 1, count).round().astype(int).tolist()
-    items = []
-    for g in picks:
-        rows = [
-            int(r)
-            for r in (views.graph_index == g).nonzero().flatten()
-            if int(views.cameras[r]) in cfg.ldm.sample.cameras
-        ]
-        items.append((g, rows or [int((views.graph_index == g).nonzero()[0])]))
-    return items
-
-
-@torch.no_grad()
-def _draw(pipeline: ORScenePipeline, cfg: DictConfig, rows_flat: list[int], views: ViewSet) -> list:
-    """The grid's images of ``pipeline``: the same validation graph-views and per-image seeds for every model."""
-    sample_cfg = cfg.ldm.sample
-    pipeline.scheduler = make_scheduler(sample_cfg.sampler, pipeline.scheduler.config)
-    pipeline.set_progress_bar_config(disable=True)
-    graphs = [views.graphs[int(views.graph_index[r])] for r in rows_flat]
-    masks = views.masks[rows_flat] if pipeline.has_layout_input and views.masks is not None else None
-    return pipeline(
-        graphs,
-        views.cameras[rows_flat].tolist(),
-        masks=masks,
-        num_inference_steps=sample_cfg.steps,
-        guidance_scale=sample_cfg.guidance_scale,
-        layout_guidance_scale=sample_cfg.layout_guidance_scale,
-        generator=[torch.Generator().manual_seed(cfg.seed * 1000 + i) for i in range(len(rows_flat))],
-    ).images
-
-
-def _reference(cfg: DictConfig) -> tuple[ORScenePipeline, str] | None:
-    """``ldm.sample.reference_pipeline`` (a folder or a shipped name) and its column label, for the final grid:
-    what a longer recipe draws from the same graphs, beside this run's images."""
-    spec = cfg.ldm.sample.get("reference_pipeline")
-    if not spec:
-        return None
-    folder = resolve_pipeline(spec)
-    manifest = folder / "shipped.json"
-    label = f"{folder.name}"
-    if manifest.is_file():
-        notes = json.loads(manifest.read_text())
-        seconds = notes.get("train_wall_seconds")
-        label = f"shipped {notes['name']}" + (f" ({seconds / 3600:.1f} h CPU)" if seconds else "")
-    return ORScenePipeline.from_pretrained(folder), label
-
-
-@torch.no_grad()
-def _write_grid(
-    pipeline: ORScenePipeline,
-    cfg: DictConfig,
-    items,
-    views: ViewSet,
-    path: Path,
-    label: str = "generated",
-    reference: tuple[ORScenePipeline, str] | None = None,
-):
-    """Each graph as text beside its generated views (and a reference pipeline's) and the real renders."""
-    from PIL import Image
-
-    rows_flat = [r for _, rows in items for r in rows]
-    groups, labels = [_draw(pipeline, cfg, rows_flat, views)], [label]
-    if reference is not None:
-        other, other_label = reference
-        if other.image_size != pipeline.image_size:
-            raise ValueError(
-                f"ldm.sample.reference_pipeline draws {other.image_size} images, this run {pipeline.image_size}"
-            )
-        groups.append(_draw(other, cfg, rows_flat, views))
-        labels.append(other_label)
-    grid_rows, k = [], 0
-    for g, rows in items:
-        real = [Image.fromarray(views.images[r].permute(1, 2, 0).numpy()) for r in rows]
-        cams = ", ".join(str(int(views.cameras[r])) for r in rows)
-        lines = [f"take {int(views.graphs[g].take)} scan {views.graphs[g].scan}, cameras {cams}"]
-        grid_rows.append(
-            ([*lines, *describe_graph(views.graphs[g])], *(im[k : k + len(rows)] for im in groups), real)
-        )
-        k += len(rows)
-    grid = sample_grid(grid_rows, labels=[*labels, "real render"])
-    save_image_atomic(grid, path)
-    return grid

@@ -4,7 +4,8 @@ With ``autoencoder.pretrained`` set, the stage loads those weights, measures the
 training images and saves the autoencoder. With ``autoencoder.kind=pca_patch`` it fits the closed-form
 :class:`~or_synth.generator.codec.PatchPCACodec` on the training views (no optimisation loop, about a
 second). Otherwise it trains ``AutoencoderKL`` on single camera views of the training split: L1 + KL +
-(1 - MS-SSIM), and a patch-adversarial term after a warm-up (MONAI). Writes ``<run_dir>/autoencoder``
+(1 - MS-SSIM), and a patch-adversarial term after a warm-up (MONAI); resumable exactly, and Ctrl-C saves a
+checkpoint and stops (:class:`~or_synth.training.loop.TrainingLoop`). Writes ``<run_dir>/autoencoder``
 (diffusers folder; ``config.scaling_factor`` = 1 / std of the training latents).
 """
 
@@ -14,7 +15,6 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from diffusers.optimization import get_scheduler
 from omegaconf import DictConfig, OmegaConf
@@ -35,24 +35,11 @@ from or_synth.generator.autoencoder import (
 )
 from or_synth.generator.codec import PatchPCACodec
 from or_synth.reports.grids import save_image_atomic
-from or_synth.training.common import (
-    NonFiniteGuard,
-    RunLogs,
-    build_dataset,
-    check_divisible,
-    epoch_batch,
-    log_scalars,
-    make_accelerator,
-    reached_step,
-    resume_from_checkpoint,
-    rng_state,
-    save_checkpoint,
-    save_pretrained_atomic,
-    save_resolved_config,
-    step_generator,
-    step_progress,
-    write_metrics,
-)
+from or_synth.training.batches import build_dataset, epoch_batch, step_generator
+from or_synth.training.checkpoints import reached_step, resume_from_checkpoint, save_pretrained_atomic
+from or_synth.training.devices import make_accelerator
+from or_synth.training.logs import save_resolved_config, write_metrics
+from or_synth.training.loop import NonFiniteGuard, TrainingLoop, check_divisible
 
 log = logging.getLogger(__name__)
 
@@ -117,66 +104,56 @@ def train_vae(cfg: DictConfig) -> dict:
     if cfg.trainer.compile:
         vae.compile()  # in place: state_dict keys stay the same
 
+    # What a checkpoint holds (and what the loop samples or evaluates at its cadence).
+    def training_state() -> tuple[dict, dict]:
+        weights = {"model": vae.state_dict()}
+        state = {"optimizer": optimizer.state_dict(), "lr_schedule": lr_schedule.state_dict()}
+        if disc_optimizer is not None:
+            weights["discriminator"] = accelerator.unwrap_model(loss_fn.discriminator).state_dict()
+            state["discriminator_optimizer"] = disc_optimizer.state_dict()
+        return weights, state
+
+    def sample(done: int) -> dict:
+        """PSNR of the validation images and a grid of their reconstructions."""
+        recon = reconstruct(vae, eval_images)
+        metrics["val_psnr"] = psnr(recon, eval_images)
+        grid = _reconstruction_grid(eval_images[:8], recon[:8])
+        save_image_atomic(grid, run_dir / "samples" / f"reconstructions_{done:07d}.png")
+        return {"val/psnr": metrics["val_psnr"], "val/reconstructions": grid}
+
     # 5. Loop.
-    logs = RunLogs(run_dir, start, accelerator.is_main_process)
     guard = NonFiniteGuard(cfg.trainer.max_bad_steps)
     steps, batch_size = cfg.vae.steps, cfg.vae.batch_size
     rank, world = accelerator.process_index, accelerator.num_processes
     check_divisible(batch_size, world, "vae.batch_size")
-    progress = step_progress("vae", start, steps, accelerator)
-    for step in progress:
-        model.train()
-        indices = epoch_batch(len(train_views), batch_size, step, cfg.seed).chunk(world)[rank]
-        target = to_model_range(train_views.images[indices]).to(accelerator.device)
-        generator = step_generator(cfg.seed, step)
-        noise = torch.randn((batch_size, *_latent_shape(vae, target)), generator=generator)
-        noise = noise.chunk(world)[rank].to(accelerator.device)
-        with accelerator.accumulate(model), accelerator.autocast():
-            reconstruction, posterior = model(target, noise)
-            terms = loss_fn.generator_loss(reconstruction, target, posterior, step)
-        finite = accelerator.reduce(torch.isfinite(terms["loss"].detach()).float(), "min").item() > 0
-        if guard.check(finite, step):
-            accelerator.backward(terms["loss"])
-            accelerator.clip_grad_norm_(model.parameters(), cfg.vae.grad_clip)
-            optimizer.step()
-            lr_schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        if disc_optimizer is not None and loss_fn.adversarial_active(step) and finite:
-            with accelerator.autocast():
-                terms["discriminator"] = loss_fn.discriminator_loss(reconstruction, target)
-            accelerator.backward(terms["discriminator"])
-            disc_optimizer.step()
-            disc_optimizer.zero_grad(set_to_none=True)
-
-        done = step + 1
-        scalars = {f"train/{k}": float(v.detach().mean()) for k, v in terms.items()}
-        if accelerator.is_main_process:
-            logs.steps.write({"step": done, **scalars})
-            if done % cfg.trainer.log_every == 0 or done == steps:
-                log_scalars(logs.writer, scalars, done)
-                progress.set_postfix(loss=f"{scalars['train/loss']:.4f}")
-            if done % cfg.vae.sample_every == 0 or done == steps:
-                recon = reconstruct(vae, eval_images)
-                metrics["val_psnr"] = psnr(recon, eval_images)
-                log_scalars(logs.writer, {"val/psnr": metrics["val_psnr"]}, done)
-                grid = _reconstruction_grid(eval_images[:8], recon[:8])
-                save_image_atomic(grid, run_dir / "samples" / f"reconstructions_{done:07d}.png")
-                logs.writer.add_image("val/reconstructions", np.asarray(grid), done, dataformats="HWC")
-            if done % cfg.vae.ckpt_every == 0 or done == steps:
-                weights = {"model": vae.state_dict()}
-                state = {
-                    "optimizer": optimizer.state_dict(),
-                    "lr_schedule": lr_schedule.state_dict(),
-                    "rng": rng_state(),
-                    "metrics": metrics,
-                }
-                if disc_optimizer is not None:
-                    weights["discriminator"] = accelerator.unwrap_model(loss_fn.discriminator).state_dict()
-                    state["discriminator_optimizer"] = disc_optimizer.state_dict()
-                save_checkpoint(run_dir, done, weights, state, keep=cfg.trainer.keep_checkpoints)
-                write_metrics(run_dir, {**metrics, "step": done})
-        accelerator.wait_for_everyone()
-    progress.close()
+    with TrainingLoop.for_stage(
+        cfg, "vae", start, checkpoint=training_state, metrics=metrics, sample=sample, accelerator=accelerator
+    ) as loop:
+        for step in loop:
+            model.train()
+            indices = epoch_batch(len(train_views), batch_size, step, cfg.seed).chunk(world)[rank]
+            target = to_model_range(train_views.images[indices]).to(accelerator.device)
+            generator = step_generator(cfg.seed, step)
+            noise = torch.randn((batch_size, *_latent_shape(vae, target)), generator=generator)
+            noise = noise.chunk(world)[rank].to(accelerator.device)
+            with accelerator.accumulate(model), accelerator.autocast():
+                reconstruction, posterior = model(target, noise)
+                terms = loss_fn.generator_loss(reconstruction, target, posterior, step)
+            finite = accelerator.reduce(torch.isfinite(terms["loss"].detach()).float(), "min").item() > 0
+            if guard.check(finite, step):
+                accelerator.backward(terms["loss"])
+                accelerator.clip_grad_norm_(model.parameters(), cfg.vae.grad_clip)
+                optimizer.step()
+                lr_schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            if disc_optimizer is not None and loss_fn.adversarial_active(step) and finite:
+                with accelerator.autocast():
+                    terms["discriminator"] = loss_fn.discriminator_loss(reconstruction, target)
+                accelerator.backward(terms["discriminator"])
+                disc_optimizer.step()
+                disc_optimizer.zero_grad(set_to_none=True)
+            scalars = {f"train/{k}": float(v.detach().mean()) for k, v in terms.items()}
+            loop.end_step(step + 1, scalars, line=scalars)
 
     # 6. The autoencoder later stages load: scaling factor measured on the training images.
     scale = measure_scaling_factor(vae, scaling_images)
@@ -187,7 +164,6 @@ def train_vae(cfg: DictConfig) -> dict:
     if accelerator.is_main_process:
         save_pretrained_atomic(vae, run_dir / AUTOENCODER_DIR)
         write_metrics(run_dir, metrics)
-        logs.close()
     return _stage_result(run_dir, metrics)
 
 

@@ -9,36 +9,21 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from benchmarks import layout_iou
 from or_synth.generator import pipeline_hash
 from or_synth.generator.layout_predictor import LayoutPredictor
-from or_synth.train import CONFIG_DIR, train
+from or_synth.train import train
 from or_synth.training import RECIPE, STAGES
 from or_synth.training import layout as layout_stage
-from tests.helpers import small_scene, write_layout_dataset
+from tests.helpers import compose_smoke_cfg, small_scene, train_losses, write_layout_dataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def compose_cfg(root: Path, work: Path, extra: list[str] = ()):
-    overrides = [
-        "stage=layout",
-        "debug=smoke",
-        f"dataset.root={root}",
-        f"dataset.processed_root={work / 'processed'}",
-        f"runs_root={work / 'runs'}",
-        f"encoder.cache_dir={work / 'label_cache'}",
-        "layout.encoder_dir=null",  # a fresh encoder: no align run needed
-        *extra,
-    ]
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
-
-
-def losses(run_dir: Path) -> list[float]:
-    return [json.loads(line)["loss"] for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+    """Stage layout of the smoke config on a fresh graph encoder (no align run needed)."""
+    return compose_smoke_cfg(root, work, ["stage=layout", "layout.encoder_dir=null", *extra])
 
 
 def test_trains_writes_its_predictor_and_resumes_exactly(tiny_render, tmp_path):
@@ -61,11 +46,13 @@ def test_trains_writes_its_predictor_and_resumes_exactly(tiny_render, tmp_path):
     assert predictor.config.mask_size == 8 and predictor.vocabulary()["predicates"][3] == "CloseTo"
     assert layout_stage.is_complete(compose_cfg(tiny_render, tmp_path))
 
+    assert sorted(json.loads((run_dir / "metrics.json").read_text())["start"]) == sorted(metrics["end"])
+
     # A longer run resumes from step 4 and lands where an uninterrupted 6-step run does.
     assert train(compose_cfg(tiny_render, tmp_path, ["layout.steps=6"]))["step"] == 6
     straight = tmp_path / "straight"
     train(compose_cfg(tiny_render, tmp_path, ["layout.steps=6", f"layout.run_dir={straight}"]))
-    assert losses(run_dir) == losses(straight) and len(losses(run_dir)) == 6
+    assert train_losses(run_dir) == train_losses(straight) and len(train_losses(run_dir)) == 6
     resumed = LayoutPredictor.from_pretrained(run_dir / "predictor").state_dict()
     uninterrupted = LayoutPredictor.from_pretrained(straight / "predictor").state_dict()
     assert all(torch.equal(resumed[k], uninterrupted[k]) for k in resumed)
@@ -84,7 +71,7 @@ def test_trains_writes_its_predictor_and_resumes_exactly(tiny_render, tmp_path):
 def test_the_loss_falls(tiny_render, tmp_path):
     extra = ["layout.steps=60", "layout.batch_size=8", "layout.lr=3e-3", "layout.eval_every=60"]
     train(compose_cfg(tiny_render, tmp_path, [*extra, "layout.ckpt_every=60"]))
-    values = losses(tmp_path / "runs/layout/smoke")
+    values = train_losses(tmp_path / "runs/layout/smoke")
     assert len(values) == 60 and sum(values[-10:]) < 0.9 * sum(values[:10])
 
 
@@ -92,7 +79,7 @@ def test_the_loss_falls(tiny_render, tmp_path):
 def test_beats_the_mean_box_baseline_on_its_training_views(tiny_render, tmp_path):
     """A few hundred steps fit the training views better than the per-class, per-camera mean box."""
     from or_synth.data.layout_targets import MeanBoxBaseline, load_layout_targets
-    from or_synth.training.common import build_dataset
+    from or_synth.training.batches import build_dataset
 
     extra = ["layout.steps=300", "layout.batch_size=16", "layout.lr=3e-3", "layout.loss.box=10"]
     cfg = compose_cfg(tiny_render, tmp_path, [*extra, "layout.eval_every=300", "layout.ckpt_every=300"])
