@@ -11,10 +11,11 @@ A node is named by its index in the scan's object list, or by a name that picks 
 class (``Patient``, ``operating_table``, ``human_0``) or its clinical role (``head-surgeon``).
 :func:`apply_edit` returns the edited record and the nodes whose pixels the edit changes (in the ORIGINAL
 numbering, to cut their region from the original layout; an added node has no region there). An edit that does
-not make sense (unknown node, a predicate or role the vocabulary lacks, a surgical action whose object is not
-the Patient) is a :class:`GraphEditError` naming the edit; so is an edited graph that ``check`` refuses (the
-sampling layer passes the renderer's physical rules, :func:`or_synth.sampling.edits.apply_drawable_edit`: this
-layer imports nothing above it).
+not make sense (unknown node, a predicate or role the vocabulary lacks, no relation to change) is a
+:class:`GraphEditError` naming the edit; so is an edited graph that ``check`` refuses. The physical rules (a
+surgical action whose object is not the Patient, an instrument holding a person) are the renderer's: the
+sampling layer passes them in (:func:`or_synth.sampling.edits.apply_drawable_edit`), as this layer imports
+nothing above it.
 """
 
 from __future__ import annotations

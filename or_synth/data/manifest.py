@@ -134,11 +134,11 @@ class ManifestLine:
             raise ManifestError(f"field {missing[0]!r} is missing")
         known = {f.name for f in fields(cls)}
         values = {key: value for key, value in raw.items() if key in known}
-        for key, kind in (("take", int), ("scan", str), ("camera", int), ("image", str)):
+        for key, kind, what in (("take", int, "a number"), ("camera", int, "a number"), ("scan", str, "text")):
             try:
                 values[key] = kind(values[key])
             except (TypeError, ValueError):
-                raise ManifestError(f"field {key!r} is not a {kind.__name__}: {values[key]!r}") from None
+                raise ManifestError(f"field {key!r} is not {what}: {values[key]!r}") from None
         return cls(**values)
 
 

@@ -1,6 +1,8 @@
-"""``python -m or_synth.sample``: manifest, determinism, samplers, resume, refusals, real graphs, the CLI.
+"""The sample job (``python -m or_synth.sample``): manifest, layout=auto, determinism, samplers, resume (older
+manifests too), refusals, real graphs, the CLI.
 
-A tiny random pipeline (16 px images, 2-3 sampler steps) keeps the file fast on 2 CPU cores.
+A tiny random pipeline (16 px images, 2-3 sampler steps) keeps the file fast on 2 CPU cores; the one without a
+layout input samples where the layout does not matter (``layout=auto`` is ``none`` there).
 """
 
 from __future__ import annotations
@@ -10,44 +12,35 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from or_synth.data import DatasetFormatError, load_scene_graphs
+from or_synth.data import DatasetFormatError, UserError, load_scene_graphs
+from or_synth.data.manifest import MANIFEST, ManifestLine
 from or_synth.data.vocabulary import OBJECT_CLASSES
 from or_synth.render import layout_masks
 from or_synth.render.pipeline import RENDERER_VERSION
-from or_synth.sample import MANIFEST, SampleRefused, item_seed, load_config, sample
+from or_synth.sampling import SampleRefused, item_seed, sample
 from tests.helpers import (
     manifest_lines,
+    mtimes,
     run_sample,
     sample_images,
-    saved_tiny_pipeline,
+    sampling_config,
     scan_entry,
     small_scene,
     write_layout_dataset,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCANS = [small_scene(4, "000001"), small_scene(4, "000002"), small_scene(8, "000005")]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
-
-
-@pytest.fixture(scope="module")
-def pipeline_dir(tmp_path_factory) -> Path:
-    """A saved tiny ORScenePipeline (random weights, layout input, 8x8 latents -> 16x16 images)."""
-    return saved_tiny_pipeline(tmp_path_factory, layout_channels=4)
-
-
-@pytest.fixture(scope="module")
-def plain_pipeline_dir(tmp_path_factory) -> Path:
-    """The same tiny pipeline without a layout input (graph only)."""
-    return saved_tiny_pipeline(tmp_path_factory, layout_channels=0, name="plain")
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +54,6 @@ def images_of(result: dict) -> dict[str, bytes]:
     return sample_images(Path(result["out"]))
 
 
-def mtimes(out: Path) -> dict[str, int]:
-    return {str(p): p.stat().st_mtime_ns for p in sorted(out.rglob("*"))}
-
-
 def test_manifest_and_images(pipeline_dir, graphs_file, tmp_path):
     out = tmp_path / "out"
     result = run_sample(
@@ -74,12 +63,15 @@ def test_manifest_and_images(pipeline_dir, graphs_file, tmp_path):
     lines = manifest_lines(out)
     assert len(lines) == 8 and len({line["image"] for line in lines}) == 8
     first = lines[0]
+    assert all(list(line) == [f.name for f in fields(ManifestLine)] for line in lines)  # one line shape
     assert first["image"] == "images/take4_scan000001_cam1_s0.png"
-    assert first["source"] == str(graphs_file) and (first["take"], first["scan"]) == (4, "000001")
+    assert first["graphs"] == str(graphs_file) and (first["take"], first["scan"]) == (4, "000001")
     assert first["seed"] == item_seed(0, 4, "000001", 1, 0)
     expected = {"sampler": "dpmsolver++", "steps": 2, "guidance_scale": 3.0, "layout_guidance_scale": 1.0}
     assert {k: first[k] for k in expected} == expected
-    assert first["layout"] == "absent" and first["pipeline"] == str(pipeline_dir)
+    # layout=auto: a pipeline with a layout input gets the renderer's layouts, and the manifest says so.
+    assert first["layout"] == "rendered" and first["layout_renderer"] == RENDERER_VERSION
+    assert first["pipeline"] == str(pipeline_dir) and first["source_scan"] is None
     assert len(first["pipeline_hash"]) == 16 and (first["height"], first["width"]) == (16, 16)
     assert {(line["camera"], line["sample"]) for line in lines} == {(c, k) for c in (1, 3) for k in (0, 1)}
     assert len({line["seed"] for line in lines}) == 8  # every image has its own seed
@@ -88,7 +80,8 @@ def test_manifest_and_images(pipeline_dir, graphs_file, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["images", MANIFEST]  # no temporaries, no Hydra files
 
 
-def test_same_seed_same_bytes_across_runs_and_batch_sizes(pipeline_dir, graphs_file, tmp_path):
+def test_same_seed_same_bytes_across_runs_and_batch_sizes(plain_pipeline_dir, graphs_file, tmp_path):
+    pipeline_dir = plain_pipeline_dir
     a = images_of(run_sample(pipeline_dir, graphs_file, tmp_path / "a", "cameras=[2,5]", "batch_size=8"))
     b = images_of(run_sample(pipeline_dir, graphs_file, tmp_path / "b", "cameras=[2,5]", "batch_size=8"))
     c = images_of(run_sample(pipeline_dir, graphs_file, tmp_path / "c", "cameras=[2,5]", "batch_size=4"))
@@ -106,20 +99,22 @@ def test_same_seed_same_bytes_across_runs_and_batch_sizes(pipeline_dir, graphs_f
 
 
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpmsolver++"])
-def test_samplers(pipeline_dir, graphs_file, tmp_path, sampler):
+def test_samplers(plain_pipeline_dir, graphs_file, tmp_path, sampler):
     out = tmp_path / sampler
     result = run_sample(
-        pipeline_dir, graphs_file, out, f"sampler={sampler}", "cameras=[1]", "limit=2", "steps=3"
+        plain_pipeline_dir, graphs_file, out, f"sampler={sampler}", "cameras=[1]", "limit=2", "steps=3"
     )
     assert result["generated"] == 2
-    assert {line["sampler"] for line in manifest_lines(out)} == {sampler}
+    # layout=auto: a pipeline without a layout input samples from the graph alone.
+    assert {(line["sampler"], line["layout"]) for line in manifest_lines(out)} == {(sampler, "absent")}
     arrays = [np.asarray(Image.open(p)) for p in sorted((out / "images").glob("*.png"))]
     assert all(a.shape == (16, 16, 3) and a.dtype == np.uint8 for a in arrays)
 
 
 def test_resume_redraws_only_missing_items_and_a_complete_rerun_writes_nothing(
-    pipeline_dir, graphs_file, tmp_path
+    plain_pipeline_dir, graphs_file, tmp_path
 ):
+    pipeline_dir = plain_pipeline_dir
     out = tmp_path / "out"
     args = ("cameras=[1,2]", "batch_size=4")
     run_sample(pipeline_dir, graphs_file, out, *args)
@@ -150,6 +145,29 @@ def test_resume_redraws_only_missing_items_and_a_complete_rerun_writes_nothing(
     assert more["generated"] == 3 and more["images"] == 9 and len(manifest_lines(out)) == 9
 
 
+def older_shape(line: dict) -> dict:
+    """A line as or_synth.sample wrote it before the one manifest shape: ``source`` and ``source_hash``, no
+    fields of other layouts or of the export."""
+    line = {
+        ("source" if k == "graphs" else "source_hash" if k == "graphs_hash" else k): v
+        for k, v in line.items()
+    }
+    return {k: v for k, v in line.items() if v is not None and k != "source_scan"}
+
+
+def test_resumes_a_folder_whose_manifest_has_the_older_shape(plain_pipeline_dir, graphs_file, tmp_path):
+    out = tmp_path / "out"
+    run_sample(plain_pipeline_dir, graphs_file, out, "cameras=[1]")
+    current = (out / MANIFEST).read_text()
+    (out / MANIFEST).write_text("".join(json.dumps(older_shape(x)) + "\n" for x in manifest_lines(out)))
+    assert "source_hash" in (out / MANIFEST).read_text()
+    images = {p: t for p, t in mtimes(out).items() if p.endswith(".png")}
+    again = run_sample(plain_pipeline_dir, graphs_file, out, "cameras=[1]")
+    assert again["generated"] == 0 and again["skipped"] == 3
+    assert (out / MANIFEST).read_text() == current  # rewritten in the current shape, the same lines
+    assert {p: t for p, t in mtimes(out).items() if p.endswith(".png")} == images
+
+
 def test_refuses_an_incomplete_pipeline_folder(pipeline_dir, graphs_file, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(pipeline_dir, broken)
@@ -169,6 +187,8 @@ def test_refuses_an_incomplete_pipeline_folder(pipeline_dir, graphs_file, tmp_pa
         ("samples_per_graph=0", "samples_per_graph must be >= 1"),
         ("sampler=euler", "unknown sampler 'euler'"),
         ("layout=boxes", "layout must be one of"),
+        ("guidance_scale=nan", "guidance_scale must be a finite number"),
+        ("limit=0", "limit must be >= 1"),
     ],
 )
 def test_refuses_bad_options(pipeline_dir, graphs_file, tmp_path, extra, match):
@@ -193,10 +213,12 @@ def test_refuses_unknown_labels_naming_file_take_and_scan(pipeline_dir, tmp_path
     assert not (tmp_path / "out").exists()
 
 
-def test_refuses_other_settings_in_the_same_out_unless_overwrite(pipeline_dir, graphs_file, tmp_path):
+def test_refuses_other_settings_in_the_same_out_unless_overwrite(plain_pipeline_dir, graphs_file, tmp_path):
+    pipeline_dir = plain_pipeline_dir
     out = tmp_path / "out"
     run_sample(pipeline_dir, graphs_file, out, "cameras=[1]", "limit=2")
     stamps = mtimes(out)
+    assert issubclass(SampleRefused, UserError)  # on the command line: one line, exit 2
     for extra in ("steps=3", "sampler=ddim", "seed=5", "guidance_scale=2.0"):
         with pytest.raises(SampleRefused, match="overwrite=true"):
             run_sample(pipeline_dir, graphs_file, out, "cameras=[1]", "limit=2", extra)
@@ -224,13 +246,17 @@ def test_layout_masks_from_a_rendered_dataset(pipeline_dir, tmp_path):
     ]
     out = tmp_path / "out"
     result = sample(
-        load_config([*base, f"out={out}", "cameras=[1]", "layout=masks", "layout_guidance_scale=2.0"])
+        sampling_config(
+            "sample", *base, f"out={out}", "cameras=[1]", "layout=masks", "layout_guidance_scale=2.0"
+        )
     )
     assert result["generated"] == 2 and {line["layout"] for line in manifest_lines(out)} == {"given"}
-    plain = sample(load_config([*base, f"out={tmp_path / 'plain'}", "cameras=[1]"]))
+    plain = sample(
+        sampling_config("sample", *base, f"out={tmp_path / 'plain'}", "cameras=[1]", "layout=none")
+    )
     assert images_of(plain).keys() == sample_images(out).keys() and images_of(plain) != sample_images(out)
     with pytest.raises(DatasetFormatError, match=r"instance mask is missing.*layout=none"):
-        sample(load_config([*base, f"out={tmp_path / 'cam2'}", "cameras=[2]", "layout=masks"]))
+        sample(sampling_config("sample", *base, f"out={tmp_path / 'cam2'}", "cameras=[2]", "layout=masks"))
     assert not (tmp_path / "cam2").exists()
 
 
@@ -251,7 +277,7 @@ def test_layout_render_draws_masks_for_any_graph(pipeline_dir, graphs_file, tmp_
     assert len(list((out / "layouts").glob("*.png"))) == 6
     # The same seed gives the same images whatever the batch; the layout changes them.
     again = run_sample(pipeline_dir, graphs_file, tmp_path / "again", *args, "batch_size=1")
-    plain = run_sample(pipeline_dir, graphs_file, tmp_path / "plain", "cameras=[1,4]")
+    plain = run_sample(pipeline_dir, graphs_file, tmp_path / "plain", "cameras=[1,4]", "layout=none")
     assert images_of(again) == sample_images(out) and images_of(plain).keys() == sample_images(out).keys()
     assert images_of(plain) != sample_images(out)
     with pytest.raises(SampleRefused, match="layout"):  # a folder sampled with other layouts is not mixed in
@@ -268,17 +294,20 @@ def test_layout_render_refusals(pipeline_dir, plain_pipeline_dir, graphs_file, t
     graphs = tmp_path / "bad" / "relationships_validation.json"
     graphs.parent.mkdir()
     graphs.write_text(json.dumps({"scans": [small_scene(4, "000001"), held]}))
-    with pytest.raises(
-        DatasetFormatError, match=r"take 8, scan 000042.*Holding 'operating_table'.*layout=none"
-    ):
-        run_sample(pipeline_dir, graphs, out, "layout=render")
-    with pytest.raises(ValueError, match="seed >= 0"):
+    for layout in ("layout=render", "layout=auto"):  # auto is render for this pipeline
+        with pytest.raises(
+            DatasetFormatError, match=r"take 8, scan 000042.*Holding 'operating_table'.*layout=none"
+        ):
+            run_sample(pipeline_dir, graphs, out, layout)
+    with pytest.raises(ValueError, match="seed must be >= 0"):
         run_sample(pipeline_dir, graphs_file, out, "layout=render", "seed=-1")
     with pytest.raises(ValueError, match="save_layouts=true needs a layout"):
-        run_sample(pipeline_dir, graphs_file, out, "save_layouts=true")
+        run_sample(pipeline_dir, graphs_file, out, "save_layouts=true", "layout=none")
+    with pytest.raises(ValueError, match="save_layouts=true needs a layout"):  # auto is none without an input
+        run_sample(plain_pipeline_dir, graphs_file, out, "save_layouts=true")
     assert not out.exists()
     # layout=none needs nothing drawable.
-    assert run_sample(pipeline_dir, graphs, out, "cameras=[1]")["generated"] == 2
+    assert run_sample(pipeline_dir, graphs, out, "cameras=[1]", "layout=none")["generated"] == 2
 
 
 @pytest.mark.real_data
@@ -289,25 +318,25 @@ def test_layout_render_on_real_graphs(pipeline_dir, real_validation_file, tmp_pa
     assert result["generated"] == 4 and len(sample_images(out)) == 4
     lines = manifest_lines(out)
     assert {line["layout"] for line in lines} == {"rendered"}
-    assert {line["source"] for line in lines} == {str(real_validation_file)}
+    assert {line["graphs"] for line in lines} == {str(real_validation_file)}
 
 
 @pytest.mark.real_data
-def test_real_validation_graphs(pipeline_dir, real_validation_file, tmp_path):
+def test_real_validation_graphs(plain_pipeline_dir, real_validation_file, tmp_path):
     out = tmp_path / "real"
-    result = run_sample(pipeline_dir, real_validation_file, out, "limit=3", "cameras=[2]")
+    result = run_sample(plain_pipeline_dir, real_validation_file, out, "limit=3", "cameras=[2]")
     assert result["generated"] == 3
     lines = manifest_lines(out)
-    assert [line["source"] for line in lines] == [str(real_validation_file)] * 3
+    assert [line["graphs"] for line in lines] == [str(real_validation_file)] * 3
     assert all(line["take"] in (4, 8) for line in lines) and len(sample_images(out)) == 3
 
 
-def test_command_line(pipeline_dir, graphs_file, tmp_path):
+def test_command_line(plain_pipeline_dir, graphs_file, tmp_path):
     work = tmp_path / "cwd"
     work.mkdir()
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     out = tmp_path / "out"
-    args = [f"pipeline={pipeline_dir}", f"graphs={graphs_file}", f"out={out}", "steps=2", "limit=1"]
+    args = [f"pipeline={plain_pipeline_dir}", f"graphs={graphs_file}", f"out={out}", "steps=2", "limit=1"]
 
     def cli(*extra: str) -> subprocess.CompletedProcess:
         command = [sys.executable, "-m", "or_synth.sample", *args, *extra]
@@ -326,17 +355,20 @@ def test_command_line(pipeline_dir, graphs_file, tmp_path):
     ]
 
 
-def test_a_shipped_pipeline_samples_by_name(pipeline_dir, graphs_file, tmp_path, monkeypatch):
+def test_a_shipped_pipeline_samples_by_name(plain_pipeline_dir, graphs_file, tmp_path, monkeypatch):
     """pipeline=<name> finds pretrained/<name> (hashes checked), and the manifest records that folder."""
     from or_synth.generator import shipped
 
     monkeypatch.setattr(shipped, "SHIPPED_ROOT", tmp_path / "pretrained")
-    folder = shipped.ship(pipeline_dir, "tiny", command="test", notes={}, root=tmp_path / "pretrained")
+    folder = shipped.ship(plain_pipeline_dir, "tiny", command="test", notes={}, root=tmp_path / "pretrained")
     result = run_sample("tiny", graphs_file, tmp_path / "out", "cameras=[1]", "limit=1")
     assert (
         result["generated"] == 1
         and manifest_lines(tmp_path / "out")[0]["pipeline_hash"] == result["pipeline_hash"]
     )
     (folder / "graph_encoder" / "config.json").write_text("{}")
-    with pytest.raises(shipped.ShippedPipelineError, match=r"graph_encoder/config\.json does not match"):
+    with pytest.raises(
+        shipped.ShippedPipelineError, match=r"graph_encoder/config\.json does not match"
+    ) as caught:
         run_sample("tiny", graphs_file, tmp_path / "out2", "cameras=[1]", "limit=1")
+    assert isinstance(caught.value, UserError)  # one line and exit 2 on the command line
