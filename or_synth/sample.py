@@ -26,10 +26,8 @@ def load_config(overrides: Sequence[str] = ()) -> DictConfig:
 @cli.command("sample")
 def main(cfg: DictConfig) -> None:
     result = run_plan(prepare(cfg))
-    skipped, total = result["skipped"], result["images"]
-    print(
-        f"sample: {result['generated']} new image(s), {skipped} already done; {total} image(s) listed in {result['manifest']}"
-    )
+    done = f"{result['generated']} new image(s), {result['skipped']} already done"
+    print(f"sample: {done}; {result['images']} image(s) listed in {result['manifest']}")
 
 
 if __name__ == "__main__":

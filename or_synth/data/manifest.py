@@ -134,7 +134,11 @@ class ManifestLine:
             raise ManifestError(f"field {missing[0]!r} is missing")
         known = {f.name for f in fields(cls)}
         values = {key: value for key, value in raw.items() if key in known}
-        for key, kind, what in (("take", int, "a number"), ("camera", int, "a number"), ("scan", str, "text")):
+        for key, kind, what in (
+            ("take", int, "a number"),
+            ("camera", int, "a number"),
+            ("scan", str, "text"),
+        ):
             try:
                 values[key] = kind(values[key])
             except (TypeError, ValueError):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,14 +27,14 @@ from or_synth.data.io import atomic_path, atomic_write_json
 from or_synth.data.manifest import LAYOUT_SOURCES
 from or_synth.data.scene_graph import SceneGraphRecord, record_to_data
 from or_synth.data.vocabulary import Vocabulary
-from or_synth.generator import pipeline_hash
+from or_synth.generator import ORScenePipeline, pipeline_hash
 from or_synth.generator.editing import kept_region_change, regenerate, renumber_mask
 from or_synth.render.layout import check_drawable
 from or_synth.reports.grids import sample_grid, save_image_atomic
 from or_synth.sampling.layouts import LayoutJob, LayoutSource, open_layouts, resolve_layout
-from or_synth.sampling.options import check_options
+from or_synth.sampling.options import SamplingOptions, check_options
 from or_synth.sampling.pipelines import encoder_vocabulary, pipeline_folder, prepare_pipeline, resolve_graphs
-from or_synth.sampling.seeds import make_item
+from or_synth.sampling.seeds import SampleItem, make_item
 
 COLUMNS = ("before", "after (edited region)", "edit mask", "full regeneration")
 
@@ -71,8 +72,26 @@ def label_maps(
     return before, dict(zip(cameras, source.masks(items[1]).numpy(), strict=True))
 
 
-def edit(cfg: DictConfig) -> dict:
-    """Run the configured edit (see ``configs/edit.yaml``); returns the ``edit.json`` content (with ``folder``).
+@dataclass
+class EditPlan:
+    """One checked edit: the scan's graph before and after, the loaded pipeline, the cameras' seeds (items) and
+    their before/after label maps (None without a layout)."""
+
+    cfg: DictConfig
+    options: SamplingOptions
+    source: Path
+    root: Path
+    result: EditResult
+    folder: Path
+    pipe: ORScenePipeline
+    vocabulary: Vocabulary
+    layout: str
+    items: list[SampleItem]
+    maps: tuple[dict[int, np.ndarray], dict[int, np.ndarray]] | None
+
+
+def prepare_edit(cfg: DictConfig) -> EditPlan:
+    """Check the edit (options, scan, the edit itself, layouts) and load the pipeline; writes nothing.
 
     Raises:
         ValueError: bad options; GraphEditError: an edit that cannot apply to the scan's graph.
@@ -89,34 +108,33 @@ def edit(cfg: DictConfig) -> dict:
     vocabulary = encoder_vocabulary(pipe)
     layout = resolve_layout(options.layout, pipe)
     graphs = [record_to_data(r, vocabulary) for r in (result.before, result.after)]
-    before_items = [make_item(0, record, camera, 0, options.seed) for camera in options.cameras]
-    job = LayoutJob(pipe, folder, [result.before, result.after], graphs, before_items, options.cameras,
-                    options.seed, source, root, cfg.get("layout_predictor"))  # fmt: skip
+    items = [make_item(0, record, camera, 0, options.seed) for camera in options.cameras]
+    job = LayoutJob(pipe, folder, [result.before, result.after], graphs, items, options.cameras, options.seed,
+                    source, root, cfg.get("layout_predictor"))  # fmt: skip
     maps = label_maps(layout, open_layouts(layout, job), result, options.cameras, options.seed)
-    slug = re.sub(r"[^A-Za-z0-9_-]+", "_", str(cfg.edit)).strip("_")
-    out = Path(cfg.out) / f"{record.take}_{record.scan}_{slug}"
-    out.mkdir(parents=True, exist_ok=True)
-    sampling = {
-        "num_inference_steps": options.sampling.steps,
-        "guidance_scale": options.sampling.guidance_scale,
-        "layout_guidance_scale": options.sampling.layout_guidance_scale,
-    }
+    return EditPlan(cfg, options, source, root, result, folder, pipe, vocabulary, layout, items, maps)
+
+
+def draw_edit(plan: EditPlan, out: Path) -> tuple[dict, dict[str, list[Image.Image]]]:
+    """Per camera the before, after and full images (and the edit mask) in ``out``; returns ``edit.json``'s
+    per-camera entries and the columns of ``pair.png``."""
+    sampling = plan.options.sampling
+    steps = {"num_inference_steps": sampling.steps, "guidance_scale": sampling.guidance_scale,
+             "layout_guidance_scale": sampling.layout_guidance_scale}  # fmt: skip
     views, columns = {}, {name: [] for name in COLUMNS}
-    for item in before_items:
+    for item in plan.items:
         camera = item.camera
-        before_mask, after_mask = (None, None) if maps is None else (maps[0][camera], maps[1][camera])
+        masks = (None, None) if plan.maps is None else (plan.maps[0][camera], plan.maps[1][camera])
         images = regenerate(
-            pipe, result, camera, item.seed, before_mask=before_mask, after_mask=after_mask,
-            dilation=int(cfg.dilation), vocabulary=vocabulary, **sampling,
+            plan.pipe, plan.result, camera, item.seed, before_mask=masks[0], after_mask=masks[1],
+            dilation=int(plan.cfg.dilation), vocabulary=plan.vocabulary, **steps,
         )  # fmt: skip
         for name, image in (("before", images.before), ("after", images.after), ("full", images.full)):
             save_png(out / f"{name}_cam{camera}.png", picture(image))
-        entry = {
-            "seed": item.seed,
-            "regenerated": "edited region" if images.region is not None else "whole image",
-        }
+        entry = {"seed": item.seed, "regenerated": "whole image"}
         if images.region is not None:
             save_png(out / f"mask_cam{camera}.png", picture(images.region))
+            entry["regenerated"] = "edited region"
             entry["inpainted"] = kept_region_change(images.before, images.after, images.region)
             entry["full_regeneration"] = kept_region_change(images.before, images.full, images.region)
         views[str(camera)] = entry
@@ -125,29 +143,32 @@ def edit(cfg: DictConfig) -> dict:
             columns.values(), (images.before, images.after, region, images.full), strict=True
         ):
             column.append(picture(shown))
-    lines = [
-        str(cfg.edit),
-        f"take {record.take} scan {record.scan}, cameras {', '.join(map(str, options.cameras))}",
-    ]
+    return views, columns
+
+
+def edit(cfg: DictConfig) -> dict:
+    """Run the configured edit (see ``configs/edit.yaml``); returns the ``edit.json`` content (with ``folder``)."""
+    plan = prepare_edit(cfg)
+    result, record = plan.result, plan.result.before
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "_", str(cfg.edit)).strip("_")
+    out = Path(cfg.out) / f"{record.take}_{record.scan}_{slug}"
+    out.mkdir(parents=True, exist_ok=True)
+    views, columns = draw_edit(plan, out)
+    cameras = ", ".join(map(str, plan.options.cameras))
+    lines = [str(cfg.edit), f"take {record.take} scan {record.scan}, cameras {cameras}"]
     save_image_atomic(sample_grid([(lines, *columns.values())], labels=list(columns)), out / "pair.png")
-    dataset_vocabulary = Vocabulary.load(root)
-    atomic_write_json(
-        out / "graphs.json",
-        {
-            "before": result.before.to_json(dataset_vocabulary),
-            "after": result.after.to_json(dataset_vocabulary),
-        },
-        indent=2,
-    )
+    vocabulary = Vocabulary.load(plan.root)
+    graphs = {"before": result.before.to_json(vocabulary), "after": result.after.to_json(vocabulary)}
+    atomic_write_json(out / "graphs.json", graphs, indent=2)
     summary = {
         "edit": str(cfg.edit),
         "changed_nodes": sorted(result.changed_nodes),
         "take": record.take,
         "scan": record.scan,
-        "graphs": str(source),
-        "pipeline": str(folder),
-        "pipeline_hash": pipeline_hash(folder),
-        "layout": LAYOUT_SOURCES[layout],
+        "graphs": str(plan.source),
+        "pipeline": str(plan.folder),
+        "pipeline_hash": pipeline_hash(plan.folder),
+        "layout": LAYOUT_SOURCES[plan.layout],
         "settings": OmegaConf.to_container(cfg, resolve=True),
         "cameras": views,
     }

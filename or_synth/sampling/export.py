@@ -17,24 +17,18 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from or_synth.data.annotations import annotation_path
-from or_synth.data.images import color_image_path
 from or_synth.data.io import atomic_path, atomic_write_json, file_sha256
-from or_synth.data.manifest import LAYOUT_SOURCES, MANIFEST, ManifestLine, path_in_folder, write_manifest
-from or_synth.data.vocabulary import SPLIT_TAKES
-from or_synth.generator import pipeline_hash
-from or_synth.render.pipeline import RENDERER_VERSION
-from or_synth.render.room import make_cameras
-from or_synth.render.writer import frame_id, node_boxes, write_mask, write_take_files
+from or_synth.generator import ORScenePipeline, pipeline_hash
 from or_synth.sampling.export_card import dataset_card
+from or_synth.sampling.export_files import scan_items, write_image_manifest, write_scan, write_takes
 from or_synth.sampling.export_scans import (
-    CAMERA_JITTER,
     ExportRefused,
     ExportScan,
     ExportSource,
@@ -42,16 +36,14 @@ from or_synth.sampling.export_scans import (
     plan_export,
     source_graphs,
 )
-from or_synth.sampling.layouts import LayoutJob, open_layouts, resolve_layout
+from or_synth.sampling.layouts import LayoutJob, LayoutSource, open_layouts, resolve_layout
 from or_synth.sampling.options import SamplingOptions, check_options
 from or_synth.sampling.pipelines import graphs_for_pipeline, pipeline_folder, prepare_pipeline
-from or_synth.sampling.seeds import draw_in_batches, make_item
+from or_synth.sampling.seeds import draw_in_batches
 
 EXPORT_MANIFEST = "or_synth_export.json"
 CARD = "dataset_card.md"
-FORMAT = (
-    "or_synth.generate/1"  # the export record's format (unchanged since the command was or_synth.generate)
-)
+FORMAT = "or_synth.generate/1"  # the export record's format (unchanged since the command's old name)
 # The options that decide the export's bytes (with the graphs and the pipeline's hash).
 SETTINGS_KEYS = ("samples_per_graph", "limit", "cameras", "layout", "sampler", "steps", "guidance_scale",
                  "layout_guidance_scale", "jpeg_quality", "seed", "rebalance", "allow_eval_graphs")  # fmt: skip
@@ -95,34 +87,37 @@ def prepare_out(out: Path, settings: dict, overwrite: bool, source_root: Path | 
     out.mkdir(parents=True, exist_ok=True)
 
 
-def write_takes(out: Path, scans: list[ExportScan], size: tuple[int, int], seed: int) -> None:
-    """Each take's frame list, camera calibration and phase ranges (the renderer's take files)."""
-    height, width = size
-    for take in sorted({s.take for s in scans}):
-        in_take = [s for s in scans if s.take == take]
-        ranges: dict[str, list[int]] = {}
-        for s in in_take:
-            if s.phase is not None:
-                ranges.setdefault(s.phase, [s.index, s.index])[1] = s.index
-        rig = make_cameras(width, height, np.random.default_rng([seed, take, 1_000_003]), CAMERA_JITTER)
-        write_take_files(out, take, len(in_take), rig, ranges or None)
+@dataclass
+class ExportPlan:
+    """Everything the export's steps need, checked by :func:`prepare_export`."""
+
+    cfg: DictConfig
+    options: SamplingOptions
+    source: ExportSource
+    folder: Path
+    pipe: ORScenePipeline
+    graphs: list
+    copies: list[int]
+    scans: list[ExportScan]
+    cameras: list[int]
+    layout: str
+    layouts: LayoutSource | None
+    settings: dict
+    out: Path
 
 
-def export(cfg: DictConfig) -> dict:
-    """Run the configured export (see ``configs/export.yaml``).
+def prepare_export(cfg: DictConfig, device) -> ExportPlan:
+    """Check the whole export and load the pipeline on ``device``; reads files but writes nothing.
 
-    Returns:
-        ``{"out", "scans", "cameras", "images", "generated", "process_index"}``: ``generated`` scans were drawn now (by
-        this process, ``process_index`` of the ``accelerate`` job).
+    Raises:
+        ValueError / FileNotFoundError / DatasetFormatError: as :func:`or_synth.sampling.plan.prepare`.
+        ExportRefused: validation / test graphs without ``allow_eval_graphs``, a scene-process take that is
+            no training take.
     """
-    from accelerate import PartialState
-
-    state = PartialState(cpu=str(cfg.device) == "cpu")
     options = check_options(cfg)
     source = source_graphs(cfg)
     folder = pipeline_folder(cfg.pipeline)
-    device = options.device if state.num_processes == 1 else state.device
-    pipe = prepare_pipeline(folder, options.sampler, device)
+    pipe = prepare_pipeline(folder, options.sampler, device or options.device)
     graphs = graphs_for_pipeline(pipe, source.records, source.description)
     layout = resolve_layout(options.layout, pipe)
     copies = copies_per_graph(source.records, int(cfg.samples_per_graph), cfg.rebalance, options.seed)
@@ -132,138 +127,73 @@ def export(cfg: DictConfig) -> dict:
     job = LayoutJob(pipe, folder, source.records, graphs, items, cameras, options.seed, source.file, source.root,
                     cfg.get("layout_predictor"))  # fmt: skip
     layouts = open_layouts(layout, job)
-    out = Path(cfg.out)
     settings = export_settings(cfg, source, folder, layout)
-    if state.is_main_process:
-        prepare_out(out, settings, bool(cfg.overwrite), source.root)
-        atomic_write_json(
-            out / EXPORT_MANIFEST, {"format": FORMAT, "settings": settings, "complete": False}, indent=2
-        )
-        write_takes(out, scans, pipe.image_size, options.seed)
-    state.wait_for_everyone()
+    return ExportPlan(cfg, options, source, folder, pipe, graphs, copies, scans, cameras, layout, layouts,
+                      settings, Path(cfg.out))  # fmt: skip
 
-    mine = [s for i, s in enumerate(scans) if i % state.num_processes == state.process_index]
-    todo = [s for s in mine if not annotation_path(out, s.take, s.scan).is_file()]
-    progress = tqdm(total=len(todo) * len(cameras), desc="export", unit="image",
-                    disable=not (cfg.progress and state.is_local_main_process))  # fmt: skip
+
+def start_export(plan: ExportPlan) -> None:
+    """(Main process) the checked ``out`` folder, its export record (incomplete) and the take files."""
+    prepare_out(plan.out, plan.settings, bool(plan.cfg.overwrite), plan.source.root)
+    record = {"format": FORMAT, "settings": plan.settings, "complete": False}
+    atomic_write_json(plan.out / EXPORT_MANIFEST, record, indent=2)
+    write_takes(plan.out, plan.scans, plan.pipe.image_size, plan.options.seed)
+
+
+def draw_scans(plan: ExportPlan, todo: list[ExportScan], progress: bool) -> None:
+    """Draw and write ``todo`` scan by scan (each scan's annotation last)."""
+    bar = tqdm(total=len(todo) * len(plan.cameras), desc="export", unit="image", disable=not progress)
     for scan in todo:
-        items = scan_items(scan, cameras, options.seed)
-        masks = layouts.masks(items) if layouts is not None else None
-        images = draw_in_batches(pipe, [graphs[scan.graph]] * len(items), items, options.sampling, masks,
-                                 int(cfg.batch_size))  # fmt: skip
-        write_scan(out, scan, items, images, masks, int(cfg.jpeg_quality), settings)
-        progress.update(len(cameras))
-    progress.close()
+        items = scan_items(scan, plan.cameras, plan.options.seed)
+        masks = plan.layouts.masks(items) if plan.layouts is not None else None
+        graphs = [plan.graphs[scan.graph]] * len(items)
+        images = draw_in_batches(
+            plan.pipe, graphs, items, plan.options.sampling, masks, int(plan.cfg.batch_size)
+        )
+        write_scan(plan.out, scan, items, images, masks, int(plan.cfg.jpeg_quality), plan.settings)
+        bar.update(len(items))
+    bar.close()
+
+
+def finish_export(plan: ExportPlan) -> None:
+    """(Main process, every scan written) relationships files, image manifest, card, the complete record."""
+    predictor = plan.cfg.get("layout_predictor")
+    common = plan.options.recorded(plan.layout, plan.folder, plan.pipe.image_size, predictor)
+    write_image_manifest(plan.out, plan.scans, plan.cameras, plan.options.seed, plan.settings, common)
+    card = dataset_card(plan.settings, plan.source.records, plan.copies, len(plan.scans), plan.cameras)
+    with atomic_path(plan.out / CARD) as tmp:
+        tmp.write_text(card)
+    images = len(plan.scans) * len(plan.cameras)
+    record = {
+        "format": FORMAT,
+        "settings": plan.settings,
+        "complete": True,
+        "scans": len(plan.scans),
+        "images": images,
+    }
+    atomic_write_json(plan.out / EXPORT_MANIFEST, record, indent=2)
+
+
+def export(cfg: DictConfig) -> dict:
+    """Run the configured export (see ``configs/export.yaml``), resuming what ``out`` already holds.
+
+    Returns:
+        ``{"out", "scans", "cameras", "images", "generated", "process_index"}``: ``generated`` scans were drawn
+        now by this process (``process_index`` of the ``accelerate`` job; 0 alone).
+    """
+    from accelerate import PartialState
+
+    state = PartialState(cpu=str(cfg.device) == "cpu")
+    plan = prepare_export(cfg, None if state.num_processes == 1 else state.device)
+    if state.is_main_process:
+        start_export(plan)
+    state.wait_for_everyone()
+    mine = [s for i, s in enumerate(plan.scans) if i % state.num_processes == state.process_index]
+    todo = [s for s in mine if not annotation_path(plan.out, s.take, s.scan).is_file()]
+    draw_scans(plan, todo, bool(cfg.progress) and state.is_local_main_process)
     state.wait_for_everyone()
     if state.is_main_process:
-        common = line_settings(options, settings, pipe.image_size, folder, cfg.get("layout_predictor"))
-        finish(out, scans, cameras, options.seed, settings, common)
-        with atomic_path(out / CARD) as tmp:
-            tmp.write_text(dataset_card(settings, source.records, copies, len(scans), cameras))
-        complete = {"format": FORMAT, "settings": settings, "complete": True, "scans": len(scans),
-                    "images": len(scans) * len(cameras)}  # fmt: skip
-        atomic_write_json(out / EXPORT_MANIFEST, complete, indent=2)
-    return {"out": str(out), "scans": len(scans), "cameras": cameras, "images": len(scans) * len(cameras),
-            "generated": len(todo), "process_index": state.process_index}  # fmt: skip
-
-
-def scan_items(scan: ExportScan, cameras: list[int], seed: int):
-    """The scan's images, one per camera, seeded by (seed, source take, source scan, camera, copy)."""
-    return [make_item(scan.graph, scan.record, camera, scan.copy, seed) for camera in cameras]
-
-
-def source_scan(scan: ExportScan, settings: dict) -> dict:
-    """Where an exported scan's graph came from (its annotation's and manifest lines' ``source_scan``)."""
-    record = scan.record
-    return {"take": record.take, "scan": record.scan, "copy": scan.copy, "graphs": settings["graphs"]}
-
-
-def write_scan(out: Path, scan: ExportScan, items, images, masks, jpeg_quality: int, settings: dict) -> None:
-    """One scan's images (and masks), then its annotation: the scan's completion marker."""
-    views = {}
-    for i, (item, image) in enumerate(zip(items, images, strict=True)):
-        frame = frame_id(scan.take, scan.index, item.camera)
-        with atomic_path(color_image_path(out, scan.take, item.camera, frame)) as tmp:
-            image.convert("RGB").save(tmp, format="JPEG", quality=jpeg_quality)
-        view = {"frame_id": frame, "seed": item.seed}
-        if masks is not None:
-            labels = masks[i].numpy()
-            write_mask(out, scan.take, scan.index, item.camera, labels)
-            view["boxes"], view["pixels"] = node_boxes(labels, scan.record.num_nodes)
-        views[str(item.camera)] = view
-    document = {
-        "take_idx": scan.take,
-        "scan": scan.scan,
-        "phase": scan.phase,
-        "scene_graph": exported_graph(scan),
-        "source_scan": source_scan(scan, settings),
-        "pipeline_hash": settings["pipeline_hash"],
-        "layout": LAYOUT_SOURCES[settings["layout"]],
-        "cameras": views,
-    }
-    atomic_write_json(annotation_path(out, scan.take, scan.scan), document)
-
-
-def exported_graph(scan: ExportScan) -> dict:
-    """The scan's graph in 4D-OR's scan form, under its exported take and scan id."""
-    return {**scan.record.to_json(), "take_idx": scan.take, "scan": scan.scan}
-
-
-def line_settings(
-    options: SamplingOptions, settings: dict, size: tuple[int, int], folder: Path, predictor
-) -> dict:
-    """The job's fields of every manifest line (:data:`or_synth.data.manifest.SETTINGS`, but the graphs)."""
-    layout = settings["layout"]
-    return {
-        "layout": LAYOUT_SOURCES[layout],
-        "sampler": options.sampler,
-        "steps": options.sampling.steps,
-        "guidance_scale": options.sampling.guidance_scale,
-        "layout_guidance_scale": options.sampling.layout_guidance_scale,
-        "base_seed": options.seed,
-        "pipeline": str(folder),
-        "pipeline_hash": settings["pipeline_hash"],
-        "height": size[0],
-        "width": size[1],
-        "layout_renderer": RENDERER_VERSION if layout == "render" else None,
-        "layout_predictor": str(predictor) if layout == "predicted" else None,
-        "layout_predictor_hash": settings.get("layout_predictor_hash"),
-    }
-
-
-def finish(
-    out: Path, scans: list[ExportScan], cameras: list[int], seed: int, settings: dict, common: dict
-) -> None:
-    """The relationships files and the image manifest, from the plan (every scan's files are written)."""
-    by_split: dict[str, list] = {}
-    for scan in scans:
-        by_split.setdefault(split_of(scan.take), []).append(exported_graph(scan))
-    hashes = {}
-    for split, graphs in by_split.items():
-        atomic_write_json(out / f"relationships_{split}.json", {"scans": graphs})
-        hashes[split] = file_sha256(out / f"relationships_{split}.json")[:16]
-    lines = []
-    for scan in scans:
-        split = split_of(scan.take)
-        for item in scan_items(scan, cameras, seed):
-            image = color_image_path(
-                out, scan.take, item.camera, frame_id(scan.take, scan.index, item.camera)
-            )
-            lines.append(
-                ManifestLine(
-                    image=path_in_folder(image, out),
-                    take=scan.take,
-                    scan=scan.scan,
-                    camera=item.camera,
-                    seed=item.seed,
-                    graphs=f"relationships_{split}.json",
-                    graphs_hash=hashes[split],
-                    source_scan=source_scan(scan, settings),
-                    **common,
-                )
-            )
-    write_manifest(out / MANIFEST, lines)
-
-
-def split_of(take: int) -> str:
-    return next(split for split, takes in SPLIT_TAKES.items() if take in takes)
+        finish_export(plan)
+    return {"out": str(plan.out), "scans": len(plan.scans), "cameras": plan.cameras,
+            "images": len(plan.scans) * len(plan.cameras), "generated": len(todo),
+            "process_index": state.process_index}  # fmt: skip

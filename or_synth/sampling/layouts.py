@@ -187,14 +187,9 @@ def check_masks(root: Path, items: Sequence[SampleItem]) -> None:
         for item in items:
             frame = frame_index(root, item.take).frame_id(item.scan, item.camera)
             path = mask_path(root, item.take, item.camera, frame)
+            where = {"take": item.take, "scan": item.scan, "field": f"camera {item.camera}"}
             if not path.is_file():
-                raise DatasetFormatError(
-                    "instance mask is missing",
-                    file=path,
-                    take=item.take,
-                    scan=item.scan,
-                    field=f"camera {item.camera}",
-                )
+                raise DatasetFormatError("instance mask is missing", file=path, **where)
     except DatasetFormatError as error:
         raise with_hint(
             error, "layout=masks reads the renderer's instance masks; use layout=none for graphs without them"

@@ -10,11 +10,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
 
+from or_synth.data.manifest import LAYOUT_SOURCES
 from or_synth.data.vocabulary import CAMERAS
+from or_synth.generator import pipeline_hash
+from or_synth.render.pipeline import RENDERER_VERSION
 from or_synth.sampling.layouts import check_layout_option
 from or_synth.sampling.seeds import Sampling
 
@@ -42,6 +46,26 @@ class SamplingOptions:
     seed: int
     layout: str
     device: torch.device
+
+    def recorded(self, layout: str, pipeline_dir: Path, size: tuple[int, int], predictor=None) -> dict:
+        """The job's fields of every manifest line but its graphs (:data:`or_synth.data.manifest.SETTINGS`),
+        with ``layout`` the resolved source and ``predictor`` its folder (``layout=predicted``)."""
+        return {
+            "layout": LAYOUT_SOURCES[layout],
+            "sampler": self.sampler,
+            "steps": self.sampling.steps,
+            "guidance_scale": self.sampling.guidance_scale,
+            "layout_guidance_scale": self.sampling.layout_guidance_scale,
+            "base_seed": self.seed,
+            "pipeline": str(pipeline_dir),
+            "pipeline_hash": pipeline_hash(pipeline_dir),
+            "height": size[0],
+            "width": size[1],
+            # A new renderer may place graphs differently; another predictor draws other layouts.
+            "layout_renderer": RENDERER_VERSION if layout == "render" else None,
+            "layout_predictor": str(predictor) if layout == "predicted" else None,
+            "layout_predictor_hash": pipeline_hash(predictor) if layout == "predicted" else None,
+        }
 
 
 def check_options(cfg: DictConfig) -> SamplingOptions:

@@ -21,10 +21,9 @@ from tqdm import tqdm
 
 from or_synth.data import DatasetFormatError, load_scene_graphs
 from or_synth.data.io import atomic_path
-from or_synth.data.manifest import LAYOUT_SOURCES, MANIFEST, ManifestLine, append_lines
+from or_synth.data.manifest import MANIFEST, ManifestLine, append_lines
 from or_synth.data.vocabulary import Vocabulary
-from or_synth.generator import ORScenePipeline, pipeline_hash
-from or_synth.render.pipeline import RENDERER_VERSION
+from or_synth.generator import ORScenePipeline
 from or_synth.sampling.layouts import LayoutJob, LayoutSource, open_layouts, resolve_layout
 from or_synth.sampling.options import check_options
 from or_synth.sampling.pipelines import graphs_for_pipeline, pipeline_folder, prepare_pipeline, resolve_graphs
@@ -79,7 +78,12 @@ def prepare(cfg: DictConfig) -> SamplePlan:
     job = LayoutJob(pipe, folder, records, graphs, items, options.cameras, options.seed, source, data_root,
                     cfg.get("layout_predictor"))  # fmt: skip
     layouts = open_layouts(layout, job)
-    settings = sample_settings(options, layout, source, folder, pipe, cfg.get("layout_predictor"))
+    graphs_hash = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+    settings = {
+        "graphs": str(source),
+        "graphs_hash": graphs_hash,
+        **options.recorded(layout, folder, pipe.image_size, cfg.get("layout_predictor")),
+    }
     out = Path(cfg.out)
     resume = resume_state(out, settings, bool(cfg.overwrite))
     done = {line.image for line in resume.kept}
@@ -99,42 +103,11 @@ def prepare(cfg: DictConfig) -> SamplePlan:
     )
 
 
-def sample_settings(
-    options, layout: str, source: Path, folder: Path, pipe: ORScenePipeline, predictor
-) -> dict:
-    """The job's manifest fields (:data:`or_synth.data.manifest.SETTINGS`)."""
-    height, width = pipe.image_size
-    return {
-        "graphs": str(source),
-        "graphs_hash": hashlib.sha256(source.read_bytes()).hexdigest()[:16],
-        "layout": LAYOUT_SOURCES[layout],
-        "sampler": options.sampler,
-        "steps": options.sampling.steps,
-        "guidance_scale": options.sampling.guidance_scale,
-        "layout_guidance_scale": options.sampling.layout_guidance_scale,
-        "base_seed": options.seed,
-        "pipeline": str(folder),
-        "pipeline_hash": pipeline_hash(folder),
-        "height": height,
-        "width": width,
-        # A new renderer may place graphs differently; another predictor draws other layouts.
-        "layout_renderer": RENDERER_VERSION if layout == "render" else None,
-        "layout_predictor": str(predictor) if layout == "predicted" else None,
-        "layout_predictor_hash": pipeline_hash(predictor) if layout == "predicted" else None,
-    }
-
-
 def manifest_line(item: SampleItem, settings: dict, *, layout_image: bool = False) -> ManifestLine:
-    return ManifestLine(
-        image=item.image,
-        take=item.take,
-        scan=item.scan,
-        camera=item.camera,
-        sample=item.sample,
-        seed=item.seed,
-        layout_image=item.layout_image if layout_image else None,
-        **settings,
-    )
+    """The item's line: its image and graph's scan, camera, sample and seed, and the job's ``settings``."""
+    saved = item.layout_image if layout_image else None
+    where = (item.image, item.take, item.scan, item.camera)
+    return ManifestLine(*where, sample=item.sample, seed=item.seed, layout_image=saved, **settings)
 
 
 def write_layouts(out: Path, batch: Sequence[SampleItem], masks) -> None:
