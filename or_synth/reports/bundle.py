@@ -31,9 +31,9 @@ from omegaconf import DictConfig, OmegaConf
 from or_synth.evaluation.cards import card_markdown, environment
 from or_synth.reports import sections
 from or_synth.reports.sections import Assets, fmt
+from or_synth.data.manifest import first_line
 from or_synth.reports.summary import summary_rows
 from or_synth.data.io import file_sha256
-from or_synth.data.manifest import first_line
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = Path(__file__).resolve().parent / "templates"
