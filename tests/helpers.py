@@ -454,6 +454,9 @@ def tiny_predictor() -> LayoutPredictor:
 
 
 # --- sampling calls ----------
+SAMPLE_SCANS = [small_scene(4, "000001"), small_scene(4, "000002"), small_scene(8, "000005")]
+
+
 def sampling_config(command: str, *overrides: str):
     """The config of ``command`` (sample, export or edit) with command-line style overrides."""
     from or_synth.cli import load_config

@@ -1,5 +1,5 @@
 """The sample job (``python -m or_synth.sample``): manifest, layout=auto, determinism, samplers, resume (older
-manifests too), refusals, real graphs, the CLI.
+manifests too), refusals, real graphs, the CLI. The layout sources in a job: test_plan_layouts.py.
 
 A tiny random pipeline (16 px images, 2-3 sampler steps) keeps the file fast on 2 CPU cores; the one without a
 layout input samples where the layout does not matter (``layout=auto`` is ``none`` there).
@@ -19,45 +19,34 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from or_synth.data import DatasetFormatError, UserError, load_scene_graphs
+from or_synth.data import DatasetFormatError, UserError
 from or_synth.data.manifest import MANIFEST, ManifestLine
 from or_synth.data.vocabulary import OBJECT_CLASSES
-from or_synth.render import layout_masks
 from or_synth.render.pipeline import RENDERER_VERSION
-from or_synth.sampling import SampleRefused, item_seed, sample
+from or_synth.sampling import SampleRefused, item_seed
 from tests.helpers import (
     manifest_lines,
     mtimes,
     run_sample,
     sample_images,
-    sampling_config,
     scan_entry,
     small_scene,
-    write_layout_dataset,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-SCANS = [small_scene(4, "000001"), small_scene(4, "000002"), small_scene(8, "000005")]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
-
-
-@pytest.fixture(scope="module")
-def graphs_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("graphs") / "relationships_validation.json"
-    path.write_text(json.dumps({"scans": SCANS}))
-    return path
 
 
 def images_of(result: dict) -> dict[str, bytes]:
     return sample_images(Path(result["out"]))
 
 
-def test_manifest_and_images(pipeline_dir, graphs_file, tmp_path):
+def test_manifest_and_images(pipeline_dir, three_graphs, tmp_path):
     out = tmp_path / "out"
     result = run_sample(
-        pipeline_dir, graphs_file, out, "cameras=[1,3]", "samples_per_graph=2", "limit=2", "batch_size=3"
+        pipeline_dir, three_graphs, out, "cameras=[1,3]", "samples_per_graph=2", "limit=2", "batch_size=3"
     )
     assert result["generated"] == 2 * 2 * 2 == result["images"] and result["skipped"] == 0
     lines = manifest_lines(out)
@@ -65,7 +54,7 @@ def test_manifest_and_images(pipeline_dir, graphs_file, tmp_path):
     first = lines[0]
     assert all(list(line) == [f.name for f in fields(ManifestLine)] for line in lines)  # one line shape
     assert first["image"] == "images/take4_scan000001_cam1_s0.png"
-    assert first["graphs"] == str(graphs_file) and (first["take"], first["scan"]) == (4, "000001")
+    assert first["graphs"] == str(three_graphs) and (first["take"], first["scan"]) == (4, "000001")
     assert first["seed"] == item_seed(0, 4, "000001", 1, 0)
     expected = {"sampler": "dpmsolver++", "steps": 2, "guidance_scale": 3.0, "layout_guidance_scale": 1.0}
     assert {k: first[k] for k in expected} == expected
@@ -80,29 +69,31 @@ def test_manifest_and_images(pipeline_dir, graphs_file, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["images", MANIFEST]  # no temporaries, no Hydra files
 
 
-def test_same_seed_same_bytes_across_runs_and_batch_sizes(plain_pipeline_dir, graphs_file, tmp_path):
+def test_same_seed_same_bytes_across_runs_and_batch_sizes(plain_pipeline_dir, three_graphs, tmp_path):
     pipeline_dir = plain_pipeline_dir
-    a = images_of(run_sample(pipeline_dir, graphs_file, tmp_path / "a", "cameras=[2,5]", "batch_size=8"))
-    b = images_of(run_sample(pipeline_dir, graphs_file, tmp_path / "b", "cameras=[2,5]", "batch_size=8"))
-    c = images_of(run_sample(pipeline_dir, graphs_file, tmp_path / "c", "cameras=[2,5]", "batch_size=4"))
+    a = images_of(run_sample(pipeline_dir, three_graphs, tmp_path / "a", "cameras=[2,5]", "batch_size=8"))
+    b = images_of(run_sample(pipeline_dir, three_graphs, tmp_path / "b", "cameras=[2,5]", "batch_size=8"))
+    c = images_of(run_sample(pipeline_dir, three_graphs, tmp_path / "c", "cameras=[2,5]", "batch_size=4"))
     # limit: the first graph's images do not depend on the graphs sampled with them.
-    d = images_of(run_sample(pipeline_dir, graphs_file, tmp_path / "d", "cameras=[5]", "limit=1"))
+    d = images_of(run_sample(pipeline_dir, three_graphs, tmp_path / "d", "cameras=[5]", "limit=1"))
     assert len(a) == 6 and a == b == c
     assert d and all(a[name] == data for name, data in d.items())
     assert len(set(a.values())) == 6  # different items, different images
-    e = images_of(run_sample(pipeline_dir, graphs_file, tmp_path / "e", "cameras=[2,5]", "limit=1", "seed=1"))
+    e = images_of(
+        run_sample(pipeline_dir, three_graphs, tmp_path / "e", "cameras=[2,5]", "limit=1", "seed=1")
+    )
     assert len(e) == 2 and all(a[k] != e[k] for k in e)
     # stride: every k-th graph (a spread over the file), the same images as when sampled with all of them.
-    f = images_of(run_sample(pipeline_dir, graphs_file, tmp_path / "f", "cameras=[2,5]", "stride=2"))
+    f = images_of(run_sample(pipeline_dir, three_graphs, tmp_path / "f", "cameras=[2,5]", "stride=2"))
     assert sorted(f) == sorted(k for k in a if "scan000001" in k or "scan000005" in k) and len(f) == 4
     assert all(a[name] == data for name, data in f.items())
 
 
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpmsolver++"])
-def test_samplers(plain_pipeline_dir, graphs_file, tmp_path, sampler):
+def test_samplers(plain_pipeline_dir, three_graphs, tmp_path, sampler):
     out = tmp_path / sampler
     result = run_sample(
-        plain_pipeline_dir, graphs_file, out, f"sampler={sampler}", "cameras=[1]", "limit=2", "steps=3"
+        plain_pipeline_dir, three_graphs, out, f"sampler={sampler}", "cameras=[1]", "limit=2", "steps=3"
     )
     assert result["generated"] == 2
     # layout=auto: a pipeline without a layout input samples from the graph alone.
@@ -112,12 +103,12 @@ def test_samplers(plain_pipeline_dir, graphs_file, tmp_path, sampler):
 
 
 def test_resume_redraws_only_missing_items_and_a_complete_rerun_writes_nothing(
-    plain_pipeline_dir, graphs_file, tmp_path
+    plain_pipeline_dir, three_graphs, tmp_path
 ):
     pipeline_dir = plain_pipeline_dir
     out = tmp_path / "out"
     args = ("cameras=[1,2]", "batch_size=4")
-    run_sample(pipeline_dir, graphs_file, out, *args)
+    run_sample(pipeline_dir, three_graphs, out, *args)
     before = sample_images(out)
     lines = (out / MANIFEST).read_text().splitlines()
     assert len(lines) == 6
@@ -129,7 +120,7 @@ def test_resume_redraws_only_missing_items_and_a_complete_rerun_writes_nothing(
     untouched = {
         p: t for p, t in mtimes(out).items() if p.endswith(".png") and not p.endswith(Path(cut).name)
     }
-    result = run_sample(pipeline_dir, graphs_file, out, *args)
+    result = run_sample(pipeline_dir, three_graphs, out, *args)
     assert result["generated"] == 2 and result["skipped"] == 4 and result["images"] == 6
     assert sample_images(out) == before  # the redrawn images are the same bytes
     assert all(mtimes(out)[p] == t for p, t in untouched.items())
@@ -137,11 +128,11 @@ def test_resume_redraws_only_missing_items_and_a_complete_rerun_writes_nothing(
     assert len(redone) == 6 and {line["image"] for line in redone} == {json.loads(x)["image"] for x in lines}
 
     stamps = mtimes(out)
-    again = run_sample(pipeline_dir, graphs_file, out, *args)
+    again = run_sample(pipeline_dir, three_graphs, out, *args)
     assert again["generated"] == 0 and again["skipped"] == 6
     assert mtimes(out) == stamps
     # Asking for more (another camera) only adds that camera's images.
-    more = run_sample(pipeline_dir, graphs_file, out, "cameras=[1,2,3]", "batch_size=4")
+    more = run_sample(pipeline_dir, three_graphs, out, "cameras=[1,2,3]", "batch_size=4")
     assert more["generated"] == 3 and more["images"] == 9 and len(manifest_lines(out)) == 9
 
 
@@ -155,27 +146,27 @@ def older_shape(line: dict) -> dict:
     return {k: v for k, v in line.items() if v is not None and k != "source_scan"}
 
 
-def test_resumes_a_folder_whose_manifest_has_the_older_shape(plain_pipeline_dir, graphs_file, tmp_path):
+def test_resumes_a_folder_whose_manifest_has_the_older_shape(plain_pipeline_dir, three_graphs, tmp_path):
     out = tmp_path / "out"
-    run_sample(plain_pipeline_dir, graphs_file, out, "cameras=[1]")
+    run_sample(plain_pipeline_dir, three_graphs, out, "cameras=[1]")
     current = (out / MANIFEST).read_text()
     (out / MANIFEST).write_text("".join(json.dumps(older_shape(x)) + "\n" for x in manifest_lines(out)))
     assert "source_hash" in (out / MANIFEST).read_text()
     images = {p: t for p, t in mtimes(out).items() if p.endswith(".png")}
-    again = run_sample(plain_pipeline_dir, graphs_file, out, "cameras=[1]")
+    again = run_sample(plain_pipeline_dir, three_graphs, out, "cameras=[1]")
     assert again["generated"] == 0 and again["skipped"] == 3
     assert (out / MANIFEST).read_text() == current  # rewritten in the current shape, the same lines
     assert {p: t for p, t in mtimes(out).items() if p.endswith(".png")} == images
 
 
-def test_refuses_an_incomplete_pipeline_folder(pipeline_dir, graphs_file, tmp_path):
+def test_refuses_an_incomplete_pipeline_folder(pipeline_dir, three_graphs, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(pipeline_dir, broken)
     (broken / "unet" / "diffusion_pytorch_model.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match=r"incomplete.*unet/\*\.safetensors"):
-        run_sample(broken, graphs_file, tmp_path / "out")
+        run_sample(broken, three_graphs, tmp_path / "out")
     with pytest.raises(FileNotFoundError, match="no such folder, and not a shipped pipeline name"):
-        run_sample(tmp_path / "nowhere", graphs_file, tmp_path / "out")
+        run_sample(tmp_path / "nowhere", three_graphs, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -191,9 +182,9 @@ def test_refuses_an_incomplete_pipeline_folder(pipeline_dir, graphs_file, tmp_pa
         ("limit=0", "limit must be >= 1"),
     ],
 )
-def test_refuses_bad_options(pipeline_dir, graphs_file, tmp_path, extra, match):
+def test_refuses_bad_options(pipeline_dir, three_graphs, tmp_path, extra, match):
     with pytest.raises(ValueError, match=match):
-        run_sample(pipeline_dir, graphs_file, tmp_path / "out", extra)
+        run_sample(pipeline_dir, three_graphs, tmp_path / "out", extra)
     assert not (tmp_path / "out").exists()
 
 
@@ -213,112 +204,21 @@ def test_refuses_unknown_labels_naming_file_take_and_scan(pipeline_dir, tmp_path
     assert not (tmp_path / "out").exists()
 
 
-def test_refuses_other_settings_in_the_same_out_unless_overwrite(plain_pipeline_dir, graphs_file, tmp_path):
+def test_refuses_other_settings_in_the_same_out_unless_overwrite(plain_pipeline_dir, three_graphs, tmp_path):
     pipeline_dir = plain_pipeline_dir
     out = tmp_path / "out"
-    run_sample(pipeline_dir, graphs_file, out, "cameras=[1]", "limit=2")
+    run_sample(pipeline_dir, three_graphs, out, "cameras=[1]", "limit=2")
     stamps = mtimes(out)
     assert issubclass(SampleRefused, UserError)  # on the command line: one line, exit 2
     for extra in ("steps=3", "sampler=ddim", "seed=5", "guidance_scale=2.0"):
         with pytest.raises(SampleRefused, match="overwrite=true"):
-            run_sample(pipeline_dir, graphs_file, out, "cameras=[1]", "limit=2", extra)
+            run_sample(pipeline_dir, three_graphs, out, "cameras=[1]", "limit=2", extra)
     assert mtimes(out) == stamps
-    result = run_sample(pipeline_dir, graphs_file, out, "cameras=[1]", "limit=1", "steps=3", "overwrite=true")
+    result = run_sample(
+        pipeline_dir, three_graphs, out, "cameras=[1]", "limit=1", "steps=3", "overwrite=true"
+    )
     assert result["generated"] == 1 and result["images"] == 1
     assert [line["steps"] for line in manifest_lines(out)] == [3] and len(sample_images(out)) == 1
-
-
-def test_layout_masks_from_a_rendered_dataset(pipeline_dir, tmp_path):
-    root = write_layout_dataset(tmp_path / "ds", {"validation": SCANS[:2]}, image_hw=(24, 32))
-    for take, scan in ((4, 1), (4, 2)):
-        folder = root / f"export_holistic_take{take}_processed" / "instance_masks"
-        folder.mkdir(parents=True, exist_ok=True)
-        mask = np.zeros((24, 32), dtype=np.uint8)
-        mask[4:20, 6:26] = 1  # the patient
-        mask[0:8, 0:10] = 6  # the operating table
-        Image.fromarray(mask).save(folder / f"camera01_colorimage-{1000 + 7 * scan:06d}.png")
-    base = [
-        f"pipeline={pipeline_dir}",
-        "graphs=validation",
-        f"dataset_root={root}",
-        "steps=2",
-        "progress=false",
-    ]
-    out = tmp_path / "out"
-    result = sample(
-        sampling_config(
-            "sample", *base, f"out={out}", "cameras=[1]", "layout=masks", "layout_guidance_scale=2.0"
-        )
-    )
-    assert result["generated"] == 2 and {line["layout"] for line in manifest_lines(out)} == {"given"}
-    plain = sample(
-        sampling_config("sample", *base, f"out={tmp_path / 'plain'}", "cameras=[1]", "layout=none")
-    )
-    assert images_of(plain).keys() == sample_images(out).keys() and images_of(plain) != sample_images(out)
-    with pytest.raises(DatasetFormatError, match=r"instance mask is missing.*layout=none"):
-        sample(sampling_config("sample", *base, f"out={tmp_path / 'cam2'}", "cameras=[2]", "layout=masks"))
-    assert not (tmp_path / "cam2").exists()
-
-
-def test_layout_render_draws_masks_for_any_graph(pipeline_dir, graphs_file, tmp_path):
-    out = tmp_path / "out"
-    args = ("cameras=[1,4]", "layout=render", "layout_guidance_scale=2.0")
-    result = run_sample(pipeline_dir, graphs_file, out, *args, "save_layouts=true", "batch_size=3")
-    assert result["generated"] == 6
-    lines = manifest_lines(out)
-    assert {line["layout"] for line in lines} == {"rendered"}
-    assert {line["layout_renderer"] for line in lines} == {RENDERER_VERSION}
-    # One label map per (graph, camera), exactly the renderer's for the sample seed, named in the manifest.
-    records = load_scene_graphs(graphs_file).records
-    for line in lines:
-        record = next(r for r in records if r.key == (line["take"], line["scan"]))
-        saved = np.asarray(Image.open(out / line["layout_image"]))
-        assert np.array_equal(saved, layout_masks(record, [line["camera"]], (16, 16), seed=0)[0])
-    assert len(list((out / "layouts").glob("*.png"))) == 6
-    # The same seed gives the same images whatever the batch; the layout changes them.
-    again = run_sample(pipeline_dir, graphs_file, tmp_path / "again", *args, "batch_size=1")
-    plain = run_sample(pipeline_dir, graphs_file, tmp_path / "plain", "cameras=[1,4]", "layout=none")
-    assert images_of(again) == sample_images(out) and images_of(plain).keys() == sample_images(out).keys()
-    assert images_of(plain) != sample_images(out)
-    with pytest.raises(SampleRefused, match="layout"):  # a folder sampled with other layouts is not mixed in
-        run_sample(pipeline_dir, graphs_file, tmp_path / "plain", "cameras=[1,4]", "layout=render")
-
-
-def test_layout_render_refusals(pipeline_dir, plain_pipeline_dir, graphs_file, tmp_path):
-    out = tmp_path / "out"
-    with pytest.raises(ValueError, match="layout=render, but this pipeline's denoiser has no layout input"):
-        run_sample(plain_pipeline_dir, graphs_file, out, "layout=render")
-    held = scan_entry(
-        8, "000042", ["human_0", "operating_table"], [(1, 2, "Holding")], {"human_0": "head-surgeon"}
-    )
-    graphs = tmp_path / "bad" / "relationships_validation.json"
-    graphs.parent.mkdir()
-    graphs.write_text(json.dumps({"scans": [small_scene(4, "000001"), held]}))
-    for layout in ("layout=render", "layout=auto"):  # auto is render for this pipeline
-        with pytest.raises(
-            DatasetFormatError, match=r"take 8, scan 000042.*Holding 'operating_table'.*layout=none"
-        ):
-            run_sample(pipeline_dir, graphs, out, layout)
-    with pytest.raises(ValueError, match="seed must be >= 0"):
-        run_sample(pipeline_dir, graphs_file, out, "layout=render", "seed=-1")
-    with pytest.raises(ValueError, match="save_layouts=true needs a layout"):
-        run_sample(pipeline_dir, graphs_file, out, "save_layouts=true", "layout=none")
-    with pytest.raises(ValueError, match="save_layouts=true needs a layout"):  # auto is none without an input
-        run_sample(plain_pipeline_dir, graphs_file, out, "save_layouts=true")
-    assert not out.exists()
-    # layout=none needs nothing drawable.
-    assert run_sample(pipeline_dir, graphs, out, "cameras=[1]", "layout=none")["generated"] == 2
-
-
-@pytest.mark.real_data
-def test_layout_render_on_real_graphs(pipeline_dir, real_validation_file, tmp_path):
-    """Real 4D-OR graphs have no images, hence no masks: layout=render draws them."""
-    out = tmp_path / "real"
-    result = run_sample(pipeline_dir, real_validation_file, out, "limit=2", "cameras=[2,5]", "layout=render")
-    assert result["generated"] == 4 and len(sample_images(out)) == 4
-    lines = manifest_lines(out)
-    assert {line["layout"] for line in lines} == {"rendered"}
-    assert {line["graphs"] for line in lines} == {str(real_validation_file)}
 
 
 @pytest.mark.real_data
@@ -331,12 +231,12 @@ def test_real_validation_graphs(plain_pipeline_dir, real_validation_file, tmp_pa
     assert all(line["take"] in (4, 8) for line in lines) and len(sample_images(out)) == 3
 
 
-def test_command_line(plain_pipeline_dir, graphs_file, tmp_path):
+def test_command_line(plain_pipeline_dir, three_graphs, tmp_path):
     work = tmp_path / "cwd"
     work.mkdir()
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     out = tmp_path / "out"
-    args = [f"pipeline={plain_pipeline_dir}", f"graphs={graphs_file}", f"out={out}", "steps=2", "limit=1"]
+    args = [f"pipeline={plain_pipeline_dir}", f"graphs={three_graphs}", f"out={out}", "steps=2", "limit=1"]
 
     def cli(*extra: str) -> subprocess.CompletedProcess:
         command = [sys.executable, "-m", "or_synth.sample", *args, *extra]
@@ -355,13 +255,13 @@ def test_command_line(plain_pipeline_dir, graphs_file, tmp_path):
     ]
 
 
-def test_a_shipped_pipeline_samples_by_name(plain_pipeline_dir, graphs_file, tmp_path, monkeypatch):
+def test_a_shipped_pipeline_samples_by_name(plain_pipeline_dir, three_graphs, tmp_path, monkeypatch):
     """pipeline=<name> finds pretrained/<name> (hashes checked), and the manifest records that folder."""
     from or_synth.generator import shipped
 
     monkeypatch.setattr(shipped, "SHIPPED_ROOT", tmp_path / "pretrained")
     folder = shipped.ship(plain_pipeline_dir, "tiny", command="test", notes={}, root=tmp_path / "pretrained")
-    result = run_sample("tiny", graphs_file, tmp_path / "out", "cameras=[1]", "limit=1")
+    result = run_sample("tiny", three_graphs, tmp_path / "out", "cameras=[1]", "limit=1")
     assert (
         result["generated"] == 1
         and manifest_lines(tmp_path / "out")[0]["pipeline_hash"] == result["pipeline_hash"]
@@ -370,5 +270,5 @@ def test_a_shipped_pipeline_samples_by_name(plain_pipeline_dir, graphs_file, tmp
     with pytest.raises(
         shipped.ShippedPipelineError, match=r"graph_encoder/config\.json does not match"
     ) as caught:
-        run_sample("tiny", graphs_file, tmp_path / "out2", "cameras=[1]", "limit=1")
+        run_sample("tiny", three_graphs, tmp_path / "out2", "cameras=[1]", "limit=1")
     assert isinstance(caught.value, UserError)  # one line and exit 2 on the command line
