@@ -4,7 +4,7 @@
 
 For held-out validation scans, three kinds of edit (issue #8): a surgical predicate changed (the first
 ``human -> Patient`` action triple becomes another action), a staff member's role changed, and a staff member
-removed. Each is run through :func:`or_synth.edit.edit` (the command's own path: layout from the renderer,
+removed. Each is run through :func:`or_synth.sampling.edit` (the command's own path: layout from the renderer,
 latent inpainting with the same seed) and compared outside the edited region, per camera, with the before image:
 
 - inpainted: only the latent cells the region touches regenerated, the rest of the before latent kept;
@@ -28,12 +28,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from or_synth.cli import load_config
 from or_synth.data import load_scene_graphs
 from or_synth.data.edits import GraphEditError
 from or_synth.data.vocabulary import Vocabulary, is_human_class
-from or_synth.edit import edit, load_config
 from or_synth.generator import pipeline_hash
 from or_synth.generator.shipped import resolve_pipeline
+from or_synth.sampling import edit
 
 RESULTS = Path(__file__).resolve().parent / "results" / "edit_locality.json"
 ACTIONS = ("Drilling", "Sawing", "Hammering", "Cutting", "Suturing", "Cementing")
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
                     f"steps={args.steps}", f"guidance_scale={args.guidance_scale}", f"out={tmp}",
                 ]  # fmt: skip
                 try:
-                    summary = edit(load_config(overrides))
+                    summary = edit(load_config("edit", overrides))
                 except GraphEditError as error:
                     skipped.append({"scan": f"{record.take}/{record.scan}", "edit": text, "why": str(error)})
                     continue

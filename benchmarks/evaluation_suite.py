@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from or_synth.data import load_scene_graphs, relationships_file
-from or_synth.data.edits import GraphEditError, apply_edit, parse_edit
+from or_synth.data.edits import GraphEditError, parse_edit
 from or_synth.data.io import atomic_write_json
 from or_synth.evaluate import evaluate
 from or_synth.evaluate import load_config as evaluate_config
@@ -54,11 +54,13 @@ def stride(root: Path, scans: int) -> int:
 
 
 def draw_samples(args, out: Path, scans: int | None = None, cameras: list[int] | None = None) -> float:
-    from or_synth.sample import load_config, sample
+    from or_synth.cli import load_config
+    from or_synth.sampling import sample
 
     started = time.perf_counter()
     sample(
         load_config(
+            "sample",
             [
                 f"pipeline={args.pipeline}",
                 "graphs=validation",
@@ -70,15 +72,15 @@ def draw_samples(args, out: Path, scans: int | None = None, cameras: list[int] |
                 "guidance_scale=3",
                 f"out={out}",
                 "progress=false",
-            ]
+            ],
         )
     )
     return time.perf_counter() - started
 
 
 def draw_edits(args, out: Path) -> list[str]:
-    from or_synth.edit import edit
-    from or_synth.edit import load_config as edit_config
+    from or_synth.cli import load_config
+    from or_synth.sampling import apply_drawable_edit, edit
 
     done = []
     graphs = relationships_file(args.dataset_root, "validation")
@@ -89,13 +91,14 @@ def draw_edits(args, out: Path) -> list[str]:
             if applied == 2:
                 break
             try:
-                apply_edit(record, parse_edit(text))
+                apply_drawable_edit(record, parse_edit(text))
             except GraphEditError:
                 continue
             folder = out / f"{record.take}_{record.scan}_{text.replace(' ', '_')}"
             if not (folder / "edit.json").is_file():
                 edit(
-                    edit_config(
+                    load_config(
+                        "edit",
                         [
                             f"pipeline={args.pipeline}",
                             "graphs=validation",
@@ -105,7 +108,7 @@ def draw_edits(args, out: Path) -> list[str]:
                             "layout=masks",
                             f"cameras=[{','.join(map(str, args.cameras[:2]))}]",
                             f"out={out}",
-                        ]
+                        ],
                     )
                 )
             done.append(text)

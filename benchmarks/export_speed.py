@@ -1,4 +1,4 @@
-"""Export throughput of ``python -m or_synth.generate``: one process against two.
+"""Export throughput of ``python -m or_synth.export``: one process against two.
 
     python -m benchmarks.export_speed --pipeline cpu_quality [--limit 8]
 
@@ -62,10 +62,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     folder = resolve_pipeline(args.pipeline)
     settings = [f"pipeline={folder}", f"dataset_root={args.dataset_root}", f"limit={args.limit}",
-                f"steps={args.steps}", "progress=false"]  # fmt: skip
-    single = [sys.executable, "-m", "or_synth.generate"]
+                f"steps={args.steps}", "layout=render", "progress=false"]  # fmt: skip
+    single = [sys.executable, "-m", "or_synth.export"]
     sharded = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={args.threads}",
-               "--master_port=29547", "-m", "or_synth.generate"]  # fmt: skip
+               "--master_port=29547", "-m", "or_synth.export"]  # fmt: skip
     images = args.limit * 6
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:

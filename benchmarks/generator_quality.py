@@ -125,7 +125,7 @@ def generate(
 def predicted_masks(pipe, graphs, views, args) -> torch.Tensor:
     """``--layout predicted``: each graph-view's label map from the trained layout predictor, as
     ``or_synth.sample layout=predicted`` draws it."""
-    from or_synth.sample import load_layout_predictor
+    from or_synth.sampling import load_layout_predictor
 
     if not pipe.has_layout_input:
         raise SystemExit("--layout predicted needs a pipeline with a layout input")

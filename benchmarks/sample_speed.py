@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from or_synth.sample import load_config, sample
+from or_synth.cli import load_config
+from or_synth.sampling import sample
 
 RESULTS = Path(__file__).resolve().parent / "results" / "sample_speed.json"
 SHARED_VALIDATION = (
@@ -31,7 +32,7 @@ SHARED_VALIDATION = (
 
 def timed_sample(overrides: list[str], out: Path) -> tuple[float, dict]:
     start = time.perf_counter()
-    result = sample(load_config([*overrides, f"out={out}", "progress=false"]))
+    result = sample(load_config("sample", [*overrides, f"out={out}", "progress=false"]))
     return time.perf_counter() - start, result
 
 

@@ -14,7 +14,7 @@
 #   cpu-quality        the CPU quality recipe's shipped pipeline (pretrained/cpu_quality) on 40 held-out validation
 #                      scans x cameras 1,3,5, guidance 3, with its sample grid -> generator_quality_cpu_quality.json
 #   sample-speed       sampling images/s with layout=render against layout=none (shipped cpu_quality) -> sample_speed.json
-#   export-speed       or_synth.generate images/s: 1 process x 1 thread, 1 x 2 threads, 2 processes -> export_speed.json
+#   export-speed       or_synth.export images/s: 1 process x 1 thread, 1 x 2 threads, 2 processes -> export_speed.json
 #   layout-iou         the graph-to-layout predictor (stage=layout of experiment=cpu_quality, trained if absent) on the
 #                      held-out test takes: box IoU per class against a per-class mean-box baseline -> layout_iou.json
 #   edit-locality      graph edits: kept-region SSIM / MSE, latent inpainting vs full regeneration -> edit_locality.json

@@ -24,6 +24,7 @@ from or_synth.cli import CONFIG_DIR, load_config
 from or_synth.data import load_scene_graphs
 from or_synth.data.annotations import mask_path, read_scan_annotation
 from or_synth.data.images import frame_index
+from or_synth.data.manifest import MANIFEST, ManifestLine, write_manifest
 from or_synth.data.vocabulary import PREDICATES, ROLES, SPLIT_TAKES, Vocabulary
 from or_synth.encoders import build_scene_graph_encoder
 from or_synth.generator import GraphConditioner, ORScenePipeline, build_unet, downsampling_factor
@@ -439,10 +440,10 @@ def train_classifier(root: Path, work: Path, *extra: str) -> Path:
 def copy_as_samples(
     root: Path, split: str, out: Path, *, shuffle_graphs: bool = False, layout: str | None = None
 ) -> Path:
-    """A samples folder whose "generated" images are PNG copies of the split's real views (the manifest as
-    or_synth.sample writes it). ``shuffle_graphs`` lists each image under the next scan's graph instead.
-    ``layout="given"`` marks them as drawn from the dataset's masks (``layout=masks``); ``layout="saved"`` also
-    copies each view's instance mask as its ``layout_image`` (``save_layouts=true``)."""
+    """A samples folder whose "generated" images are PNG copies of the split's real views (the manifest written
+    by the data layer's writer, as or_synth.sample writes it). ``shuffle_graphs`` lists each image under the next
+    scan's graph instead. ``layout="given"`` marks them as drawn from the dataset's masks (``layout=masks``);
+    ``layout="saved"`` also copies each view's instance mask as its ``layout_image`` (``save_layouts=true``)."""
     source = root / f"relationships_{split}.json"
     records = load_scene_graphs(source, takes=SPLIT_TAKES[split]).records
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -453,18 +454,21 @@ def copy_as_samples(
             real = frame_index(root, shown.take).image_path(shown.scan, camera)
             name = f"images/take{record.take}_scan{record.scan}_cam{camera}_s0.png"
             Image.open(real).convert("RGB").save(out / name)
-            line = {"image": name, "source": str(source), "take": record.take, "scan": record.scan}
-            line = {**line, "camera": camera, "sample": 0, "seed": i, "pipeline_hash": "copies"}
-            if layout is not None:
-                line["layout"] = "given" if layout == "given" else "rendered"
+            layout_image = None
             if layout == "saved":
                 (out / "layouts").mkdir(exist_ok=True)
                 frame = read_scan_annotation(root, shown.take, shown.scan).views[camera].frame_id
-                line["layout_image"] = f"layouts/take{record.take}_scan{record.scan}_cam{camera}.png"
-                shutil.copy(mask_path(root, shown.take, camera, frame), out / line["layout_image"])
-            lines.append(line)
-    (out / "manifest.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-    return out / "manifest.jsonl"
+                layout_image = f"layouts/take{record.take}_scan{record.scan}_cam{camera}.png"
+                shutil.copy(mask_path(root, shown.take, camera, frame), out / layout_image)
+            recorded = None if layout is None else "given" if layout == "given" else "rendered"
+            lines.append(
+                ManifestLine(
+                    image=name, take=record.take, scan=record.scan, camera=camera, graphs=str(source), seed=i,
+                    layout=recorded, pipeline_hash="copies", layout_image=layout_image,
+                )
+            )  # fmt: skip
+    write_manifest(out / MANIFEST, lines)
+    return out / MANIFEST
 
 
 def run_evaluate(samples: Path, classifier: Path, root: Path, out: Path, *extra: str) -> dict:
@@ -511,16 +515,49 @@ def tiny_predictor() -> LayoutPredictor:
 
 
 # --- sampling calls ----------
-def run_sample(pipeline_dir: Path, graphs: Path, out: Path, *extra: str) -> dict:
-    overrides = [f"pipeline={pipeline_dir}", f"graphs={graphs}", f"out={out}", "steps=2", "progress=false"]
-    from or_synth.sample import load_config, sample
+SAMPLE_SCANS = [small_scene(4, "000001"), small_scene(4, "000002"), small_scene(8, "000005")]
 
-    return sample(load_config([*overrides, *extra]))
+
+def sampling_config(command: str, *overrides: str):
+    """The config of ``command`` (sample, export or edit) with command-line style overrides."""
+    from or_synth.cli import load_config
+
+    return load_config(command, list(overrides))
+
+
+def run_sample(pipeline_dir: Path, graphs: Path, out: Path, *extra: str) -> dict:
+    """``or_synth.sample`` at 2 steps without a progress bar."""
+    from or_synth.sampling import sample
+
+    overrides = [f"pipeline={pipeline_dir}", f"graphs={graphs}", f"out={out}", "steps=2", "progress=false"]
+    return sample(sampling_config("sample", *overrides, *extra))
+
+
+def run_export(pipeline_dir: Path, dataset_root: Path, out: Path, *extra: str) -> dict:
+    """``or_synth.export`` of cameras 1 and 4 at 2 steps, without guidance or a progress bar."""
+    from or_synth.sampling import export
+
+    overrides = [f"pipeline={pipeline_dir}", f"dataset_root={dataset_root}", f"out={out}", "steps=2",
+                 "guidance_scale=1", "cameras=[1,4]", "progress=false"]  # fmt: skip
+    return export(sampling_config("export", *overrides, *extra))
+
+
+def run_edit(pipeline_dir: Path, graphs: Path, out: Path, *extra: str) -> dict:
+    """``or_synth.edit`` at 2 steps without guidance."""
+    from or_synth.sampling import edit
+
+    overrides = [f"pipeline={pipeline_dir}", f"graphs={graphs}", f"out={out}", "steps=2", "guidance_scale=1"]
+    return edit(sampling_config("edit", *overrides, *extra))
 
 
 def manifest_lines(out: Path) -> list[dict]:
+    """The manifest's lines as written (JSON objects)."""
     return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
 
 
 def sample_images(out: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted((out / "images").glob("*.png"))}
+
+
+def mtimes(out: Path) -> dict[str, int]:
+    return {str(p): p.stat().st_mtime_ns for p in sorted(out.rglob("*"))}

@@ -106,9 +106,9 @@ def test_edit_locality_benchmark_runs_each_kind_of_edit(tiny_render, tmp_path):
     """benchmarks.edit_locality on a tiny pipeline: a predicate, a role and a removal edit per scan, each compared
     outside its region for the inpainted and the fully regenerated image."""
     from benchmarks import edit_locality
-    from or_synth.data.edits import apply_edit
     from or_synth.data.scene_graph import parse_scan
     from or_synth.data.vocabulary import Vocabulary
+    from or_synth.sampling import apply_drawable_edit
     from tests.helpers import small_scene
 
     record = parse_scan(small_scene(4, "000001"), Vocabulary.load())
@@ -119,7 +119,7 @@ def test_edit_locality_benchmark_runs_each_kind_of_edit(tiny_render, tmp_path):
         "remove": "remove 2",
     }
     for text in edits.values():
-        apply_edit(record, text)  # each one is an edit the grammar and the renderer accept
+        apply_drawable_edit(record, text)  # each one is an edit the grammar and the renderer accept
 
     pipeline = tmp_path / "pipe"
     tiny_pipeline(layout_channels=4).save_pretrained(pipeline)

@@ -11,22 +11,26 @@ A node is named by its index in the scan's object list, or by a name that picks 
 class (``Patient``, ``operating_table``, ``human_0``) or its clinical role (``head-surgeon``).
 :func:`apply_edit` returns the edited record and the nodes whose pixels the edit changes (in the ORIGINAL
 numbering, to cut their region from the original layout; an added node has no region there). An edit that does
-not make sense (unknown node, a predicate or role the vocabulary lacks, a surgical action whose object is not
-the Patient, a graph the renderer calls physically impossible) is a :class:`GraphEditError` naming the edit.
+not make sense (unknown node, a predicate or role the vocabulary lacks, no relation to change) is a
+:class:`GraphEditError` naming the edit; so is an edited graph that ``check`` refuses. The physical rules (a
+surgical action whose object is not the Patient, an instrument holding a person) are the renderer's: the
+sampling layer passes them in (:func:`or_synth.sampling.edits.apply_drawable_edit`), as this layer imports
+nothing above it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from or_synth.data.errors import DatasetFormatError
+from or_synth.data.errors import DatasetFormatError, UserError
 from or_synth.data.scene_graph import SceneGraphRecord
 from or_synth.data.vocabulary import NOT_A_PERSON, UNKNOWN_ROLE, Vocabulary, is_human_class
 
 KINDS = {"predicate": 3, "role": 2, "swap": 2, "remove": 1, "add": (1, 3)}
 
 
-class GraphEditError(ValueError):
+class GraphEditError(UserError, ValueError):
     """An edit that cannot apply to the scan's graph; the message names the edit and the scan."""
 
 
@@ -90,11 +94,18 @@ def resolve_node(record: SceneGraphRecord, reference: str, edit: GraphEdit) -> i
 
 
 def apply_edit(
-    record: SceneGraphRecord, edit: GraphEdit | str, vocabulary: Vocabulary | None = None
+    record: SceneGraphRecord,
+    edit: GraphEdit | str,
+    vocabulary: Vocabulary | None = None,
+    *,
+    check: Callable[[SceneGraphRecord], None] | None = None,
 ) -> EditResult:
-    """Apply one edit to a scan's graph; see the module docstring for the grammar."""
-    from or_synth.render.layout import check_drawable  # the renderer's physical rules (a heavier import)
+    """Apply one edit to a scan's graph; see the module docstring for the grammar.
 
+    Args:
+        check: called with the edited graph; a :class:`DatasetFormatError` it raises becomes a
+            :class:`GraphEditError` naming the edit (e.g. the renderer's ``check_drawable``).
+    """
     vocabulary = vocabulary or Vocabulary()
     edit = parse_edit(edit) if isinstance(edit, str) else edit
     names, roles, triples = list(record.object_names), list(record.roles), list(record.triples)
@@ -140,7 +151,8 @@ def apply_edit(
         changed = set()
     after = replace(record, object_names=tuple(names), roles=tuple(roles), triples=tuple(triples))
     try:
-        check_drawable(after)
+        if check is not None:
+            check(after)
     except DatasetFormatError as error:
         raise _error(edit, record, f"the edited graph: {error.reason}") from None
     return EditResult(record, after, frozenset(changed), edit)

@@ -1,5 +1,6 @@
 """The two kinds of image sets the suite scores: real views of a dataset split, and generated images listed in a
-``manifest.jsonl`` of ``or_synth.sample`` / ``or_synth.generate`` (the suite never imports the generator).
+``manifest.jsonl`` of ``or_synth.sample`` / ``or_synth.export``, read through the data layer's manifest reader
+(:mod:`or_synth.data.manifest`; the suite never imports the generator).
 
 One fixed preprocessing for both: decode the file (PNG for generated images, the dataset's JPEG for real ones; no
 re-encoding anywhere), then, only when the size differs from the scoring size, torchvision's antialiased bilinear
@@ -9,7 +10,6 @@ resize (:func:`or_synth.data.read_image`, the data layer's own). :data:`PREPROCE
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,14 +21,14 @@ from tqdm import tqdm
 
 from or_synth.data import SPLIT_TAKES, load_scene_graphs, read_image, relationships_file
 from or_synth.data.images import frame_index
+from or_synth.data.manifest import MANIFEST, ManifestError, ManifestLine
+from or_synth.data.manifest import read_manifest as read_manifest_file
 from or_synth.data.scene_graph import SceneGraphRecord
 
 PREPROCESSING = (
     "decode (PIL, RGB uint8); resize only when the size differs: torchvision antialiased bilinear "
     "(or_synth.data.read_image); no lossy re-encoding"
 )
-MANIFEST = "manifest.jsonl"
-REQUIRED_FIELDS = ("image", "take", "scan", "camera")
 
 
 class ImageSetError(ValueError):
@@ -137,60 +137,63 @@ def load_real_views(
     return ImageSet(torch.stack(images), rows, torch.tensor(cams), ids, f"{root}:{split}", settings)
 
 
-def _graphs_for_manifest(manifest: Path, lines: list[dict]) -> dict[tuple[int, str], SceneGraphRecord]:
-    """The conditioning graph of every line: from the relationships file a ``sample`` manifest names as its
-    ``source``, or from the ``relationships_*.json`` an export (``or_synth.generate``) writes beside it."""
-    files = {line["source"] for line in lines if isinstance(line.get("source"), str)}
-    files = {Path(f) for f in files if f.endswith(".json")}
-    if not files:
-        files = set(manifest.parent.glob("relationships_*.json"))
-    if not files:
-        raise ImageSetError(
-            f"{manifest}: its lines name no relationships file as 'source', and none lies beside it, so the "
-            "graph each image was drawn from is unknown"
-        )
+def _graphs_for_manifest(
+    manifest: Path, lines: list[ManifestLine]
+) -> dict[tuple[int, str], SceneGraphRecord]:
+    """The conditioning graph of every line, from the relationships files its lines name as ``graphs``."""
+    files = set()
+    for number, line in enumerate(lines, start=1):
+        file = line.graphs_file(manifest.parent)
+        if file is None:
+            raise ImageSetError(
+                f"{manifest}, line {number}: field 'graphs' is missing, so the graph the image was drawn from is "
+                "unknown"
+            )
+        files.add(file)
     graphs: dict[tuple[int, str], SceneGraphRecord] = {}
     for file in sorted(files):
         if not file.is_file():
-            raise ImageSetError(f"{manifest}: 'source' names {file}, which does not exist")
+            raise ImageSetError(f"{manifest}: 'graphs' names {file}, which does not exist")
         graphs.update({r.key: r for r in load_scene_graphs(file)})
     return graphs
 
 
-def read_manifest(path: str | Path) -> list[dict]:
-    """The lines of a ``manifest.jsonl`` (a folder holding one is accepted), each checked for the fields scoring
-    needs; errors name the file, the line and the field."""
+def _manifest_lines(path: str | Path) -> tuple[Path, list[ManifestLine]]:
+    """The manifest file (a folder holding one is accepted) and its lines, older shapes converted."""
     path = Path(path)
     if path.is_dir():
         path = path / MANIFEST
     if not path.is_file():
         raise ImageSetError(
-            f"no manifest at {path}: pass the manifest.jsonl written by or_synth.sample/generate"
+            f"no manifest at {path}: pass the manifest.jsonl written by or_synth.sample/export"
         )
-    lines = []
-    for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not text.strip():
-            continue
-        try:
-            line = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ImageSetError(f"{path}, line {number}: not JSON ({exc.msg})") from None
-        missing = [f for f in REQUIRED_FIELDS if f not in line]
-        if missing:
-            raise ImageSetError(f"{path}, line {number}: field {missing[0]!r} is missing")
-        lines.append(line)
+    try:
+        lines = read_manifest_file(path).lines
+    except ManifestError as error:
+        raise ImageSetError(str(error)) from None
     if not lines:
         raise ImageSetError(f"{path}: the manifest lists no images (an empty set cannot be scored)")
-    return lines
+    return path, lines
+
+
+def read_manifest(path: str | Path) -> list[dict]:
+    """The lines of a ``manifest.jsonl`` (a folder holding one is accepted) in the current line shape
+    (:class:`~or_synth.data.manifest.ManifestLine`, older shapes converted), with ``graphs`` resolved to an
+    absolute path, so a line copied into another manifest still finds its graph; errors name the file, the line
+    and the field."""
+    path, lines = _manifest_lines(path)
+    resolved = []
+    for line in lines:
+        graphs = line.graphs_file(path.parent)
+        resolved.append({**line.to_json(), "graphs": str(graphs.resolve()) if graphs else None})
+    return resolved
 
 
 def load_generated(manifest: str | Path, *, size: int | None = None, progress: bool = False) -> ImageSet:
     """The images a manifest lists, with their conditioning graphs; all must exist and share one size."""
-    manifest = Path(manifest)
-    manifest = manifest / MANIFEST if manifest.is_dir() else manifest
-    lines = read_manifest(manifest)
+    manifest, lines = _manifest_lines(manifest)
     root = manifest.parent
-    missing = [line["image"] for line in lines if not (root / line["image"]).is_file()]
+    missing = [line.image for line in lines if not (root / line.image).is_file()]
     if missing:
         raise ImageSetError(
             f"{manifest}: {len(missing)} listed image(s) are missing, e.g. {root / missing[0]}; re-run the "
@@ -199,13 +202,13 @@ def load_generated(manifest: str | Path, *, size: int | None = None, progress: b
     graphs = _graphs_for_manifest(manifest, lines)
     images, records, cameras, ids, layouts, sizes = [], [], [], [], [], {}
     for number, line in enumerate(tqdm(lines, desc="generated images", disable=not progress, leave=False), 1):
-        key = (int(line["take"]), str(line["scan"]))
+        key = (line.take, line.scan)
         if key not in graphs:
             raise ImageSetError(
                 f"{manifest}, line {number}: take {key[0]} scan {key[1]} is in no relationships file of the set"
             )
-        image = read_image(root / line["image"], take=key[0], scan=key[1])  # decoded once, at its own size
-        sizes.setdefault((image.shape[-1], image.shape[-2]), line["image"])
+        image = read_image(root / line.image, take=key[0], scan=key[1])  # decoded once, at its own size
+        sizes.setdefault((image.shape[-1], image.shape[-2]), line.image)
         if len(sizes) > 1:
             (a, first), (b, second) = list(sizes.items())[:2]
             raise ImageSetError(
@@ -216,10 +219,10 @@ def load_generated(manifest: str | Path, *, size: int | None = None, progress: b
             image = resize(image, [size, size], antialias=True)
         images.append(image)
         records.append(graphs[key])
-        cameras.append(int(line["camera"]))
-        ids.append(line["image"])
-        layouts.append(str(root / line["layout_image"]) if line.get("layout_image") else None)
-    settings = {k: v for k, v in lines[0].items() if k not in (*REQUIRED_FIELDS, "sample", "seed")}
+        cameras.append(line.camera)
+        ids.append(line.image)
+        layouts.append(str(root / line.layout_image) if line.layout_image else None)
+    settings = lines[0].settings()
     settings["manifest_sha256"] = hashlib.sha256(manifest.read_bytes()).hexdigest()[:16]
     return ImageSet(
         torch.stack(images), records, torch.tensor(cameras), ids, str(manifest), settings, layouts

@@ -32,6 +32,7 @@ from or_synth.data.errors import UserError
 from or_synth.evaluation.cards import card_markdown, environment
 from or_synth.reports import sections
 from or_synth.reports.sections import Assets, fmt
+from or_synth.data.manifest import first_line
 from or_synth.reports.summary import summary_rows
 from or_synth.data.io import REPO_ROOT, file_sha256, repo_relative
 
@@ -144,11 +145,11 @@ def merge(document: dict, extra: Mapping, folder: Path, folders: dict[str, Path]
 
 def pipeline_info(manifest: Path | None) -> dict:
     """The pipeline the samples came from (its hash, and its ``shipped.json`` when it is a shipped one)."""
-    if manifest is None:
+    first = first_line(manifest)
+    if first is None:
         return {}
-    first = json.loads(manifest.read_text().splitlines()[0])
-    info = {"path": first.get("pipeline"), "hash": first.get("pipeline_hash")}
-    folder = resolve(first.get("pipeline"))
+    info = {"path": first.pipeline, "hash": first.pipeline_hash}
+    folder = resolve(first.pipeline)
     if folder is not None and (folder / "shipped.json").is_file():
         info["shipped"] = json.loads((folder / "shipped.json").read_text())
     info["folder"] = folder
@@ -235,9 +236,12 @@ def collect(cfg: DictConfig) -> Inputs:
 
 
 def manifest_dataset_root(manifest: Path) -> Path | None:
-    """The dataset a manifest's graphs came from: the folder of the relationships file it names."""
-    first = json.loads(manifest.read_text().splitlines()[0])
-    source = resolve(first.get("source")) if isinstance(first.get("source"), str) else None
+    """The dataset a manifest's graphs came from: the folder of the relationships file it names. None for an
+    export, whose graphs are its own (its source dataset is named in its ``or_synth_export.json``)."""
+    first = first_line(manifest)
+    if first is None or first.source_scan is not None:
+        return None
+    source = resolve(first.graphs, manifest.parent)
     return source.parent if source is not None else None
 
 

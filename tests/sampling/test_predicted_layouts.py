@@ -14,19 +14,15 @@ import pytest
 from PIL import Image
 
 from or_synth.data import load_scene_graphs, record_to_data
-from or_synth.edit import edit
-from or_synth.edit import load_config as edit_config
-from or_synth.generate import export
-from or_synth.generate import load_config as generate_config
 from or_synth.generator import pipeline_hash
 from or_synth.generator.layout_predictor import LayoutPredictor
-from or_synth.sample import encoder_vocabulary, predict_layouts
-from or_synth.sample import load_pipeline as load_saved_pipeline
+from or_synth.sampling import encoder_vocabulary, load_pipeline, predict_layouts
 from tests.helpers import (
     manifest_lines,
+    run_edit,
+    run_export,
     run_sample,
     sample_images,
-    saved_tiny_pipeline,
     small_scene,
     tiny_predictor,
     write_layout_dataset,
@@ -36,16 +32,6 @@ SCANS = [small_scene(4, "000001"), small_scene(8, "000005")]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
-
-
-@pytest.fixture(scope="module")
-def pipeline_dir(tmp_path_factory) -> Path:
-    return saved_tiny_pipeline(tmp_path_factory, layout_channels=4)
-
-
-@pytest.fixture(scope="module")
-def plain_pipeline_dir(tmp_path_factory) -> Path:
-    return saved_tiny_pipeline(tmp_path_factory, layout_channels=0, name="plain")
 
 
 def renamed_predicate_predictor() -> LayoutPredictor:
@@ -73,13 +59,6 @@ def max_level_difference(a: Path, b: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def predictor_dir(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("layout") / "predictor"
-    tiny_predictor().save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def graphs_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("graphs") / "relationships_validation.json"
     path.write_text(json.dumps({"scans": SCANS}))
@@ -95,7 +74,7 @@ def test_sampling_with_predicted_layouts(pipeline_dir, predictor_dir, graphs_fil
     assert {line["layout"] for line in lines} == {"predicted"}
     assert {line["layout_predictor_hash"] for line in lines} == {pipeline_hash(predictor_dir)}
     # The saved label maps are the predictor's, at the pipeline's image size, in the pipeline's layout format.
-    pipe = load_saved_pipeline(pipeline_dir, progress=False)
+    pipe = load_pipeline(pipeline_dir, progress=False)
     predictor = LayoutPredictor.from_pretrained(predictor_dir)
     records = load_scene_graphs(graphs_file).records
     for line in lines:
@@ -107,7 +86,7 @@ def test_sampling_with_predicted_layouts(pipeline_dir, predictor_dir, graphs_fil
         assert 0 < int(saved.max()) <= record.num_nodes  # nodes drawn, labelled node index + 1
     # Batch-independent, and the layout changes the images.
     again = run_sample(pipeline_dir, graphs_file, tmp_path / "again", *predicted, "batch_size=1")
-    plain = run_sample(pipeline_dir, graphs_file, tmp_path / "plain", "cameras=[1,4]")
+    plain = run_sample(pipeline_dir, graphs_file, tmp_path / "plain", "cameras=[1,4]", "layout=none")
     # Another batch shape may round one float differently on some CPUs: at most one grey level, never more.
     assert max_level_difference(Path(again["out"]), out) <= 1
     assert sample_images(Path(plain["out"])) != sample_images(out)
@@ -121,7 +100,7 @@ def test_predicted_layout_refusals(pipeline_dir, plain_pipeline_dir, predictor_d
         run_sample(
             pipeline_dir, graphs_file, out, "layout=predicted", f"layout_predictor={tmp_path / 'nowhere'}"
         )
-    with pytest.raises(ValueError, match=r"layout_predictor is set but layout=none"):
+    with pytest.raises(ValueError, match=r"layout_predictor is set but layout=auto"):
         run_sample(pipeline_dir, graphs_file, out, f"layout_predictor={predictor_dir}")
     with pytest.raises(ValueError, match="layout=predicted, but this pipeline's denoiser has no layout"):
         run_sample(
@@ -141,20 +120,17 @@ def test_export_and_edit_take_predicted_layouts(pipeline_dir, predictor_dir, gra
         image_hw=(16, 16),
     )
     out = tmp_path / "export"
-    overrides = [f"pipeline={pipeline_dir}", f"dataset_root={source}", f"out={out}", "steps=2",
-                 "guidance_scale=1", "cameras=[1,4]", "progress=false", "layout=predicted",
-                 f"layout_predictor={predictor_dir}"]  # fmt: skip
-    assert export(generate_config(overrides))["images"] == 4
-    lines = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    predicted = ("layout=predicted", f"layout_predictor={predictor_dir}")
+    assert run_export(pipeline_dir, source, out, *predicted)["images"] == 4
+    lines = manifest_lines(out)
     assert {line["layout"] for line in lines} == {"predicted"}
+    assert {line["layout_predictor_hash"] for line in lines} == {pipeline_hash(predictor_dir)}
     settings = json.loads((out / "or_synth_export.json").read_text())["settings"]
     assert settings["layout_predictor_hash"] == pipeline_hash(predictor_dir)
     masks = sorted((out / "export_holistic_take1_processed" / "instance_masks").glob("*.png"))
     assert len(masks) == 2 and all(np.asarray(Image.open(m)).max() > 0 for m in masks)
 
-    overrides = [f"pipeline={pipeline_dir}", f"graphs={graphs_file}", "scan=4/000001", "cameras=[1]", "steps=2",
-                 "edit=predicate head-surgeon Patient Sawing", "guidance_scale=1", f"out={tmp_path / 'edits'}",
-                 "layout=predicted", f"layout_predictor={predictor_dir}"]  # fmt: skip
-    result = edit(edit_config(overrides))
+    edited = ("scan=4/000001", "cameras=[1]", "edit=predicate head-surgeon Patient Sawing")
+    result = run_edit(pipeline_dir, graphs_file, tmp_path / "edits", *edited, *predicted)
     assert result["layout"] == "predicted" and result["cameras"]["1"]["regenerated"] == "edited region"
     assert (Path(result["folder"]) / "mask_cam1.png").is_file()

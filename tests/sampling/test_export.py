@@ -1,5 +1,6 @@
-"""python -m or_synth.generate: a synthetic training set in 4D-OR's layout that the data layer reads unchanged,
-rebalanced towards rare actions, resumable to the same bytes, refusing evaluation graphs and foreign folders."""
+"""The training-set export (``python -m or_synth.export``, old name ``or_synth.generate``): a synthetic training
+set in 4D-OR's layout that the data layer reads unchanged, rebalanced towards rare actions, resumable to the same
+bytes, refusing evaluation graphs and foreign folders, and a manifest in the one line shape."""
 
 from __future__ import annotations
 
@@ -13,35 +14,21 @@ import pytest
 from PIL import Image
 
 from or_synth.data import FourDORDataset
+from or_synth.data.manifest import MANIFEST
 from or_synth.data.summary import summarize
 from or_synth.data.vocabulary import main_action
-from or_synth.generate import ExportRefused, copies_per_graph, export, load_config
-from tests.helpers import saved_tiny_pipeline
+from or_synth.sampling import ExportRefused, copies_per_graph
+from tests.helpers import all_files, manifest_lines, run_export
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def pipeline_dir(tmp_path_factory) -> Path:
-    return saved_tiny_pipeline(tmp_path_factory, layout_channels=4)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
-def run(pipeline_dir: Path, tiny_render: Path, out: Path, *extra: str) -> dict:
-    overrides = [f"pipeline={pipeline_dir}", f"dataset_root={tiny_render}", f"out={out}", "steps=2",
-                 "guidance_scale=1", "cameras=[1,4]", "progress=false", *extra]  # fmt: skip
-    return export(load_config(overrides))
-
-
-def files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
 def test_export_is_a_4dor_dataset_rebalanced_and_resumable(pipeline_dir, tiny_render, tmp_path):
     out = tmp_path / "export"
-    result = run(pipeline_dir, tiny_render, out, "rebalance=uniform")
+    result = run_export(pipeline_dir, tiny_render, out, "rebalance=uniform")
     assert result["scans"] == 16 and result["images"] == 32 and result["generated"] == 16
 
     dataset = FourDORDataset(
@@ -55,30 +42,60 @@ def test_export_is_a_4dor_dataset_rebalanced_and_resumable(pipeline_dir, tiny_re
     assert "| main action | before | after |" in card and "rebalance: uniform" in card
     before = {row.split("|")[1].strip(): int(row.split("|")[2]) for row in card.splitlines() if row.startswith("| ") and row.split("|")[2].strip().isdigit()}  # fmt: skip
     assert sum(before.values()) == source_counts["scans"] == 16
-    manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    manifest = manifest_lines(out)
     assert len(manifest) == 32 and {m["camera"] for m in manifest} == {1, 4}
-    assert all((out / m["image"]).is_file() and m["source"]["take"] in (1, 3) for m in manifest)
+    assert all((out / m["image"]).is_file() and m["source_scan"]["take"] in (1, 3) for m in manifest)
+    # The one line shape: the graph in the export's own relationships file, the layout as the manifest says it.
+    assert {(m["graphs"], m["layout"], m["sampler"], m["steps"]) for m in manifest} == {
+        ("relationships_train.json", "rendered", "dpmsolver++", 2)
+    }
+    record = json.loads((out / "or_synth_export.json").read_text())
+    assert record["settings"]["layout"] == "render"  # layout=auto records the source it became
     phases = json.loads((out / "phases" / "phase_to_frames_1.json").read_text())
     assert sorted(start for start, _ in phases.values())[0] == 0  # contiguous phase ranges from scan 0
 
-    written = files(out)
-    again = run(pipeline_dir, tiny_render, out, "rebalance=uniform")
-    assert again["generated"] == 0 and files(out) == written  # a complete export: nothing rewritten
+    written = all_files(out)
+    again = run_export(pipeline_dir, tiny_render, out, "rebalance=uniform")
+    assert again["generated"] == 0 and all_files(out) == written  # a complete export: nothing rewritten
     annotation = next((out / "export_holistic_take3_processed" / "or_synth_annotations").glob("*.json"))
     image = next((out / "export_holistic_take3_processed" / "colorimage").glob(f"*{json.loads(annotation.read_text())['cameras']['1']['frame_id']}.jpg"))  # fmt: skip
     annotation.unlink()
     image.unlink()  # as if the run died in this scan
-    resumed = run(pipeline_dir, tiny_render, out, "rebalance=uniform")
-    assert resumed["generated"] == 1 and files(out) == written  # the same bytes
+    resumed = run_export(pipeline_dir, tiny_render, out, "rebalance=uniform")
+    assert resumed["generated"] == 1 and all_files(out) == written  # the same bytes
 
     # The evaluation suite finds the boxes of the masks each exported image was drawn from (pair-level scores).
-    from or_synth.evaluate import generated_pairs
+    try:
+        from or_synth.evaluation.pairs import generated_pairs
+    except ImportError:  # before the evaluation suite became a library (issue 20), evaluate.py held it
+        from or_synth.evaluate import generated_pairs
     from or_synth.evaluation import RelationClassifier, load_generated
 
-    exported = load_generated(out / "manifest.jsonl")
+    exported = load_generated(out / MANIFEST)
     pairs, why = generated_pairs(tiny_render, exported, RelationClassifier([], 16, ["Patient"]))
     assert why is None and len(pairs) > 0 and "annotations" in pairs.source
     assert set(pairs.image_index.tolist()) <= set(range(len(exported)))
+
+
+def older_shape(line: dict) -> dict:
+    """A line as or_synth.generate wrote it before the one manifest shape."""
+    source = {**line["source_scan"]}
+    layout = {"rendered": "render", "given": "masks", "absent": "none"}[line["layout"]]
+    kept = ("image", "take", "scan", "camera", "seed", "pipeline_hash")
+    return {**{k: line[k] for k in kept}, "source": source, "layout": layout}
+
+
+def test_an_export_manifest_of_the_older_shape_still_scores(pipeline_dir, tiny_render, tmp_path):
+    from or_synth.evaluation import load_generated
+
+    out = tmp_path / "export"
+    run_export(pipeline_dir, tiny_render, out, "limit=2", "cameras=[1]")
+    current = load_generated(out / MANIFEST)
+    lines = manifest_lines(out)
+    (out / MANIFEST).write_text("".join(json.dumps(older_shape(x)) + "\n" for x in lines))
+    older = load_generated(out / MANIFEST)
+    assert older.ids == current.ids and [r.key for r in older.records] == [r.key for r in current.records]
+    assert older.settings["layout"] == current.settings["layout"] == "rendered"
 
 
 def test_rebalancing_moves_scans_towards_rare_actions():
@@ -102,37 +119,49 @@ def test_rebalancing_moves_scans_towards_rare_actions():
 
 def test_refusals(pipeline_dir, tiny_render, tmp_path):
     with pytest.raises(ExportRefused, match="validation/test takes"):
-        run(pipeline_dir, tiny_render, tmp_path / "a", "graphs=validation")
+        run_export(pipeline_dir, tiny_render, tmp_path / "a", "graphs=validation")
     with pytest.raises(ExportRefused, match="source dataset's root"):
-        run(pipeline_dir, tiny_render, tiny_render)
+        run_export(pipeline_dir, tiny_render, tiny_render)
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "notes.txt").write_text("mine")
     with pytest.raises(ExportRefused, match="did not write"):
-        run(pipeline_dir, tiny_render, tmp_path / "foreign")
-    run(pipeline_dir, tiny_render, tmp_path / "b", "limit=2")
+        run_export(pipeline_dir, tiny_render, tmp_path / "foreign")
+    run_export(pipeline_dir, tiny_render, tmp_path / "b", "limit=2")
     with pytest.raises(ExportRefused, match="other settings"):
-        run(pipeline_dir, tiny_render, tmp_path / "b", "limit=3")
-    replaced = run(pipeline_dir, tiny_render, tmp_path / "b", "limit=3", "overwrite=true")
+        run_export(pipeline_dir, tiny_render, tmp_path / "b", "limit=3")
+    replaced = run_export(pipeline_dir, tiny_render, tmp_path / "b", "limit=3", "overwrite=true")
     assert replaced["scans"] == 3
+
+
+def test_layout_auto_and_a_layout_the_pipeline_cannot_take(plain_pipeline_dir, tiny_render, tmp_path):
+    with pytest.raises(ValueError, match="layout=render, but this pipeline's denoiser has no layout input"):
+        run_export(plain_pipeline_dir, tiny_render, tmp_path / "refused", "layout=render")
+    assert not (tmp_path / "refused").exists()
+    out = tmp_path / "plain"
+    run_export(plain_pipeline_dir, tiny_render, out, "limit=1")  # auto: the graph alone
+    assert {m["layout"] for m in manifest_lines(out)} == {"absent"}
+    assert not list(out.glob("*/instance_masks/*.png"))
+    assert json.loads((out / "or_synth_export.json").read_text())["settings"]["layout"] == "none"
 
 
 def test_two_processes_shard_the_scans_and_write_the_same_bytes_as_one(pipeline_dir, tiny_render, tmp_path):
     """torch.distributed.run with 2 CPU processes (gloo): every scan drawn once, the folder byte-identical to a
     one-process export with the same seed."""
     one = tmp_path / "one"
-    run(pipeline_dir, tiny_render, one, "limit=6")
+    run_export(pipeline_dir, tiny_render, one, "limit=6")
     two = tmp_path / "two"
     settings = [f"pipeline={pipeline_dir}", f"dataset_root={tiny_render}", f"out={two}", "steps=2", "guidance_scale=1",
                 "cameras=[1,4]", "progress=false", "limit=6"]  # fmt: skip
+    # The old command name, sharded: the same export.
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29541",
                "-m", "or_synth.generate", *settings]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-4000:]
     assert (
-        "6 scans x 2 cameras" in done.stdout and done.stdout.count("generate:") == 1
+        "6 scans x 2 cameras" in done.stdout and done.stdout.count("export:") == 1
     )  # the main process reports
-    assert files(two) == files(one)
+    assert all_files(two) == all_files(one)
 
 
 def official_4dor_images(root: Path, scan_id: str) -> tuple[list[Path], list[Image.Image]]:
@@ -153,10 +182,10 @@ def official_4dor_images(root: Path, scan_id: str) -> tuple[list[Path], list[Ima
 
 def test_the_official_4dor_image_loader_reads_an_export(pipeline_dir, tiny_render, tmp_path):
     out = tmp_path / "export"
-    run(pipeline_dir, tiny_render, out, "limit=3", "cameras=[1,2,3,4,5,6]")
+    run_export(pipeline_dir, tiny_render, out, "limit=3", "cameras=[1,2,3,4,5,6]")
     scans = json.loads((out / "relationships_train.json").read_text())["scans"]
     assert len(scans) == 3
-    manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    manifest = manifest_lines(out)
     for entry in scans:
         scan_id = f"{entry['take_idx']}_{entry['scan']}"
         paths, images = official_4dor_images(out, scan_id)

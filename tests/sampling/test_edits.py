@@ -1,4 +1,5 @@
-"""python -m or_synth.edit: before/after pairs of one graph edit, their graphs and mask, and clear refusals."""
+"""Graph edits (``python -m or_synth.edit``): before/after pairs of one graph edit, their graphs and mask,
+clear refusals, and the renderer's physical rules applied by the sampling layer (not the data layer)."""
 
 from __future__ import annotations
 
@@ -12,15 +13,13 @@ import pytest
 import torch
 from PIL import Image
 
-from or_synth.edit import edit, load_config
-from tests.helpers import saved_tiny_pipeline, small_scene
+from or_synth.data.edits import GraphEditError, apply_edit
+from or_synth.data.scene_graph import parse_scan
+from or_synth.data.vocabulary import Vocabulary
+from or_synth.sampling import apply_drawable_edit, edit
+from tests.helpers import run_edit, sampling_config, small_scene
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def pipeline_dir(tmp_path_factory) -> Path:
-    return saved_tiny_pipeline(tmp_path_factory, layout_channels=4)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -34,20 +33,8 @@ def test_edit_writes_before_after_pairs_graphs_and_mask(pipeline_dir, graphs_fil
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        result = edit(
-            load_config(
-                [
-                    f"pipeline={pipeline_dir}",
-                    f"graphs={graphs_file}",
-                    "scan=4/000001",
-                    "edit=predicate head-surgeon Patient Sawing",
-                    "cameras=[1,5]",
-                    "steps=2",
-                    "guidance_scale=1",
-                    f"out={tmp_path}",
-                ]
-            )
-        )
+        edited = ("scan=4/000001", "edit=predicate head-surgeon Patient Sawing", "cameras=[1,5]")
+        result = run_edit(pipeline_dir, graphs_file, tmp_path, *edited)
     finally:
         torch.set_num_threads(threads)
     folder = Path(result["folder"])
@@ -65,7 +52,8 @@ def test_edit_writes_before_after_pairs_graphs_and_mask(pipeline_dir, graphs_fil
         "after": ["Sawing"],
     }  # head surgeon (key 2) -> Patient (key 1)
     record = json.loads((folder / "edit.json").read_text())
-    assert record["layout"] == "render" and record["changed_nodes"] == [0, 1]
+    # layout=auto: the renderer's layouts of both graphs, recorded in the manifest's vocabulary.
+    assert record["layout"] == "rendered" and record["changed_nodes"] == [0, 1]
     assert {"kept_mse", "kept_ssim", "kept_fraction"} <= set(record["cameras"]["1"]["inpainted"])
     assert record["cameras"]["1"]["regenerated"] == "edited region"
 
@@ -81,8 +69,33 @@ def test_edit_writes_before_after_pairs_graphs_and_mask(pipeline_dir, graphs_fil
 def test_bad_edits_are_refused_naming_them(pipeline_dir, graphs_file, tmp_path, extra, message):
     overrides = [f"pipeline={pipeline_dir}", f"graphs={graphs_file}", f"out={tmp_path}", *extra]
     with pytest.raises(ValueError, match=re.escape(message)):
-        edit(load_config(overrides))
+        edit(sampling_config("edit", *overrides))
     assert not any(tmp_path.iterdir())  # refused before anything is written
+
+
+@pytest.mark.parametrize(
+    ("impossible", "message"),
+    [
+        ("swap human_1 instrument", "physically impossible: instrument Holding"),
+        ("predicate human_1 instrument Drilling", "Patient"),  # a surgical action on an instrument
+    ],
+)
+def test_the_renderers_rules_are_checked_by_the_sampling_layer(impossible, message):
+    """The data layer applies an edit with whatever check it is given; the sampling layer gives the renderer's."""
+    record = parse_scan(small_scene(4, "000001"), Vocabulary())
+    assert apply_edit(record, impossible).after.triples != record.triples  # the data layer alone: no rules
+    with pytest.raises(GraphEditError) as caught:
+        apply_drawable_edit(record, impossible)
+    assert f"edit {impossible!r} on take 4 scan 000001" in str(caught.value) and message in str(caught.value)
+
+
+def test_a_layout_the_pipeline_cannot_take_is_refused(plain_pipeline_dir, graphs_file, tmp_path):
+    edited = ("scan=4/000001", "edit=predicate head-surgeon Patient Sawing", "cameras=[1]")
+    with pytest.raises(ValueError, match="layout=masks, but this pipeline's denoiser has no layout input"):
+        run_edit(plain_pipeline_dir, graphs_file, tmp_path, *edited, "layout=masks")
+    assert not any(tmp_path.iterdir())
+    result = run_edit(plain_pipeline_dir, graphs_file, tmp_path, *edited)  # auto: the whole image redrawn
+    assert result["layout"] == "absent" and result["cameras"]["1"]["regenerated"] == "whole image"
 
 
 def test_the_command_exits_2_with_one_line(pipeline_dir, graphs_file, tmp_path):

@@ -1,0 +1,123 @@
+"""The files an export writes beside its images: each take's frame list, calibration and phase ranges, each
+scan's annotation (its completion marker), and at the end the relationships files and the image manifest."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from or_synth.data.annotations import annotation_path
+from or_synth.data.images import color_image_path
+from or_synth.data.io import atomic_path, atomic_write_json, file_sha256
+from or_synth.data.manifest import LAYOUT_SOURCES, MANIFEST, ManifestLine, path_in_folder, write_manifest
+from or_synth.data.vocabulary import SPLIT_TAKES
+from or_synth.render.room import make_cameras
+from or_synth.render.writer import frame_id, node_boxes, write_mask, write_take_files
+from or_synth.sampling.export_scans import CAMERA_JITTER, ExportScan
+from or_synth.sampling.seeds import SampleItem, make_item
+
+
+def scan_items(scan: ExportScan, cameras: Sequence[int], seed: int) -> list[SampleItem]:
+    """The scan's images, one per camera, seeded by (seed, source take, source scan, camera, copy)."""
+    return [make_item(scan.graph, scan.record, camera, scan.copy, seed) for camera in cameras]
+
+
+def write_takes(out: Path, scans: Sequence[ExportScan], size: tuple[int, int], seed: int) -> None:
+    """Each take's frame list, camera calibration and phase ranges (the renderer's take files)."""
+    height, width = size
+    for take in sorted({s.take for s in scans}):
+        in_take = [s for s in scans if s.take == take]
+        ranges: dict[str, list[int]] = {}
+        for s in in_take:
+            if s.phase is not None:
+                ranges.setdefault(s.phase, [s.index, s.index])[1] = s.index
+        rig = make_cameras(width, height, np.random.default_rng([seed, take, 1_000_003]), CAMERA_JITTER)
+        write_take_files(out, take, len(in_take), rig, ranges or None)
+
+
+def write_scan(
+    out: Path,
+    scan: ExportScan,
+    items: Sequence[SampleItem],
+    images: Sequence[Image.Image],
+    masks: torch.Tensor | None,
+    jpeg_quality: int,
+    settings: dict,
+) -> None:
+    """One scan's images (and masks), then its annotation: the scan's completion marker."""
+    views = {}
+    for i, (item, image) in enumerate(zip(items, images, strict=True)):
+        frame = frame_id(scan.take, scan.index, item.camera)
+        with atomic_path(color_image_path(out, scan.take, item.camera, frame)) as tmp:
+            image.convert("RGB").save(tmp, format="JPEG", quality=jpeg_quality)
+        view = {"frame_id": frame, "seed": item.seed}
+        if masks is not None:
+            labels = masks[i].numpy()
+            write_mask(out, scan.take, scan.index, item.camera, labels)
+            view["boxes"], view["pixels"] = node_boxes(labels, scan.record.num_nodes)
+        views[str(item.camera)] = view
+    document = {
+        "take_idx": scan.take,
+        "scan": scan.scan,
+        "phase": scan.phase,
+        "scene_graph": exported_graph(scan),
+        "source_scan": source_scan(scan, settings),
+        "pipeline_hash": settings["pipeline_hash"],
+        "layout": LAYOUT_SOURCES[settings["layout"]],
+        "cameras": views,
+    }
+    atomic_write_json(annotation_path(out, scan.take, scan.scan), document)
+
+
+def exported_graph(scan: ExportScan) -> dict:
+    """The scan's graph in 4D-OR's scan form, under its exported take and scan id."""
+    return {**scan.record.to_json(), "take_idx": scan.take, "scan": scan.scan}
+
+
+def source_scan(scan: ExportScan, settings: dict) -> dict:
+    """Where an exported scan's graph came from (its annotation's and manifest lines' ``source_scan``)."""
+    record = scan.record
+    return {"take": record.take, "scan": record.scan, "copy": scan.copy, "graphs": settings["graphs"]}
+
+
+def split_of(take: int) -> str:
+    return next(split for split, takes in SPLIT_TAKES.items() if take in takes)
+
+
+def write_relationships(out: Path, scans: Sequence[ExportScan]) -> dict[str, str]:
+    """``relationships_{split}.json`` of the exported scans; returns each file's content hash by split."""
+    by_split: dict[str, list] = {}
+    for scan in scans:
+        by_split.setdefault(split_of(scan.take), []).append(exported_graph(scan))
+    hashes = {}
+    for split, graphs in by_split.items():
+        atomic_write_json(out / f"relationships_{split}.json", {"scans": graphs})
+        hashes[split] = file_sha256(out / f"relationships_{split}.json")[:16]
+    return hashes
+
+
+def write_image_manifest(
+    out: Path, scans: Sequence[ExportScan], cameras: Sequence[int], seed: int, settings: dict, common: dict
+) -> None:
+    """``manifest.jsonl``: a line per image, its graph in the export's own relationships file (written first,
+    :func:`write_relationships`), ``common`` the job's fields (:meth:`SamplingOptions.recorded`)."""
+    hashes = write_relationships(out, scans)
+    lines = []
+    for scan in scans:
+        split = split_of(scan.take)
+        graphs = {"graphs": f"relationships_{split}.json", "graphs_hash": hashes[split]}
+        for item in scan_items(scan, cameras, seed):
+            image = color_image_path(
+                out, scan.take, item.camera, frame_id(scan.take, scan.index, item.camera)
+            )
+            where = (path_in_folder(image, out), scan.take, scan.scan, item.camera)
+            lines.append(
+                ManifestLine(
+                    *where, seed=item.seed, source_scan=source_scan(scan, settings), **graphs, **common
+                )
+            )
+    write_manifest(out / MANIFEST, lines)
