@@ -561,3 +561,53 @@ def sample_images(out: Path) -> dict[str, bytes]:
 
 def mtimes(out: Path) -> dict[str, int]:
     return {str(p): p.stat().st_mtime_ns for p in sorted(out.rglob("*"))}
+
+
+# --- entry points in-process: the user-error contract, tested without a subprocess's start-up ----------
+def run_command(main, *args: str) -> tuple[int, str, str]:
+    """Run an entry point's ``main()`` (``or_synth.sample.main``, ...) with ``args`` as its command line, in this
+    process; returns (exit code, stdout, stderr). Hydra's global state is cleared afterwards, so calls can follow
+    each other; ``OR_SYNTH_DEBUG`` is unset for the call, so the contract is what a user sees."""
+    import contextlib
+    import io
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    out, err, saved, debug = io.StringIO(), io.StringIO(), sys.argv, os.environ.pop("OR_SYNTH_DEBUG", None)
+    sys.argv, code = ["or_synth", *args], 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main()
+            except SystemExit as exit_:
+                code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    finally:
+        sys.argv = saved
+        GlobalHydra.instance().clear()
+        if debug is not None:
+            os.environ["OR_SYNTH_DEBUG"] = debug
+    return code, out.getvalue(), err.getvalue()
+
+
+def assert_refused(result: tuple[int, str, str], *names: str) -> str:
+    """A user error as the contract says: exit 2, exactly one ``error:`` line naming each of ``names``, no
+    traceback. Returns the line."""
+    code, _, err = result
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert code == 2, (code, err[-2000:])
+    assert "Traceback" not in err and len(lines) == 1, err[-2000:]
+    for name in names:
+        assert name.lower() in lines[0].lower(), (name, lines[0])
+    return lines[0]
+
+
+def file_hashes(*roots: Path) -> dict[str, str]:
+    """sha256 of every file under ``roots`` (to show that nothing already written changed)."""
+    import hashlib
+
+    return {
+        str(p): hashlib.sha256(p.read_bytes()).hexdigest()
+        for root in roots
+        for p in sorted(Path(root).rglob("*"))
+        if p.is_file()
+    }
