@@ -418,9 +418,10 @@ def run_evaluate(samples: Path, classifier: Path, root: Path, out: Path, *extra:
         "progress=false",
         *extra,
     ]
-    from or_synth.evaluate import evaluate, load_config
+    from or_synth.cli import load_config
+    from or_synth.evaluation import evaluate
 
-    return evaluate(load_config(overrides))
+    return evaluate(load_config("evaluate", overrides))
 
 
 # --- edit folders as or_synth.edit writes them ----------

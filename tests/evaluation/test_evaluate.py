@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from or_synth.evaluate import EvaluationError
+from or_synth.evaluation import EvaluationError
 from or_synth.evaluation.image_sets import ImageSetError, load_generated
 from or_synth.evaluation.relation_classifier import RelationClassifier, classifier_hash
 from tests.helpers import (

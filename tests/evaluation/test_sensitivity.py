@@ -8,12 +8,13 @@ import json
 import pytest
 import torch
 
+from or_synth.cli import load_config
 from or_synth.data.edits import apply_edit, parse_edit
 from or_synth.data.scene_graph import parse_scan
 from or_synth.data.vocabulary import Vocabulary
 from or_synth.edit import edit
 from or_synth.edit import load_config as edit_config
-from or_synth.evaluate import EvaluationError, evaluate, load_config
+from or_synth.evaluation import EvaluationError, evaluate
 from or_synth.evaluation.image_sets import ImageSetError
 from or_synth.evaluation.relation_classifier import RelationClassifier, RelationLabels, triple_vocabulary
 from or_synth.evaluation.sensitivity import relation_sensitivity
@@ -84,9 +85,9 @@ def test_edit_then_evaluate_through_the_real_commands(tmp_path_factory, tmp_path
         classifier.save_pretrained(tmp_path / "classifier")
         base = [f"classifier={tmp_path / 'classifier'}", f"out={tmp_path / 'eval'}", "progress=false"]
         with pytest.raises(EvaluationError, match="edits=DIR"):
-            evaluate(load_config([*base, "metrics=[relation_sensitivity]"]))
+            evaluate(load_config("evaluate", [*base, "metrics=[relation_sensitivity]"]))
         document = evaluate(
-            load_config([*base, "metrics=[relation_sensitivity]", f"edits={tmp_path / 'edits'}"])
+            load_config("evaluate", [*base, "metrics=[relation_sensitivity]", f"edits={tmp_path / 'edits'}"])
         )
     finally:
         torch.set_num_threads(threads)
