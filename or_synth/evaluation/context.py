@@ -9,6 +9,7 @@ the ceiling's real counterparts, computed on first use) and put their cards and 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig
+from safetensors import SafetensorError
 
 from or_synth.data import SPLIT_TAKES
 from or_synth.data.errors import UserError
@@ -249,7 +251,18 @@ def load_classifier(run: Evaluation) -> tuple[RelationClassifier, str]:
             f"{', '.join(needing(run, Need.CLASSIFIER))} need a relation classifier: classifier=DIR, trained on "
             "real images by `python -m or_synth.train stage=classifier`"
         )
-    classifier = RelationClassifier.from_pretrained(cfg.classifier, cfg.classifier_hash)
+    try:
+        classifier = RelationClassifier.from_pretrained(cfg.classifier, cfg.classifier_hash)
+    except (
+        SafetensorError,
+        RuntimeError,
+        KeyError,
+        json.JSONDecodeError,
+    ) as error:  # truncated or foreign files
+        raise EvaluationError(
+            f"classifier={cfg.classifier} cannot be loaded ({type(error).__name__}: {error}); pass the classifier/ "
+            "folder that `python -m or_synth.train stage=classifier` wrote, or train it again"
+        ) from error
     if run.generated is not None and classifier.image_size != run.size:
         raise EvaluationError(
             f"the classifier was trained at {classifier.image_size} px but the images are {run.size} px; score "
