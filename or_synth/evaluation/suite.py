@@ -11,6 +11,7 @@ plus one card per number (``out/cards/``). ``python -m or_synth.evaluate`` is a 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -18,13 +19,16 @@ from omegaconf import DictConfig, OmegaConf
 from or_synth.evaluation.cards import write_document
 from or_synth.evaluation.context import prepare
 from or_synth.evaluation.metrics import METRICS
-from or_synth.evaluation.registry import Need
+from or_synth.evaluation.registry import Metric, Need
 
 
-def evaluate(cfg: DictConfig) -> dict:
+def evaluate(cfg: DictConfig, metrics: Mapping[str, Metric] = METRICS) -> dict:
     """Run the metrics ``cfg.metrics`` on ``cfg.samples`` (``configs/evaluate.yaml``); returns what
     ``metrics.json`` holds: ``metrics`` (each card's value), ``cards``, ``details``, ``warnings``,
     ``timings_seconds`` and the ``config``.
+
+    Args:
+        metrics: the registry ``cfg.metrics`` names metrics of (an extended one, to try a new metric).
 
     Raises:
         EvaluationError, ImageSetError, FileNotFoundError, ValueError: a request that cannot be scored as asked,
@@ -33,7 +37,7 @@ def evaluate(cfg: DictConfig) -> dict:
     started = time.perf_counter()
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
-    run = prepare(cfg, METRICS)
+    run = prepare(cfg, metrics)
     if run.uses(Need.CLASSIFIER_PASS):
         run.classify_generated()
     for metric in run.metrics:

@@ -16,7 +16,12 @@ from or_synth.edit import edit
 from or_synth.edit import load_config as edit_config
 from or_synth.evaluation import EvaluationError, evaluate
 from or_synth.evaluation.image_sets import ImageSetError
-from or_synth.evaluation.relation_classifier import RelationClassifier, RelationLabels, triple_vocabulary
+from or_synth.evaluation.relation_classifier import (
+    RelationClassifier,
+    RelationLabels,
+    classifier_hash,
+    triple_vocabulary,
+)
 from or_synth.evaluation.sensitivity import relation_sensitivity
 from tests.helpers import saved_tiny_pipeline, small_scene, write_edit_folder
 
@@ -92,6 +97,16 @@ def test_edit_then_evaluate_through_the_real_commands(tmp_path_factory, tmp_path
     finally:
         torch.set_num_threads(threads)
     value = document["metrics"]["relation_sensitivity"]
-    assert 0 <= value["after"]["direction_accuracy"] <= 1 and value["after"]["changed_labels"] > 0
+    (edited_folder,) = document["details"]["relation_sensitivity"]["edits"]
+    changed = (
+        len(edited_folder["changed_labels"]) * 2
+    )  # every label the edit changes, seen by cameras 1 and 5
+    assert changed > 0 and value["after"]["changed_labels"] == value["full"]["changed_labels"] == changed
+    for kind in ("after", "full"):  # fractions of those labels
+        assert (value[kind]["direction_accuracy"] * changed) == pytest.approx(
+            round(value[kind]["direction_accuracy"] * changed), abs=1e-3
+        )
     card = json.loads((tmp_path / "eval/cards/relation_sensitivity.json").read_text())
-    assert card["n_edits"] == 1 and card["warnings"] and card["classifier_hash"]
+    assert card["n_edits"] == 1 and card["warnings"] == ["only 1 edit(s): a rough estimate"]
+    assert card["classifier_hash"] == card["weights_hash"] == classifier_hash(tmp_path / "classifier")
+    assert "samples" not in card  # no samples= needed: only the edits are scored
