@@ -40,6 +40,9 @@ EXPORT_MANIFEST = (
     "or_synth_export.json"  # or_synth.generate's (named here: the suite never imports the generator)
 )
 
+# A manifest's "layout" for images drawn without one: absent (the manifest's one line shape), none (older exports).
+NO_LAYOUT = (None, "none", "absent")
+
 Boxes = dict[int, tuple[float, float, float, float]]  # node index -> normalised (x0, y0, x1, y1)
 
 
@@ -255,7 +258,7 @@ def generated_pairs(
         ]
         return build_pairs(boxes, "layout label maps saved with the samples (layout_image)"), None
     export = Path(generated.source).parent
-    if (export / EXPORT_MANIFEST).is_file() and generated.settings.get("layout") not in (None, "none"):
+    if (export / EXPORT_MANIFEST).is_file() and generated.settings.get("layout") not in NO_LAYOUT:
         # An or_synth.generate export keeps the masks that conditioned each image, boxed in its annotations.
         source = f"{export} annotations (the masks each exported image was drawn from)"
         return annotated_pairs(export, generated, source, generated.size), None
