@@ -68,6 +68,7 @@ class Evaluation:
         optional: those among them scored only where their inputs exist (not asked for by name).
         environment: package versions, machine and commit (every card carries it).
         generated, split: the images ``samples=`` lists, and the real split they are compared with.
+        real_views: the real image of every generated (scan, camera), for the ceiling.
         classifier, classifier_digest: the pinned relation classifier and its hash.
         pairs, no_pairs: the generated images' (subject, object) pairs, or why there are none.
         inception: the FID Inception feature space.
@@ -86,6 +87,7 @@ class Evaluation:
     environment: dict = field(default_factory=dict)
     generated: ImageSet | None = None
     split: str | None = None
+    real_views: ImageSet | None = None
     classifier: RelationClassifier | None = None
     classifier_digest: str | None = None
     pairs: PairSet | None = None
@@ -155,10 +157,9 @@ class Evaluation:
         self.timings["generated_images_per_second"] = round(len(self.generated) / seconds, 1)
 
     def ceiling(self) -> Ceiling:
-        """The real counterparts and the classifier's outputs on them, read (or served by the cache) once."""
+        """The real counterparts and the classifier's outputs on them (computed, or served by the cache, once)."""
         if self._ceiling is None:
-            views = load_real_counterparts(self.root, self.generated)
-            pairs = None
+            views, pairs = self.real_views, None
             if self.pairs is not None:  # the real renders in their own boxes: the pair-level ceiling
                 pairs = annotated_pairs(self.root, views, f"{self.root} annotations")
             predictions = ceiling_predictions(
@@ -196,7 +197,8 @@ def prepare(cfg: DictConfig, registry: Mapping[str, Metric]) -> Evaluation:
         EvaluationError, ImageSetError, FileNotFoundError, ValueError: what is wrong with the request, naming
             the option or file.
     """
-    metrics, optional = select_metrics(registry, list(dict.fromkeys(cfg.metrics)))
+    asked = [cfg.metrics] if isinstance(cfg.metrics, str) else list(cfg.metrics)  # metrics=fid is one metric
+    metrics, optional = select_metrics(registry, list(dict.fromkeys(asked)))
     run = Evaluation(cfg, metrics, optional)
     if run.uses(Need.GENERATED):
         if cfg.samples is None:
@@ -215,6 +217,8 @@ def prepare(cfg: DictConfig, registry: Mapping[str, Metric]) -> Evaluation:
         run.on_training_graphs = check_not_training_graphs(cfg, run.generated)
     if run.uses(Need.GENERATED):
         run.split = reference_split(cfg, run.generated)
+    if run.uses(Need.REAL_COUNTERPARTS):  # read here: a dataset that does not show these graphs fails first
+        run.real_views = load_real_counterparts(run.root, run.generated)
     if run.uses(Need.EDITS) and not cfg.edits:
         raise EvaluationError(
             f"{' and '.join(needing(run, Need.EDITS))} needs edits=DIR: the out folder of python -m or_synth.edit"

@@ -29,7 +29,7 @@ class Need(StrEnum):
     CLASSIFIER_PASS = "classifier_pass"  # its outputs on the generated images: one pass every metric shares
     INCEPTION = "inception"  # the standard FID Inception feature space (inception_weights=)
     PAIRS = "pairs"  # the generated images' (subject, object) boxes, or why there are none
-    REAL_COUNTERPARTS = "real_counterparts"  # the real view of every generated one, and the scorer on it
+    REAL_COUNTERPARTS = "real_counterparts"  # the real view of every generated one (the ceiling's input)
     HELD_OUT_GRAPHS = "held_out_graphs"  # refused on the generator's training graphs (allow_training_graphs=)
     EDITS = "edits"  # edits=DIR: the outputs of python -m or_synth.edit
 

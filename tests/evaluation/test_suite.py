@@ -6,6 +6,7 @@ refused before any work; and the command a user runs, with a real tiny pipeline'
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from or_synth.evaluation import METRICS, EvaluationError, Metric, Need, make_card
+from or_synth.evaluation import METRICS, EvaluationError, ImageSetError, Metric, Need, make_card
 from or_synth.evaluation.context import select_metrics
 from or_synth.evaluation.metrics.fidelity import FID
 from or_synth.evaluation.registry import registry
@@ -147,25 +148,36 @@ def mixed_split_samples(root: Path, folder: Path) -> Path:
 
 def test_wrong_requests_fail_before_any_work(tiny_render, classifier_dir, tmp_path):
     samples = copy_as_samples(tiny_render, "validation", tmp_path / "s")
-    bad = {
-        "unknown metric 'fidd'": ["metrics=[fidd]"],
-        "Inception weights not found": ["metrics=[fid]", f"inception_weights={tmp_path}/no.pth"],
-        "pinned": ["classifier_hash=deadbeefdeadbeef"],
-        "need a relation classifier": ["classifier=null"],
-        "classifier=.* cannot be loaded": [f"classifier={tmp_path / 'not_a_classifier'}"],
-        "relation_sensitivity needs edits=DIR": ["metrics=[relation_sensitivity,classifier_fd]"],
+    bad = [
+        ("unknown metric 'fidd'", ["metrics=[fidd]"]),
+        ("Inception weights not found", ["metrics=[fid]", f"inception_weights={tmp_path}/no.pth"]),
+        ("pinned", ["classifier_hash=deadbeefdeadbeef"]),
+        ("need a relation classifier", ["classifier=null"]),
+        ("classifier=.* cannot be loaded", [f"classifier={tmp_path / 'not_a_classifier'}"]),
+        ("relation_sensitivity needs edits=DIR", ["metrics=[relation_sensitivity,classifier_fd]"]),
+        ("relation_sensitivity needs edits=DIR", ["metrics=relation_sensitivity"]),  # one name, not a list
         # Its check runs with the others now: synthetic training images of held-out takes are refused first.
-        "synthetic training images must come from TRAINING-split graphs": ["metrics=[action_recognition]"],
-    }
+        ("synthetic training images must come from TRAINING-split graphs", ["metrics=[action_recognition]"]),
+    ]
     (tmp_path / "not_a_classifier").mkdir()
     (tmp_path / "not_a_classifier/config.json").write_text("{}")
     (tmp_path / "not_a_classifier/model.safetensors").write_text("not weights")
-    for message, extra in bad.items():
+    for message, extra in bad:
         with pytest.raises((EvaluationError, FileNotFoundError, ValueError), match=message):
             run_evaluate(samples, classifier_dir, tiny_render, tmp_path / "e", *extra)
     mixed = mixed_split_samples(tiny_render, tmp_path / "mixed")
     with pytest.raises(EvaluationError, match="set reference_split=validation"):
         run_evaluate(mixed, classifier_dir, tiny_render, tmp_path / "e", "metrics=[classifier_fd]")
+    # A dataset_root whose graphs are not the generated images' cannot give their ceiling: said before the
+    # FD's reference features are extracted.
+    other = shutil.copytree(tiny_render, tmp_path / "other_dataset")
+    graphs = json.loads((other / "relationships_validation.json").read_text())
+    graphs["scans"][0]["relationships"].pop()
+    (other / "relationships_validation.json").write_text(json.dumps(graphs))
+    with pytest.raises(ImageSetError, match="differs from the one in"):
+        run_evaluate(
+            samples, classifier_dir, other, tmp_path / "e", "metrics=[classifier_fd,graph_consistency]"
+        )
     # Nothing written for a refused request, and no feature extracted (the reference cache is untouched).
     assert not (tmp_path / "e").exists() and not (tmp_path / "cache").exists()
 
