@@ -4,9 +4,9 @@
 
 1. Samples the shipped ``cpu_quality`` pipeline (``or_synth.sample``, its instance masks, DPM-Solver++ 20 steps,
    guidance 3) on ``--scans`` validation scans spread evenly over the split x ``--cameras``.
-2. Scores them with ``python -m or_synth.evaluate``'s :func:`evaluate`: the relation classifier's FD / KID,
-   graph consistency (ceiling, floor, chance, per predicate, per camera; and per (subject, object) pair, in the
-   boxes of the masks the samples were drawn from) and memorisation, on a fresh reference
+2. Scores them with :func:`or_synth.evaluation.evaluate` (``python -m or_synth.evaluate``): the relation
+   classifier's FD / KID, graph consistency (ceiling, floor, chance, per predicate, per camera; and per (subject,
+   object) pair, in the boxes of the masks the samples were drawn from) and memorisation, on a fresh reference
    cache (the first run extracts the real validation and training features), then runs the same evaluation
    again, served from the cached reference features: the speed-up is the ratio of the two wall times.
 3. Multi-view consistency: ``--six-view-scans`` other validation scans, each generated for all six cameras, scored
@@ -32,8 +32,7 @@ import torch
 from or_synth.data import load_scene_graphs, relationships_file
 from or_synth.data.edits import GraphEditError, parse_edit
 from or_synth.data.io import atomic_write_json
-from or_synth.evaluate import evaluate
-from or_synth.evaluate import load_config as evaluate_config
+from or_synth.evaluation import evaluate
 
 RESULTS = Path(__file__).resolve().parent / "results" / "evaluation_suite.json"
 # Tried in order per scan; the first two that apply to its graph are drawn.
@@ -119,9 +118,12 @@ def draw_edits(args, out: Path) -> list[str]:
 def run_evaluation(
     args, samples: Path, out: Path, cache: Path, metrics: str, *extra: str
 ) -> tuple[dict, float]:
+    from or_synth.cli import load_config
+
     started = time.perf_counter()
     document = evaluate(
-        evaluate_config(
+        load_config(
+            "evaluate",
             [
                 f"samples={samples}",
                 f"classifier={args.classifier}",
@@ -131,7 +133,7 @@ def run_evaluation(
                 f"metrics={metrics}",
                 "progress=false",
                 *extra,
-            ]
+            ],
         )
     )
     return document, time.perf_counter() - started

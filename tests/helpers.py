@@ -471,7 +471,9 @@ def copy_as_samples(
     return out / MANIFEST
 
 
-def run_evaluate(samples: Path, classifier: Path, root: Path, out: Path, *extra: str) -> dict:
+def run_evaluate(samples: Path, classifier: Path, root: Path, out: Path, *extra: str, metrics=None) -> dict:
+    """``or_synth.evaluate`` on a samples folder, with a reference cache beside ``out`` and KID subsets small
+    enough for a few dozen images; ``metrics`` is the registry (default: the suite's own)."""
     overrides = [
         f"samples={samples}",
         f"classifier={classifier}",
@@ -483,9 +485,33 @@ def run_evaluate(samples: Path, classifier: Path, root: Path, out: Path, *extra:
         "progress=false",
         *extra,
     ]
-    from or_synth.evaluate import evaluate, load_config
+    from or_synth.cli import load_config
+    from or_synth.evaluation import METRICS, evaluate
 
-    return evaluate(load_config(overrides))
+    return evaluate(load_config("evaluate", overrides), METRICS if metrics is None else metrics)
+
+
+def write_random_inception_weights(path: Path) -> None:
+    """A random-weights state dict of torch-fidelity's FeatureExtractorInceptionV3, built without a download.
+
+    The constructor always loads weights, so the load is stubbed out while the module is built; He-initialised
+    convolutions keep the 2048-d features away from zero so the tests see real numbers.
+    """
+    from unittest import mock
+
+    import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
+
+    extractor = tf_inception.FeatureExtractorInceptionV3
+    with (
+        mock.patch.object(tf_inception, "load_state_dict_from_url", lambda *args, **kwargs: {}),
+        mock.patch.object(extractor, "load_state_dict", lambda self, *args, **kwargs: None),
+    ):
+        torch.manual_seed(0)
+        module = extractor("inception-v3-compat", ["2048"])
+    for layer in module.modules():
+        if isinstance(layer, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+    torch.save(module.state_dict(), path)
 
 
 # --- edit folders as or_synth.edit writes them ----------

@@ -4,6 +4,8 @@ A card names the metric and its value, the implementation and library versions, 
 with (hash), the preprocessing, N real and N generated, the dataset, split and cameras, the seeds, the
 checkpoint hashes (generator pipeline, relation classifier) and every warning that qualifies it. Two numbers
 are comparable only when their cards agree on :data:`COMPARABLE_FIELDS`.
+
+:func:`write_document` writes one evaluation's ``metrics.json`` and its cards (``cards/<name>.json`` and ``.md``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import importlib.metadata
 import json
 import platform
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -98,6 +101,39 @@ def card_markdown(card: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def consistency_card(title: str, report: dict, units: Sequence[str], **fields) -> dict:
+    """A consistency card: predicate macro-F1 per unit for the model and every reference the report has."""
+    value = {
+        unit: {
+            who: report[who][f"predicate_macro_f1_per_{unit}"]
+            for who in ("model", "ceiling", "floor", "labels_only")
+            if who in report
+        }
+        for unit in units
+    }
+    return make_card(title, value, chance=report["chance"], **fields)
+
+
+def classifier_quality(folder: str | Path) -> dict:
+    """The relation classifier's own scores on real held-out images (its ``quality.json``; empty without one)."""
+    path = Path(folder) / "quality.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def weak_predicate_warnings(report: dict, what: str = "images", floor_f1: float = 0.5) -> list[str]:
+    """A scorer that cannot see a predicate on real images cannot judge a generator on it: name those (by its
+    per-scan F1 on the real ``what`` of the same graphs, the report's ceiling)."""
+    warnings = []
+    for name, row in report["predicates"].items():
+        ceiling = row.get("ceiling", {}).get("f1_per_scan")
+        if ceiling is not None and ceiling < floor_f1 and row["ceiling"].get("support_per_scan", 0) > 0:
+            warnings.append(
+                f"the relation classifier is weak on {name} (F1 {ceiling:.2f} on real {what} of these graphs): "
+                f"its {name} score says little about the generator"
+            )
+    return warnings
+
+
 def write_cards(out: Path, cards: dict[str, dict]) -> list[Path]:
     """``out/cards/<name>.json`` and ``.md`` per card, atomically."""
     folder = Path(out) / "cards"
@@ -109,6 +145,27 @@ def write_cards(out: Path, cards: dict[str, dict]) -> list[Path]:
             tmp.write_text(card_markdown(card))
         written.append(folder / f"{name}.md")
     return written
+
+
+def write_document(out: Path, cards: dict[str, dict], details: dict, timings: dict, config: dict) -> dict:
+    """``out/metrics.json`` (values, cards, details, every warning once, timings, the config) and the cards.
+
+    Returns:
+        What ``metrics.json`` holds.
+    """
+    document = {
+        "metrics": {name: card["value"] for name, card in cards.items()},
+        "cards": cards,
+        "details": details,
+        "warnings": sorted({w for card in cards.values() for w in card.get("warnings") or []}),
+        "timings_seconds": timings,
+        "config": config,
+    }
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_cards(out, cards)
+    atomic_write_json(out / "metrics.json", document, indent=2)
+    return document
 
 
 def incomparable_fields(a: dict, b: dict) -> list[str]:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from or_synth.data.errors import UserError
 from or_synth.data.io import file_sha256
 
 # Below this many images per set a 2048-d Inception covariance is rank-deficient and FID is biased upward.
@@ -319,6 +320,11 @@ def fidelity_scores(
     }
 
 
+class InceptionWeightsMissing(UserError, RuntimeError):
+    """The standard FID Inception weights are not here and cannot be downloaded; the message says where to put
+    them (never any other weights under the name FID)."""
+
+
 def _missing_weights_message(checkpoint_dir: Path) -> str:
     return (
         "FID needs the standard FID Inception weights (the TF-ported Inception-v3 of 2015-12-05 that "
@@ -336,7 +342,9 @@ def inception_extractor(
 ) -> tuple[torch.nn.Module, str]:
     """The FID Inception-v3 (torchmetrics' NoTrainInceptionV3) and the sha256 of the weights file it loaded.
 
-    Never falls back to other weights: a missing or unloadable file is an error (FID pitfall 3).
+    Never falls back to other weights: a missing or unloadable file is an error (FID pitfall 3):
+    ``FileNotFoundError`` for a named file that is not there, :class:`InceptionWeightsMissing` when none is cached
+    and none may (or can) be downloaded.
 
     Args:
         weights: path to the weights file; None looks in torch hub's checkpoint folder.
@@ -363,7 +371,7 @@ def inception_extractor(
         if cached:
             path = cached[0]
         elif not allow_download:
-            raise RuntimeError(
+            raise InceptionWeightsMissing(
                 "No cached Inception weights and downloads are off. "
                 + _missing_weights_message(checkpoint_dir)
             )
@@ -374,7 +382,7 @@ def inception_extractor(
                 # torch-fidelity's own URL and cache file; torch hub writes it atomically.
                 torch.hub.download_url_to_file(INCEPTION_WEIGHTS_URL, str(path), progress=False)
             except Exception as error:
-                raise RuntimeError(
+                raise InceptionWeightsMissing(
                     f"Downloading the Inception weights failed ({error}). "
                     + _missing_weights_message(checkpoint_dir)
                 ) from error

@@ -6,7 +6,9 @@ boxes and labels given, the predicate asked). Here boxes exist
 - on real images of a rendered dataset: the renderer's per-camera node boxes (``or_synth_annotations/``);
 - on generated images drawn from a layout: the dataset's own boxes for ``layout=masks`` (manifest
   ``"layout": "given"``), or the label maps ``or_synth.sample save_layouts=true`` writes beside the images
-  (manifest ``"layout_image"``), whose per-node bounding boxes are the boxes the generator was asked to fill.
+  (manifest ``"layout_image"``), whose per-node bounding boxes are the boxes the generator was asked to fill;
+  or the annotations an ``or_synth.generate`` export drawn from masks writes beside its images.
+  :func:`generated_pairs` picks the source for a generated set, or says why there is none.
 
 Real 4D-OR has no 2D boxes, and images sampled without a layout have none either: there the suite scores
 relations per image only. A :class:`PairSet` lists every ordered pair of distinct nodes both visible in an
@@ -30,13 +32,16 @@ from or_synth.data.annotations import annotation_path, read_scan_annotation
 from or_synth.data.errors import DatasetFormatError
 from or_synth.data.scene_graph import SceneGraphRecord
 from or_synth.evaluation.image_sets import ImageSet
-from or_synth.evaluation.relation_classifier import node_label, role_typed_triples
+from or_synth.evaluation.relation_classifier import RelationClassifier, node_label, role_typed_triples
 
 MIN_BOX_SIDE = 0.03  # normalised: about 2 px at 64 px; a smaller box holds nothing a classifier can read
 RENDER_MANIFEST = "or_synth_render.json"
 EXPORT_MANIFEST = (
     "or_synth_export.json"  # or_synth.generate's (named here: the suite never imports the generator)
 )
+
+# A manifest's "layout" for images drawn without one: absent (the manifest's one line shape), none (older exports).
+NO_LAYOUT = (None, "none", "absent")
 
 Boxes = dict[int, tuple[float, float, float, float]]  # node index -> normalised (x0, y0, x1, y1)
 
@@ -231,3 +236,36 @@ def label_map_boxes(path: str | Path, num_nodes: int) -> Boxes:
         ys, xs = np.nonzero(labels == value)
         boxes[node] = (xs.min() / width, ys.min() / height, (xs.max() + 1) / width, (ys.max() + 1) / height)
     return boxes
+
+
+def generated_pairs(
+    root: Path, generated: ImageSet, classifier: RelationClassifier
+) -> tuple[PairSet | None, str | None]:
+    """The (subject, object) pairs of the generated images, boxed by the layout each was drawn from, or
+    ``(None, why)`` where pairs cannot be scored: no pair head, no boxes for the real images (the ceiling), or
+    none for the generated ones."""
+    if not classifier.has_pair_head:
+        return None, (
+            "the relation classifier has no pair-level head (trained without boxes, or before it existed); "
+            "retrain it on a rendered dataset: python -m or_synth.train stage=classifier"
+        )
+    if not has_boxes(root):
+        return None, f"dataset_root={root} has no boxes for the real images (the ceiling)"
+    if generated.layouts and all(generated.layouts):
+        boxes = [
+            label_map_boxes(path, len(r.object_names))
+            for path, r in zip(generated.layouts, generated.records, strict=True)
+        ]
+        return build_pairs(boxes, "layout label maps saved with the samples (layout_image)"), None
+    export = Path(generated.source).parent
+    if (export / EXPORT_MANIFEST).is_file() and generated.settings.get("layout") not in NO_LAYOUT:
+        # An or_synth.generate export keeps the masks that conditioned each image, boxed in its annotations.
+        source = f"{export} annotations (the masks each exported image was drawn from)"
+        return annotated_pairs(export, generated, source, generated.size), None
+    if generated.settings.get("layout") == "given":
+        source = f"{root} annotations (the masks the samples were drawn from, layout=masks)"
+        return annotated_pairs(root, generated, source), None
+    return None, (
+        f"the samples were drawn without a saved layout (manifest layout {generated.settings.get('layout')!r}, no "
+        "layout_image), so there are no boxes; sample with layout=masks, or save_layouts=true"
+    )

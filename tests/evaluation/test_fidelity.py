@@ -9,15 +9,18 @@ import numpy as np
 import pytest
 import torch
 
+from or_synth.data.errors import UserError
 from or_synth.evaluation import fidelity
 from or_synth.evaluation.fidelity import (
     FeatureStats,
+    InceptionWeightsMissing,
     ReferenceCache,
     fidelity_scores,
     frechet_distance,
     inception_extractor,
     kernel_inception_distance,
 )
+from tests.helpers import write_random_inception_weights
 
 
 def random_rotation(dim: int, rng: np.random.Generator) -> np.ndarray:
@@ -230,28 +233,9 @@ def no_download(monkeypatch, tmp_path):
     return tmp_path / "hub" / "checkpoints"
 
 
-def write_random_inception_weights(path, monkeypatch) -> None:
-    """A random-weights state dict of torch-fidelity's FeatureExtractorInceptionV3, built without a download.
-
-    The constructor always loads weights, so the load is stubbed out while the module is built; He-initialised
-    convolutions keep the 2048-d features away from zero so the test sees real numbers.
-    """
-    import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
-
-    with monkeypatch.context() as patch:
-        patch.setattr(tf_inception, "load_state_dict_from_url", lambda *args, **kwargs: {})
-        patch.setattr(tf_inception.FeatureExtractorInceptionV3, "load_state_dict", lambda self, *a, **k: None)
-        torch.manual_seed(0)
-        module = tf_inception.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
-    for layer in module.modules():
-        if isinstance(layer, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
-    torch.save(module.state_dict(), path)
-
-
-def test_inception_extractor_loads_a_weights_file(tmp_path, monkeypatch, no_download):
+def test_inception_extractor_loads_a_weights_file(tmp_path, no_download):
     weights = tmp_path / "fake-inception.pth"
-    write_random_inception_weights(weights, monkeypatch)
+    write_random_inception_weights(weights)
     extractor, weights_hash = inception_extractor(str(weights), allow_download=False)
     assert weights_hash == hashlib.sha256(weights.read_bytes()).hexdigest()
 
@@ -265,10 +249,10 @@ def test_inception_extractor_loads_a_weights_file(tmp_path, monkeypatch, no_down
     assert not torch.allclose(first[0], first[1])
 
 
-def test_inception_extractor_finds_the_hub_cache(tmp_path, monkeypatch, no_download):
+def test_inception_extractor_finds_the_hub_cache(tmp_path, no_download):
     no_download.mkdir(parents=True)
     cached = no_download / fidelity.INCEPTION_WEIGHTS_FILENAMES[0]
-    write_random_inception_weights(cached, monkeypatch)
+    write_random_inception_weights(cached)
     _, weights_hash = inception_extractor(None, allow_download=False)
     assert weights_hash == hashlib.sha256(cached.read_bytes()).hexdigest()
 
@@ -282,8 +266,9 @@ def test_inception_extractor_missing_file_names_the_path(tmp_path, no_download):
 
 
 def test_inception_extractor_without_cache_never_downloads_when_not_allowed(no_download):
-    with pytest.raises(RuntimeError, match="standard FID Inception weights") as error:
+    with pytest.raises(InceptionWeightsMissing, match="standard FID Inception weights") as error:
         inception_extractor(None, allow_download=False)
+    assert isinstance(error.value, UserError)  # one line and exit 2 from the command, no traceback
     assert "No other weights are ever used under the name FID" in str(error.value)
 
 
@@ -292,6 +277,6 @@ def test_inception_extractor_failed_download_explains(monkeypatch, no_download):
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    with pytest.raises(RuntimeError, match="Downloading the Inception weights failed") as error:
+    with pytest.raises(InceptionWeightsMissing, match="Downloading the Inception weights failed") as error:
         inception_extractor(None, allow_download=True)
     assert str(no_download) in str(error.value)

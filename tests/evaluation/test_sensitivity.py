@@ -8,14 +8,20 @@ import json
 import pytest
 import torch
 
+from or_synth.cli import load_config
 from or_synth.data.edits import apply_edit, parse_edit
 from or_synth.data.scene_graph import parse_scan
 from or_synth.data.vocabulary import Vocabulary
 from or_synth.edit import edit
 from or_synth.edit import load_config as edit_config
-from or_synth.evaluate import EvaluationError, evaluate, load_config
+from or_synth.evaluation import EvaluationError, evaluate
 from or_synth.evaluation.image_sets import ImageSetError
-from or_synth.evaluation.relation_classifier import RelationClassifier, RelationLabels, triple_vocabulary
+from or_synth.evaluation.relation_classifier import (
+    RelationClassifier,
+    RelationLabels,
+    classifier_hash,
+    triple_vocabulary,
+)
 from or_synth.evaluation.sensitivity import relation_sensitivity
 from tests.helpers import saved_tiny_pipeline, small_scene, write_edit_folder
 
@@ -84,13 +90,23 @@ def test_edit_then_evaluate_through_the_real_commands(tmp_path_factory, tmp_path
         classifier.save_pretrained(tmp_path / "classifier")
         base = [f"classifier={tmp_path / 'classifier'}", f"out={tmp_path / 'eval'}", "progress=false"]
         with pytest.raises(EvaluationError, match="edits=DIR"):
-            evaluate(load_config([*base, "metrics=[relation_sensitivity]"]))
+            evaluate(load_config("evaluate", [*base, "metrics=[relation_sensitivity]"]))
         document = evaluate(
-            load_config([*base, "metrics=[relation_sensitivity]", f"edits={tmp_path / 'edits'}"])
+            load_config("evaluate", [*base, "metrics=[relation_sensitivity]", f"edits={tmp_path / 'edits'}"])
         )
     finally:
         torch.set_num_threads(threads)
     value = document["metrics"]["relation_sensitivity"]
-    assert 0 <= value["after"]["direction_accuracy"] <= 1 and value["after"]["changed_labels"] > 0
+    (edited_folder,) = document["details"]["relation_sensitivity"]["edits"]
+    changed = (
+        len(edited_folder["changed_labels"]) * 2
+    )  # every label the edit changes, seen by cameras 1 and 5
+    assert changed > 0 and value["after"]["changed_labels"] == value["full"]["changed_labels"] == changed
+    for kind in ("after", "full"):  # fractions of those labels
+        assert (value[kind]["direction_accuracy"] * changed) == pytest.approx(
+            round(value[kind]["direction_accuracy"] * changed), abs=1e-3
+        )
     card = json.loads((tmp_path / "eval/cards/relation_sensitivity.json").read_text())
-    assert card["n_edits"] == 1 and card["warnings"] and card["classifier_hash"]
+    assert card["n_edits"] == 1 and card["warnings"] == ["only 1 edit(s): a rough estimate"]
+    assert card["classifier_hash"] == card["weights_hash"] == classifier_hash(tmp_path / "classifier")
+    assert "samples" not in card  # no samples= needed: only the edits are scored

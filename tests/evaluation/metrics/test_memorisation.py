@@ -1,0 +1,27 @@
+"""The memorisation metric through the suite: copies of training images are all flagged, with their pairs
+saved; held-out copies are the calibration baseline where graph consistency has read them."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import COPY_CAMERAS, copy_as_samples, run_evaluate
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+
+def test_copies_of_training_images_are_flagged_as_memorised(tiny_render, classifier_dir, tmp_path):
+    samples = copy_as_samples(tiny_render, "train", tmp_path / "train_copies")
+    document = run_evaluate(samples, classifier_dir, tiny_render, tmp_path / "eval", "metrics=[memorisation]")
+    report = document["details"]["memorisation"]
+    summary = report["summary"]
+    assert summary["n_flagged"] == summary["n_generated"] == 16 * len(COPY_CAMERAS)
+    assert summary["ssim_median"] == pytest.approx(1.0)
+    assert report["pairs"] and all(
+        (tmp_path / "eval/memorisation_pairs" / p["file"]).is_file() for p in report["pairs"]
+    )
+    # Alone, memorisation reads no real counterparts: no held-out baseline (these copies ARE training images).
+    assert report["heldout_baseline"] is None
+    card = document["cards"]["memorisation"]
+    assert card["value"]["n_flagged"] == summary["n_flagged"] and card["split"] == "train"
+    assert card["n_real"] == summary["n_training"] > 0
