@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# The main job on the embedded default, on a CPU (about 16 minutes on 2 cores once installed, 20 with the
-# first-time install): render the synthetic OR dataset (skipped when complete), then the whole generator recipe `experiment=cpu_demo`:
+# The main job on the embedded default, on a CPU (docs/demo.md gives its measured time): render the synthetic OR dataset (skipped when complete), then the whole generator recipe `experiment=cpu_demo`:
 # stage vae (AutoencoderKL), align (scene-graph encoder), ldm (graph-conditioned denoiser), ending with a sample
 # grid of validation graphs whose path it prints. Re-running resumes; complete stages are skipped.
 # The grid places the shipped pipeline's images of the same graphs (pretrained/cpu_quality, the 3-hour CPU

@@ -28,7 +28,7 @@ def one_thread():
 @pytest.fixture
 def real_validation_file() -> Path:
     if not REAL_VALIDATION.is_file():
-        pytest.skip(f"real 4D-OR annotations not found at {REAL_VALIDATION} (../shared is absent)")
+        pytest.skip(f"the shared 4D-OR annotation files are not beside the checkout ({REAL_VALIDATION})")
     return REAL_VALIDATION
 
 

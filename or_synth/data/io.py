@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +32,35 @@ def repo_relative(text: str, root: str | Path | None = None) -> str:
     Paths outside ``root`` stay as they are."""
     root = str(Path(REPO_ROOT if root is None else root).resolve()).rstrip("/")
     return text.replace(root + "/", "").replace(root, ".")
+
+
+def check_output_folder(path: str | Path, option: str = "out") -> Path:
+    """``path`` can hold a command's output: a folder, or a path where one can be made, on a writable file system.
+    Checked before any work, so a command never computes for minutes and then fails to write. Creates nothing:
+    writability is probed with a temporary file in the nearest existing folder (permission bits say nothing
+    for root, and nothing about a read-only mount).
+
+    Raises:
+        NotADirectoryError: ``path`` (or a parent of it) is a file.
+        PermissionError: nothing can be written there.
+    """
+    path = Path(path)
+    existing = path
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        where = "is a file" if existing == path else f"lies under {existing}, which is a file"
+        raise NotADirectoryError(f"{option}={path} {where}; give a folder")
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".or_synth_write_check."):
+            pass
+    except OSError as error:
+        raise PermissionError(
+            f"{option}={path}: cannot write in {existing} ({error.strerror or error})"
+        ) from None
+    return path
 
 
 @contextmanager

@@ -20,6 +20,7 @@ from torchvision.transforms.v2.functional import resize
 from tqdm import tqdm
 
 from or_synth.data import SPLIT_TAKES, load_scene_graphs, read_image, relationships_file
+from or_synth.data.errors import UserError
 from or_synth.data.images import frame_index
 from or_synth.data.manifest import MANIFEST, ManifestError, ManifestLine
 from or_synth.data.manifest import read_manifest as read_manifest_file
@@ -31,7 +32,7 @@ PREPROCESSING = (
 )
 
 
-class ImageSetError(ValueError):
+class ImageSetError(UserError, ValueError):
     """A manifest or image set the suite cannot score; the message names the file, line and field."""
 
 

@@ -36,9 +36,8 @@ from or_synth.evaluation.relation_classifier import RelationClassifier, node_lab
 
 MIN_BOX_SIDE = 0.03  # normalised: about 2 px at 64 px; a smaller box holds nothing a classifier can read
 RENDER_MANIFEST = "or_synth_render.json"
-EXPORT_MANIFEST = (
-    "or_synth_export.json"  # or_synth.generate's (named here: the suite never imports the generator)
-)
+# or_synth.export's record of an export (named here: the suite never imports the sampling layer).
+EXPORT_MANIFEST = "or_synth_export.json"
 
 # A manifest's "layout" for images drawn without one: absent (the manifest's one line shape), none (older exports).
 NO_LAYOUT = (None, "none", "absent")

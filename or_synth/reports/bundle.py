@@ -435,7 +435,7 @@ def build_report(cfg: DictConfig) -> Path:
     grid = None
     if inputs.manifest is not None:
         grid, notes["samples"] = sections.sample_grid_section(
-            inputs.manifest, inputs.dataset_root, assets, int(cfg.grid_scans), int(cfg.grid_views), resolve
+            inputs.manifest, inputs.dataset_root, assets, int(cfg.grid_scans), int(cfg.grid_views)
         )
     if grid is None:
         reason = "no samples folder (manifest.jsonl) to draw from"

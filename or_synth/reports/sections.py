@@ -424,7 +424,7 @@ def tiles(images, rows: range, kind: str) -> list[tuple[str, np.ndarray]]:
 
 
 def sample_grid_section(
-    manifest: Path, dataset_root: Path | None, assets: Assets, count: int, views: int, resolve
+    manifest: Path, dataset_root: Path | None, assets: Assets, count: int, views: int
 ) -> tuple[dict | None, list[str]]:
     """Rows of (scene-graph picture, generated views, real views of the same scan). Reads only the chosen images:
     a subset manifest (absolute paths) goes through :func:`load_generated` and :func:`load_real_counterparts`,
@@ -435,10 +435,8 @@ def sample_grid_section(
     with tempfile.TemporaryDirectory() as scratch:
         subset = Path(scratch) / "manifest.jsonl"
         rewritten = []
-        for line in (x for scan in picked for x in scan):
-            source = resolve(line["source"]) if isinstance(line.get("source"), str) else None
-            image = (manifest.parent / line["image"]).resolve()
-            rewritten.append({**line, "image": str(image), **({"source": str(source)} if source else {})})
+        for line in (x for scan in picked for x in scan):  # `graphs` is already absolute (read_manifest)
+            rewritten.append({**line, "image": str((manifest.parent / line["image"]).resolve())})
         subset.write_text("".join(json.dumps(x) + "\n" for x in rewritten))
         try:
             generated = load_generated(subset)

@@ -215,5 +215,5 @@ def test_scores_a_real_pipelines_samples_through_python_m(tiny_render, tmp_path_
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines() == [
-        "error: no manifest at /nonexistent: pass the manifest.jsonl written by or_synth.sample/generate"
+        "error: no manifest at /nonexistent: pass the manifest.jsonl written by or_synth.sample/export"
     ]

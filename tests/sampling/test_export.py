@@ -65,11 +65,8 @@ def test_export_is_a_4dor_dataset_rebalanced_and_resumable(pipeline_dir, tiny_re
     assert resumed["generated"] == 1 and all_files(out) == written  # the same bytes
 
     # The evaluation suite finds the boxes of the masks each exported image was drawn from (pair-level scores).
-    try:
-        from or_synth.evaluation.pairs import generated_pairs
-    except ImportError:  # before the evaluation suite became a library (issue 20), evaluate.py held it
-        from or_synth.evaluate import generated_pairs
     from or_synth.evaluation import RelationClassifier, load_generated
+    from or_synth.evaluation.pairs import generated_pairs
 
     exported = load_generated(out / MANIFEST)
     pairs, why = generated_pairs(tiny_render, exported, RelationClassifier([], 16, ["Patient"]))
