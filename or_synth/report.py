@@ -14,7 +14,6 @@ call with a composed config.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -49,8 +48,9 @@ def positional_compare(argv: list[str]) -> list[str]:
         return argv
     folders = [a for a in argv[2:4] if "=" not in a]
     if len(folders) != 2:
-        print("usage: python -m or_synth.report compare A B [out=reports name=NAME]", file=sys.stderr)
-        sys.exit(2)
+        cli.fail(
+            f"compare takes two folders, got {len(folders)}: python -m or_synth.report compare A B [out=DIR name=NAME]"
+        )
     return [argv[0], f"compare=[{quoted(folders[0])},{quoted(folders[1])}]", *argv[4:]]
 
 

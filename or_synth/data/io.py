@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -80,10 +81,28 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def finite_or_null(value):
+    """``value`` with every NaN or infinite float replaced by None (JSON null): a mean over nothing, an F1 with no
+    support, is undefined, and a bare ``NaN`` is not JSON (many readers refuse the whole file)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_null(item) for item in value]
+    return value
+
+
+def json_text(document, indent: int | None = None, **kwargs) -> str:
+    """JSON every parser reads: undefined numbers written as null (:func:`finite_or_null`), and
+    ``allow_nan=False`` so nothing else non-finite can slip through."""
+    return json.dumps(finite_or_null(document), indent=indent, allow_nan=False, **kwargs)
+
+
 def atomic_write_json(path: str | Path, document, indent: int | None = None) -> None:
-    """Write ``document`` as JSON (plus a final newline) atomically."""
+    """Write ``document`` as JSON (plus a final newline) atomically, non-finite numbers as null."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(document, indent=indent) + "\n", encoding="utf-8")
+        tmp.write_text(json_text(document, indent=indent) + "\n", encoding="utf-8")
 
 
 def read_json(path: str | Path, *, what: str = "file", take: int | None = None):

@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from safetensors import SafetensorError
 
 from or_synth.data import SPLIT_TAKES
 from or_synth.data.errors import UserError
+from or_synth.data.io import check_output_folder
 from or_synth.evaluation.cards import environment
 from or_synth.evaluation.features import FeatureSpace, ceiling_predictions, inception_space
 from or_synth.evaluation.fidelity import ReferenceCache
@@ -197,6 +198,7 @@ def prepare(cfg: DictConfig, registry: Mapping[str, Metric]) -> Evaluation:
         EvaluationError, ImageSetError, FileNotFoundError, ValueError: what is wrong with the request, naming
             the option or file.
     """
+    check_options(cfg)
     asked = [cfg.metrics] if isinstance(cfg.metrics, str) else list(cfg.metrics)  # metrics=fid is one metric
     metrics, optional = select_metrics(registry, list(dict.fromkeys(asked)))
     run = Evaluation(cfg, metrics, optional)
@@ -230,6 +232,43 @@ def prepare(cfg: DictConfig, registry: Mapping[str, Metric]) -> Evaluation:
     if run.generated is not None:
         run.common = common_fields(run)
     return run
+
+
+REFERENCE_SPLITS = ("auto", "train", "validation", "val", "test")
+
+
+def _whole(cfg: DictConfig, key: str, minimum: int, *, optional: bool = False) -> None:
+    value = OmegaConf.select(cfg, key)
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        what = f"a whole number >= {minimum}" + (" or null" if optional else "")
+        raise EvaluationError(f"{key} must be {what}, got {value!r}")
+
+
+def _fraction(cfg: DictConfig, key: str) -> None:
+    value = OmegaConf.select(cfg, key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= float(value) <= 1.0:
+        raise EvaluationError(f"{key} must be a number in 0..1, got {value!r}")
+
+
+def check_options(cfg: DictConfig) -> None:
+    """The plain options, before any file is read: counts positive, thresholds in range, a known reference split,
+    an ``out=`` folder that can be written (the metrics would otherwise be computed and then lost)."""
+    for key in ("batch_size", "kid_subsets", "memorisation.max_pairs"):
+        _whole(cfg, key, 1)
+    _whole(cfg, "kid_subset_size", 2)  # KID's unbiased MMD needs two images per subset
+    for key in ("fid_min_n", "seed"):
+        _whole(cfg, key, 0)
+    for key in ("threads", "reference_max_scans", "memorisation.training_max_scans"):
+        _whole(cfg, key, 1, optional=True)
+    for key in ("memorisation.feature_threshold", "memorisation.ssim_threshold"):
+        _fraction(cfg, key)
+    if str(cfg.reference_split) not in REFERENCE_SPLITS:
+        raise EvaluationError(
+            f"reference_split={cfg.reference_split}: use one of {', '.join(REFERENCE_SPLITS)}"
+        )
+    check_output_folder(cfg.out, "out")
 
 
 def needing(run: Evaluation, need: Need) -> list[str]:

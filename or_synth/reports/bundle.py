@@ -34,7 +34,7 @@ from or_synth.reports import sections
 from or_synth.reports.sections import Assets, fmt
 from or_synth.data.manifest import first_line
 from or_synth.reports.summary import summary_rows
-from or_synth.data.io import REPO_ROOT, file_sha256, repo_relative
+from or_synth.data.io import REPO_ROOT, check_output_folder, file_sha256, json_text, repo_relative
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 # Folder names that say nothing about the run: the report is named after the parent too.
@@ -368,6 +368,7 @@ def check_replaceable(final: Path) -> None:
     refused before any work, and never moved or deleted."""
     if final.is_symlink() or (final.exists() and not final.is_dir()):
         raise ReportError(f"out/name={final} is a file, not a report folder; choose another out= or name=")
+    check_output_folder(final.parent, "out")
     if final.is_dir() and any(final.iterdir()) and not is_bundle(final):
         raise ReportError(
             f"out/name={final} holds files that are not a report bundle; nothing was changed. Choose another "
@@ -476,20 +477,20 @@ def build_report(cfg: DictConfig) -> Path:
 
     env, digests = report_environment(inputs), hashes(inputs)
     texts = {
-        "environment.json": json.dumps(env, indent=2) + "\n",
-        "hashes.json": json.dumps(digests, indent=2) + "\n",
+        "environment.json": json_text(env, indent=2) + "\n",
+        "hashes.json": json_text(digests, indent=2) + "\n",
     }
     if inputs.document is not None:
-        texts["metrics.json"] = json.dumps(inputs.document, indent=2) + "\n"
+        texts["metrics.json"] = json_text(inputs.document, indent=2) + "\n"
         texts["configs/evaluate.yaml"] = OmegaConf.to_yaml(OmegaConf.create(document.get("config", {})))
         for name, card in document["cards"].items():
-            texts[f"cards/{name}.json"] = json.dumps(card, indent=2) + "\n"
+            texts[f"cards/{name}.json"] = json_text(card, indent=2) + "\n"
             texts[f"cards/{name}.md"] = card_markdown(card)
     for _, run in inputs.training_runs:
         if (run / "config.yaml").is_file():
             texts[f"configs/{run.parent.name}_{run.name}.yaml"] = (run / "config.yaml").read_text()
     if inputs.pipeline.get("shipped"):
-        texts["configs/pipeline_shipped.json"] = json.dumps(inputs.pipeline["shipped"], indent=2) + "\n"
+        texts["configs/pipeline_shipped.json"] = json_text(inputs.pipeline["shipped"], indent=2) + "\n"
 
     missing_ids = {m["id"] for m in missing}
     context = {

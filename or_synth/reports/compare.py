@@ -16,7 +16,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from or_synth.data.io import repo_relative
+from or_synth.data.io import json_text, repo_relative
 from or_synth.evaluation.cards import incomparable_fields
 from or_synth.reports.bundle import (
     CONTENT_SECURITY_POLICY,
@@ -243,7 +243,7 @@ def build_comparison(cfg: DictConfig) -> Path:
 
     def write(folder: Path) -> None:
         (folder / "index.html").write_text(repo_relative(page), encoding="utf-8")
-        text = json.dumps(record, indent=2, default=str) + "\n"
+        text = json_text(record, indent=2, default=str) + "\n"
         (folder / "comparison.json").write_text(repo_relative(text), encoding="utf-8")
 
     return write_atomically(final, write)

@@ -21,3 +21,14 @@ def test_a_file_or_a_read_only_place_is_refused_naming_the_option(tmp_path):
         check_output_folder(tmp_path / "f" / "sub", "runs_root")
     with pytest.raises(PermissionError, match="cannot write"):
         check_output_folder("/proc/or_synth_cannot_write_here")
+
+
+def test_json_is_always_valid_undefined_numbers_are_null(tmp_path):
+    import json
+
+    from or_synth.data.io import atomic_write_json
+
+    atomic_write_json(tmp_path / "m.json", {"f1": float("nan"), "rows": [1.5, float("inf")], "n": 3})
+    text = (tmp_path / "m.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"f1": None, "rows": [1.5, None], "n": 3}

@@ -275,6 +275,18 @@ def test_compare_refuses_incomparable_cards_with_the_reason(work, bundle, tmp_pa
     assert json.loads((again / "comparison.json").read_text())["metrics"] == list(comparison.values())
 
 
+def test_report_user_errors_are_one_line_and_exit_2(work, tmp_path):
+    """compare with one folder, a missing run, out= a file: the contract, and nothing written."""
+    from or_synth.report import main
+    from tests.helpers import assert_refused, run_command
+
+    assert_refused(run_command(main, "compare", str(work["base"] / "eval")), "compare takes two folders")
+    assert_refused(run_command(main, f"run={tmp_path / 'none'}"), "none")
+    (tmp_path / "f").write_text("mine")
+    assert_refused(run_command(main, f"run={work['base'] / 'eval'}", f"out={tmp_path / 'f'}"), "out=")
+    assert (tmp_path / "f").read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+
+
 def test_positional_compare_becomes_an_override_and_runs_as_a_command(work, tmp_path):
     odd = "/tmp/it's here"
     assert positional_compare(["report", "compare", "A", odd, "out=x"]) == [

@@ -4,6 +4,7 @@ matched compute and an oracle (:func:`or_synth.evaluation.action_recognition.dow
 
 from __future__ import annotations
 
+import math
 import sys
 
 import torch
@@ -27,6 +28,22 @@ def synthetic_training_set(run: Evaluation) -> ImageSet:
     """The synthetic images the study trains on (``action_recognition.samples``, default ``samples``): refused
     when any shows a held-out take, which the downstream model is tested on."""
     settings = run.cfg.action_recognition
+    for key in ("steps", "batch_size", "real_train_scans"):
+        value = settings[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise EvaluationError(f"action_recognition.{key} must be a whole number >= 1, got {value!r}")
+    if not list(settings.seeds) or not all(isinstance(x, int) and x >= 0 for x in settings.seeds):
+        raise EvaluationError(
+            f"action_recognition.seeds must be a non-empty list of seeds >= 0, got {settings.seeds}"
+        )
+    for key in ("ratios", "fractions"):
+        values = list(settings[key])
+        if not values or not all(isinstance(x, int | float) and math.isfinite(x) and x >= 0 for x in values):
+            raise EvaluationError(f"action_recognition.{key} must be non-negative numbers, got {values}")
+    if any(not 0 < float(x) <= 1 for x in settings.fractions):
+        raise EvaluationError(
+            f"action_recognition.fractions must be in (0, 1], got {list(settings.fractions)}"
+        )
     synthetic = load_generated(settings.samples) if settings.samples else run.generated
     held_out = sorted(synthetic.takes - set(SPLIT_TAKES["train"]))
     if held_out:
