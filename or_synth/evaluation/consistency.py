@@ -10,15 +10,26 @@ scored against the graphs of other scans: what an image that ignores its graph g
 Where boxes exist (:mod:`or_synth.evaluation.pairs`), :func:`pair_consistency_report` scores relations per
 (subject, object) pair the same way, with one more reference: the pair head on blank images with the same boxes
 and labels (``labels_only``), what the labels alone predict.
+
+How sure (evidence.md): the floor averages several derangements; per scan, model, ceiling, floor and the
+label-blind "always present" scorer get intervals from one paired bootstrap over scans
+(:mod:`or_synth.evaluation.intervals`), and the floor that counts is the higher of the derangement floor and
+"always present". Threshold-free numbers sit beside F1: each predicate's average precision of the per-scan
+probabilities, so a scorer's calibration shift on generated images is not read as a missing relation. The
+per-scan counts themselves (``arrays``) let a benchmark pair rows of different evaluations on the same scans
+(the model against its null-graph control, say).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from or_synth.data import PREDICATES
 from or_synth.evaluation.image_sets import ImageSet
+from or_synth.evaluation.intervals import BOOTSTRAP_RESAMPLES, ScanCounts, always_present, paired_bootstrap
 from or_synth.evaluation.pairs import PairSet
 from or_synth.evaluation.relation_classifier import RelationClassifier, RelationLabels
 
@@ -134,6 +145,102 @@ def floor_donor_rows(groups: torch.Tensor, seed: int) -> list[int]:
     return [first_row[int(d)] for d in donor]
 
 
+def mean_scores(scorings: Sequence[dict]) -> dict:
+    """The mean of several scorings of one shape (the floor over derangements): numbers averaged (None where
+    every scoring has None), anything else taken from the first."""
+    first = scorings[0]
+    if len(scorings) == 1:
+        return first
+    if isinstance(first, dict):
+        return {k: mean_scores([s[k] for s in scorings]) for k in first}
+    if isinstance(first, int | float) and not isinstance(first, bool) or first is None:
+        values = [v for v in scorings if v is not None]
+        if not values:
+            return None
+        mean = float(np.mean(values))
+        return round(mean, 4) if any(isinstance(v, float) for v in values) else round(mean, 2)
+    return first
+
+
+def scan_keys(images: ImageSet) -> list[str]:
+    """``take/scan`` of each scan group of ``images`` (:meth:`ImageSet.scan_groups` order)."""
+    keys: dict[tuple[int, str], None] = {}
+    for record in images.records:
+        keys.setdefault(record.key, None)
+    return [f"{take}/{scan}" for take, scan in keys]
+
+
+def average_precision(probabilities: torch.Tensor, truth: torch.Tensor, present: np.ndarray) -> dict:
+    """Each present predicate's average precision (threshold-free) and their macro mean; a predicate true in
+    every row has no negatives to rank and is left out (AP would be 1 whatever the scores)."""
+    from torchmetrics.functional.classification import binary_average_precision
+
+    per_predicate = {}
+    for c in np.flatnonzero(present):
+        target = truth[:, c].round().long()
+        if int(target.sum()) == len(target):
+            continue
+        per_predicate[PREDICATES[c]] = round(
+            float(binary_average_precision(probabilities[:, c].float(), target)), 4
+        )
+    macro = round(float(np.mean(list(per_predicate.values()))), 4) if per_predicate else None
+    return {"macro": macro, "per_predicate": per_predicate}
+
+
+def scan_evidence(
+    keys: list[str],
+    probabilities: dict[str, torch.Tensor],
+    truth: torch.Tensor,
+    floor_truths: Sequence[torch.Tensor],
+    *,
+    seed: int,
+    resamples: int,
+    arrays: dict | None,
+) -> dict:
+    """Per scan: the paired bootstrap of model, ceiling, floor (over its derangements), "always present" and the
+    floor that counts, with the differences a claim rests on; the average precisions; and, into ``arrays``, the
+    per-scan counts (``<row>/tp`` ...) that let a benchmark pair this evaluation with another on the same scans.
+
+    Args:
+        probabilities: row name (``model``, ``ceiling``) -> (S, C) per-scan probabilities.
+        truth: (S, C) the scans' predicates; ``floor_truths``: those of each derangement's donor scans.
+    """
+    present = truth.numpy().sum(0) > 0
+    counts = {
+        name: ScanCounts.from_scores(keys, p.numpy(), truth.numpy()) for name, p in probabilities.items()
+    }
+    floors = [ScanCounts.from_scores(keys, probabilities["model"].numpy(), t.numpy()) for t in floor_truths]
+    always = always_present(keys, truth.numpy())
+    differences = [("model", "floor_that_counts")]
+    if "ceiling" in counts:
+        differences.append(("ceiling", "model"))
+    bootstrap = paired_bootstrap(
+        {**counts, "floor": floors, "always_present": always},
+        present,
+        differences=differences,
+        best_of={"floor_that_counts": ("floor", "always_present")},
+        resamples=resamples,
+        seed=seed,
+    )
+    ap = {name: average_precision(p, truth, present) for name, p in probabilities.items()}
+    ap["floor"] = mean_scores([average_precision(probabilities["model"], t, present) for t in floor_truths])
+    if arrays is not None:
+        arrays["keys"] = np.array(keys)
+        arrays["truth"] = truth.numpy().round().astype(np.int8)
+        arrays["present"] = present
+        for name, p in probabilities.items():
+            arrays[f"{name}/probabilities"] = p.numpy().astype(np.float32)
+            arrays.update(counts[name].arrays(name))
+        for k, floor in enumerate(floors):
+            arrays.update(floor.arrays(f"floor_{k}"))
+        arrays.update(always.arrays("always_present"))
+    return {
+        "bootstrap": bootstrap,
+        "average_precision": ap,
+        "predicates_scored": [PREDICATES[c] for c in np.flatnonzero(present)],
+    }
+
+
 def combined_report(scores: dict[str, dict], units: tuple[str, str]) -> dict:
     """One report of the model and its references (``scores``: name -> a scoring with a per-predicate table):
     their summaries, the per-predicate table across them, and where a ceiling exists, the model's share of it and
@@ -157,22 +264,28 @@ def consistency_report(
     real: ImageSet | None,
     *,
     seed: int = 0,
+    derangements: int = 1,
+    resamples: int = BOOTSTRAP_RESAMPLES,
     generated_predictions: dict[str, torch.Tensor] | None = None,
     real_predictions: dict[str, torch.Tensor] | None = None,
+    arrays: dict | None = None,
 ) -> dict:
-    """Model, ceiling (real images of the same graphs and cameras, when given), floor (shuffled graphs) and
-    chance; per-predicate table; per-camera scores (multi-view consistency)."""
+    """Model, ceiling (real images of the same graphs and cameras, when given), floor (shuffled graphs, the mean
+    over ``derangements`` derangements seeded ``seed``, ``seed + 1``, ...) and chance; per-predicate table;
+    per-camera scores (multi-view consistency); per scan, paired-bootstrap intervals and average precisions
+    (``per_scan_evidence``), with the per-scan counts written into ``arrays`` when it is given."""
+    if derangements < 1:
+        raise ValueError(f"derangements must be >= 1, got {derangements}")
     labels = RelationLabels(classifier.triples)
     groups = generated.scan_groups()
     targets = graph_targets(labels, generated)
     preds = generated_predictions or classifier.predict(generated.images, generated.cameras)
     model = relation_scores(preds, targets, groups)
 
-    donor_rows = floor_donor_rows(groups, seed)
-    scores = {
-        "model": model,
-        "floor": relation_scores(preds, {k: v[donor_rows] for k, v in targets.items()}, groups),
-    }
+    donors = [floor_donor_rows(groups, seed + k) for k in range(derangements)]
+    floors = [relation_scores(preds, {k: v[rows] for k, v in targets.items()}, groups) for rows in donors]
+    scores = {"model": model, "floor": mean_scores(floors)}
+    real_preds = None
     if real is not None:
         if [r.key for r in real.records] != [r.key for r in generated.records] or not torch.equal(
             real.cameras, generated.cameras
@@ -181,6 +294,19 @@ def consistency_report(
         real_preds = real_predictions or classifier.predict(real.images, real.cameras)
         scores["ceiling"] = relation_scores(real_preds, targets, groups)
     report = combined_report(scores, ("image", "scan"))
+    scan_probabilities = {"model": per_scan(preds["predicates"], groups).float()}
+    if real_preds is not None:
+        scan_probabilities["ceiling"] = per_scan(real_preds["predicates"], groups).float()
+    report["per_scan_evidence"] = scan_evidence(
+        scan_keys(generated),
+        scan_probabilities,
+        per_scan(targets["predicates"], groups).round().float(),
+        [per_scan(targets["predicates"][rows], groups).round().float() for rows in donors],
+        seed=seed,
+        resamples=resamples,
+        arrays=arrays,
+    )
+    report["floor_derangements"] = derangements
     report["chance"] = {
         "per_image": chance_levels(targets["predicates"]),
         "per_scan": chance_levels(per_scan(targets["predicates"], groups).round()),
@@ -200,6 +326,25 @@ def consistency_report(
     return report
 
 
+def pair_scan_counts(
+    probabilities: torch.Tensor, targets: torch.Tensor, pairs: PairSet, records, keys: list[str]
+) -> ScanCounts:
+    """Per scan, the (tp, fp, fn) of each predicate summed over the scan's pairs (each pair's probabilities
+    averaged over the views that show it, as ``pair_scores`` does per scan). Scans without a pair count 0."""
+    groups = pairs.groups(records)
+    probs, truth = per_scan(probabilities, groups).numpy(), per_scan(targets, groups).round().numpy()
+    group_scan = np.zeros(int(groups.max()) + 1 if len(groups) else 0, dtype=np.int64)
+    index = {k: i for i, k in enumerate(keys)}
+    for row, group in zip(pairs.image_index.tolist(), groups.tolist(), strict=True):
+        take, scan = records[row].key
+        group_scan[group] = index[f"{take}/{scan}"]
+    rows = ScanCounts.from_scores([str(g) for g in range(len(group_scan))], probs, truth)
+    sums = [np.zeros((len(keys), probs.shape[1]), dtype=np.int64) for _ in range(3)]
+    for total, part in zip(sums, (rows.tp, rows.fp, rows.fn), strict=True):
+        np.add.at(total, group_scan, part)
+    return ScanCounts.from_rows(keys, *sums)
+
+
 def pair_consistency_report(
     classifier: RelationClassifier,
     generated: ImageSet,
@@ -208,14 +353,18 @@ def pair_consistency_report(
     real_pairs: PairSet | None = None,
     *,
     seed: int = 0,
+    derangements: int = 1,
+    resamples: int = BOOTSTRAP_RESAMPLES,
     batch_size: int = 128,
     generated_probabilities: torch.Tensor | None = None,
     real_probabilities: torch.Tensor | None = None,
+    arrays: dict | None = None,
 ) -> dict:
     """Pair-level graph consistency: model, ceiling (real images with their own boxes), floor (each scan's
     pairs scored against the relations another scan states between nodes of the same labels, the same
-    derangement over scans as the image-level floor), ``labels_only`` (blank images, same boxes and labels) and
-    chance; per-predicate table."""
+    derangements over scans as the image-level floor, averaged), ``labels_only`` (blank images, same boxes and
+    labels) and chance; per-predicate table; per scan, a paired bootstrap of them all (``per_scan_evidence``),
+    the per-scan counts written into ``arrays`` when given."""
     if not len(generated_pairs):
         raise ValueError(
             f"{generated.source}: no image has two visible nodes with boxes, so there is no pair to score"
@@ -228,11 +377,23 @@ def pair_consistency_report(
         )["pairs"]
     groups = generated_pairs.groups(records)
     targets = generated_pairs.targets(records)
-    donors = [records[row] for row in floor_donor_rows(generated.scan_groups(), seed)]
+    donor_targets = [
+        generated_pairs.targets(
+            records, [records[row] for row in floor_donor_rows(generated.scan_groups(), seed + k)]
+        )
+        for k in range(derangements)
+    ]
+    blank = classifier.predict_blank(generated_pairs, records)
     scores = {
         "model": pair_scores(probs, targets, groups),
-        "floor": pair_scores(probs, generated_pairs.targets(records, donors), groups),
-        "labels_only": pair_scores(classifier.predict_blank(generated_pairs, records), targets, groups),
+        "floor": mean_scores([pair_scores(probs, t, groups) for t in donor_targets]),
+        "labels_only": pair_scores(blank, targets, groups),
+    }
+    keys = scan_keys(generated)
+    counts = {
+        "model": pair_scan_counts(probs, targets, generated_pairs, records, keys),
+        "labels_only": pair_scan_counts(blank, targets, generated_pairs, records, keys),
+        "always_present": pair_scan_counts(torch.ones_like(targets), targets, generated_pairs, records, keys),
     }
     if real is not None and real_pairs is not None and len(real_pairs):
         real_probs = real_probabilities
@@ -240,12 +401,33 @@ def pair_consistency_report(
             real_probs = classifier.predict(
                 real.images, real.cameras, batch_size, pairs=real_pairs, records=real.records
             )["pairs"]
-        scores["ceiling"] = pair_scores(
-            real_probs, real_pairs.targets(real.records), real_pairs.groups(real.records)
-        )
+        real_targets = real_pairs.targets(real.records)
+        scores["ceiling"] = pair_scores(real_probs, real_targets, real_pairs.groups(real.records))
+        counts["ceiling"] = pair_scan_counts(real_probs, real_targets, real_pairs, real.records, keys)
+    floors = [pair_scan_counts(probs, t, generated_pairs, records, keys) for t in donor_targets]
     report = combined_report(scores, ("view", "scan"))
     if "ceiling" in scores:
         report["n_real_pairs"] = len(real_pairs)
+    present = (counts["model"].support.sum(0) > 0) | (
+        counts.get("ceiling", counts["model"]).support.sum(0) > 0
+    )
+    differences = [("model", "floor_that_counts"), ("model", "labels_only")]
+    if "ceiling" in counts:
+        differences.append(("ceiling", "model"))
+    report["per_scan_evidence"] = {
+        "bootstrap": paired_bootstrap(
+            {**counts, "floor": floors}, counts["model"].support.sum(0) > 0, differences=differences,
+            best_of={"floor_that_counts": ("floor", "always_present")}, resamples=resamples, seed=seed,
+        ),
+        "predicates_scored": [PREDICATES[c] for c in np.flatnonzero(present)],
+    }  # fmt: skip
+    if arrays is not None:
+        arrays["keys"] = np.array(keys)
+        for name, part in counts.items():
+            arrays.update(part.arrays(name))
+        for k, floor in enumerate(floors):
+            arrays.update(floor.arrays(f"floor_{k}"))
+    report["floor_derangements"] = derangements
     report["chance"] = {
         "per_view": chance_levels(targets),
         "per_scan": chance_levels(per_scan(targets, groups).round()),

@@ -78,6 +78,7 @@ class Evaluation:
         generated_predictions: the classifier's outputs on the generated images (:meth:`classify_generated`).
         inputs: what each metric's own check prepared, by metric name.
         cards, details: what the metrics wrote: ``metrics.json``'s cards and details.
+        arrays: per-scan arrays a metric keeps beside them (``out/per_scan_<metric>.npz``), by metric name.
         timings: seconds per step.
         shared: work one metric did that another reuses (one Inception pass for FID and KID).
     """
@@ -100,6 +101,7 @@ class Evaluation:
     inputs: dict[str, Any] = field(default_factory=dict)
     cards: dict[str, dict] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    arrays: dict[str, dict] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     shared: dict[str, Any] = field(default_factory=dict)
     _ceiling: Ceiling | None = field(default=None, repr=False)
@@ -258,6 +260,8 @@ def check_options(cfg: DictConfig) -> None:
     for key in ("batch_size", "kid_subsets", "memorisation.max_pairs"):
         _whole(cfg, key, 1)
     _whole(cfg, "kid_subset_size", 2)  # KID's unbiased MMD needs two images per subset
+    _whole(cfg, "floor_derangements", 1)
+    _whole(cfg, "bootstrap_resamples", 100)
     for key in ("fid_min_n", "seed"):
         _whole(cfg, key, 0)
     for key in ("threads", "reference_max_scans", "memorisation.training_max_scans"):

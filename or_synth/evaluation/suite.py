@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from or_synth.data.io import atomic_path
 from or_synth.evaluation.cards import write_document
 from or_synth.evaluation.context import prepare
 from or_synth.evaluation.metrics import METRICS
@@ -45,4 +48,14 @@ def evaluate(cfg: DictConfig, metrics: Mapping[str, Metric] = METRICS) -> dict:
             metric.score(run)
     run.timings["total"] = round(time.perf_counter() - started, 2)
     config = OmegaConf.to_container(cfg, resolve=True)
-    return write_document(run.out, run.cards, run.details, run.timings, config)
+    document = write_document(run.out, run.cards, run.details, run.timings, config)
+    for name, arrays in run.arrays.items():
+        write_arrays(Path(run.out) / f"per_scan_{name}.npz", arrays)
+    return document
+
+
+def write_arrays(path: Path, arrays: dict) -> None:
+    """The per-scan arrays of one metric as a compressed ``.npz``, atomically (a benchmark pairs evaluations
+    on them: :func:`or_synth.evaluation.intervals.paired_bootstrap`)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(handle, **arrays)

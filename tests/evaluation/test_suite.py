@@ -12,6 +12,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from or_synth.evaluation import METRICS, EvaluationError, ImageSetError, Metric, Need, make_card
@@ -35,6 +36,19 @@ def test_copies_of_real_images_score_the_ceiling_fd_zero_and_cards(tiny_render, 
         key = f"predicate_macro_f1_per_{unit}"
         assert consistency["model"][key] == consistency["ceiling"][key]  # the same pixels, the same answers
     assert set(consistency["per_camera"]) == set(CAMERAS) and "view_agreement" in consistency
+    # Per scan, one paired bootstrap: identical pixels give ceiling - model exactly 0, interval included.
+    evidence = consistency["per_scan_evidence"]
+    assert evidence["bootstrap"]["differences"]["ceiling - model"] == {"value": 0.0, "ci95": [0.0, 0.0]}
+    rows = evidence["bootstrap"]["rows"]
+    assert rows["model"]["value"] == consistency["model"]["predicate_macro_f1_per_scan"]
+    assert rows["floor_that_counts"]["value"] == max(rows["floor"]["value"], rows["always_present"]["value"])
+    assert consistency["floor_derangements"] == 10 and evidence["bootstrap"]["n_scans"] == 16
+    assert evidence["average_precision"]["model"] == evidence["average_precision"]["ceiling"]
+    saved = np.load(tmp_path / "eval/per_scan_graph_consistency.npz")
+    assert list(saved["keys"]) == [
+        f"{r['take_idx']}/{r['scan']}" for r in scans_of(tiny_render, "validation")
+    ]
+    assert (saved["model/tp"] == saved["ceiling/tp"]).all() and "floor_9/fn" in saved.files
     assert abs(document["metrics"]["classifier_fd"]) < 1e-6  # identical feature sets
     # The default metrics' cards, in registry order (no boxes: pair consistency says why instead of a card).
     assert list(document["cards"]) == ["classifier_fd", "classifier_kid", "graph_consistency", "memorisation"]
@@ -217,3 +231,7 @@ def test_scores_a_real_pipelines_samples_through_python_m(tiny_render, tmp_path_
     assert bad.stderr.strip().splitlines() == [
         "error: no manifest at /nonexistent: pass the manifest.jsonl written by or_synth.sample/export"
     ]
+
+
+def scans_of(root, split: str) -> list[dict]:
+    return json.loads((root / f"relationships_{split}.json").read_text())["scans"]

@@ -34,14 +34,19 @@ def training_note(run: Evaluation) -> list[str]:
 
 def score_graph_consistency(run: Evaluation) -> None:
     ceiling = run.ceiling()
+    arrays: dict = {}
     report = consistency_report(
         run.classifier,
         run.generated,
         ceiling.views,
         seed=run.seed,
+        derangements=int(run.cfg.floor_derangements),
+        resamples=int(run.cfg.bootstrap_resamples),
         generated_predictions=run.generated_predictions,
         real_predictions=ceiling.predictions,
+        arrays=arrays,
     )
+    run.arrays["graph_consistency"] = arrays
     run.cards["graph_consistency"] = consistency_card(
         "graph_consistency (predicate macro-F1; model / ceiling / floor)",
         report,
@@ -65,6 +70,7 @@ def score_pair_consistency(run: Evaluation) -> None:
         run.details["graph_consistency"]["pairs"] = {"measured": False, "why": run.no_pairs}
         return
     ceiling = run.ceiling()
+    arrays: dict = {}
     report = pair_consistency_report(
         run.classifier,
         run.generated,
@@ -72,10 +78,14 @@ def score_pair_consistency(run: Evaluation) -> None:
         ceiling.views,
         ceiling.pairs,
         seed=run.seed,
+        derangements=int(run.cfg.floor_derangements),
+        resamples=int(run.cfg.bootstrap_resamples),
         batch_size=run.batch_size,
         generated_probabilities=run.generated_predictions["pairs"],
         real_probabilities=ceiling.predictions["pairs"],
+        arrays=arrays,
     )
+    run.arrays["pair_consistency"] = arrays
     run.cards["pair_consistency"] = consistency_card(
         "pair_consistency (pair-level predicate macro-F1; model / ceiling / floor / labels only)",
         report,
