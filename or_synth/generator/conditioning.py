@@ -54,6 +54,12 @@ class Conditioning:
         return Conditioning(tokens, mask, torch.cat([c.class_embedding for c in items]), layout)
 
 
+def as_batch(graphs: Data | Batch | list[Data]) -> Batch:
+    if isinstance(graphs, list | tuple):
+        return Batch.from_data_list(list(graphs))
+    return graphs if isinstance(graphs, Batch) else Batch.from_data_list([graphs])
+
+
 class GraphConditioner(ModelMixin, ConfigMixin):
     """Scene-graph encoder + layout map, saved as the pipeline's ``graph_encoder`` component.
 
@@ -100,6 +106,7 @@ class GraphConditioner(ModelMixin, ConfigMixin):
         latent_size: tuple[int, int] | None = None,
         drop_graph: torch.Tensor | bool = False,
         drop_layout: torch.Tensor | bool = False,
+        layout_graphs: Data | Batch | list[Data] | None = None,
     ) -> Conditioning:
         """Conditioning for a batch of B graphs, each seen from ``views`` (B,) camera ids.
 
@@ -109,11 +116,10 @@ class GraphConditioner(ModelMixin, ConfigMixin):
             latent_size: (h, w) of the latent grid; required when the model has a layout input.
             drop_graph / drop_layout: (B,) bool or one bool: replace the graph by the learned null graph /
                 the layout by zeros (classifier-free guidance; training draws these at random).
+            layout_graphs: the graphs whose nodes the masks label, when they are not ``graphs`` (the conflict
+                control: scan i's layout, drawn with i's node labels, beside scan j's graph tokens).
         """
-        if isinstance(graphs, list | tuple):
-            graphs = Batch.from_data_list(list(graphs))
-        elif not isinstance(graphs, Batch):
-            graphs = Batch.from_data_list([graphs])
+        graphs = as_batch(graphs)
         device = self.encoder.node_text.device
         views = torch.as_tensor(views, device=device).long().reshape(-1)
         encoding = self.encoder(graphs.to(device), views, force_drop=drop_graph)
@@ -123,7 +129,15 @@ class GraphConditioner(ModelMixin, ConfigMixin):
         if self.layout_proj is not None:
             if latent_size is None:
                 raise ValueError("this model has a layout input: pass latent_size=(h, w)")
-            layout = self.layout_map(graphs, masks, latent_size, encoding.node_batch)
+            if layout_graphs is None:
+                layout = self.layout_map(graphs, masks, latent_size, encoding.node_batch)
+            else:
+                layout_graphs = as_batch(layout_graphs).to(device)
+                if layout_graphs.num_graphs != graphs.num_graphs:
+                    raise ValueError(
+                        f"{graphs.num_graphs} graphs but {layout_graphs.num_graphs} layout graphs"
+                    )
+                layout = self.layout_map(layout_graphs, masks, latent_size, layout_graphs.batch)
             keep = ~torch.as_tensor(drop_layout, device=device).bool().expand(views.shape[0])
             layout = layout * keep[:, None, None, None].to(layout.dtype)
         return Conditioning(encoding.tokens, encoding.mask, class_embedding, layout)

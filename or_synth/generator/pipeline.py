@@ -142,6 +142,8 @@ class ORScenePipeline(DiffusionPipeline):
         latents: torch.Tensor | None = None,
         keep_latents: torch.Tensor | None = None,
         keep_mask: torch.Tensor | None = None,
+        null_graph: bool = False,
+        layout_graphs: Sequence[Data] | Batch | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
     ):
@@ -162,6 +164,11 @@ class ORScenePipeline(DiffusionPipeline):
                 where that image is kept: after every step the kept cells are replaced by ``keep_latents`` noised
                 to the next timestep with this call's starting noise (blended latent diffusion, as diffusers'
                 inpainting pipeline does for a plain UNet), so only the rest is regenerated.
+            null_graph: draw with the encoder's learned null graph in place of ``graphs`` (the layout, if any,
+                kept): the control that says what the layout alone draws. Graph guidance then has nothing to
+                amplify (conditional and unconditional graph are the same), so only layout guidance acts.
+            layout_graphs: the graphs whose nodes ``masks`` label, when they differ from ``graphs`` (the
+                conflict control: one scan's layout, another scan's graph).
             output_type: ``pil``, ``np`` (B, H, W, 3 float in [0, 1]), ``pt`` (B, 3, H, W in [0, 1]) or
                 ``latent`` (the final latents, scaled as the denoiser sees them).
 
@@ -189,15 +196,24 @@ class ORScenePipeline(DiffusionPipeline):
             keep_mask = keep_mask.to(device=device, dtype=latents.dtype)
             keep_latents = keep_latents.to(device=device, dtype=latents.dtype)
 
-        encode = self.graph_encoder
         use_layout = masks is not None
-        cond = encode(batch, views, masks=masks, latent_size=(h, w), drop_layout=not use_layout)
+
+        def encode(drop_graph: bool, drop_layout: bool):
+            return self.graph_encoder(
+                batch, views, masks=masks, latent_size=(h, w), drop_graph=drop_graph, drop_layout=drop_layout,
+                layout_graphs=layout_graphs,
+            )  # fmt: skip
+
+        cond = encode(null_graph, not use_layout)
         guide = guidance_scale != 1.0 or (use_layout and layout_guidance_scale != 1.0)
         uncond = graph_only = None
+        if null_graph and guide:  # conditional and unconditional graph agree: only the layout term remains
+            guidance_scale = 1.0
+            guide = use_layout and layout_guidance_scale != 1.0
         if guide:
-            uncond = encode(batch, views, masks=masks, latent_size=(h, w), drop_graph=True, drop_layout=True)
+            uncond = encode(True, True)
             if use_layout:
-                graph_only = encode(batch, views, masks=masks, latent_size=(h, w), drop_layout=True)
+                graph_only = encode(null_graph, True)
 
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = self.scheduler.timesteps

@@ -106,3 +106,49 @@ def test_bad_input_is_refused(graphs, tmp_path):
     (tmp_path / "pipe" / "unet" / "diffusion_pytorch_model.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match=r"incomplete: missing unet/\*.safetensors"):
         check_pipeline_folder(tmp_path / "pipe")
+
+
+def test_null_graph_control_draws_the_layout_alone(graphs):
+    """null_graph=True: the graph tokens no longer matter, only the layout (read with its own scan's node labels)
+    and the seed; and it is the conditional pass of the null graph (guidance on the graph has nothing to
+    amplify)."""
+    pipe = tiny_pipeline()
+    masks = torch.randint(0, 5, (1, 16, 16), dtype=torch.uint8)
+    a = _run(pipe, graphs[:1], [1], [7], masks=masks, null_graph=True, guidance_scale=3.0)
+    b = _run(
+        pipe,
+        graphs[3:4],
+        [1],
+        [7],
+        masks=masks,
+        null_graph=True,
+        guidance_scale=3.0,
+        layout_graphs=graphs[:1],
+    )
+    assert torch.allclose(a, b, atol=1e-6)
+    assert torch.allclose(
+        a, _run(pipe, graphs[:1], [1], [7], masks=masks, null_graph=True, guidance_scale=1.0)
+    )
+    with_graph = _run(pipe, graphs[:1], [1], [7], masks=masks, guidance_scale=3.0)
+    assert not torch.allclose(a, with_graph, atol=1e-4)
+    other_layout = _run(pipe, graphs[:1], [1], [7], masks=torch.zeros_like(masks), null_graph=True)
+    assert not torch.allclose(a, other_layout, atol=1e-4)
+
+
+def test_conflict_control_keeps_one_scans_layout_under_another_scans_graph(graphs):
+    """layout_graphs: the masks are read with their own scan's node labels, the tokens come from ``graphs``."""
+    pipe = tiny_pipeline()
+    conditioner = pipe.graph_encoder.eval()
+    masks = torch.randint(0, 5, (1, 16, 16), dtype=torch.uint8)
+    own = conditioner(graphs[:1], torch.tensor([1]), masks=masks, latent_size=(8, 8))
+    conflict = conditioner(
+        graphs[3:4], torch.tensor([1]), masks=masks, latent_size=(8, 8), layout_graphs=graphs[:1]
+    )
+    other = conditioner(graphs[3:4], torch.tensor([1]), masks=masks, latent_size=(8, 8))
+    assert torch.equal(conflict.layout, own.layout) and not torch.equal(other.layout, own.layout)
+    assert torch.equal(conflict.tokens, other.tokens)
+    same = _run(pipe, graphs[:1], [1], [3], masks=masks, layout_graphs=graphs[:1])
+    assert torch.equal(same, _run(pipe, graphs[:1], [1], [3], masks=masks))  # its own graph: the plain call
+    with pytest.raises(ValueError, match="layout graphs"):
+        conditioner(graphs[:2], torch.tensor([1, 2]), masks=masks.repeat(2, 1, 1), latent_size=(8, 8),
+                    layout_graphs=graphs[:1])  # fmt: skip
