@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from or_synth.data import UserError
-from or_synth.data.io import check_output_folder
 from or_synth.data.manifest import MANIFEST, ManifestLine, read_manifest, write_manifest
 from or_synth.sampling.files import image_complete
 from or_synth.sampling.seeds import IMAGE_DIR, LAYOUT_DIR
@@ -65,8 +64,11 @@ def resume_state(out: Path, settings: dict, overwrite: bool) -> Resume:
         SampleRefused: the manifest was written with other settings and ``overwrite`` is false.
     """
     path = out / MANIFEST
-    for folder in (IMAGE_DIR, LAYOUT_DIR):  # a file in the way would stop the job after its first batch
-        check_output_folder(out / folder, "out")
+    for folder in (out / IMAGE_DIR, out / LAYOUT_DIR):  # a file in the way would stop the job after a batch
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(
+                f"out={out}: {folder} is a file, where the job writes a folder; move it away"
+            )
     if path.exists() and not path.is_file():
         raise SampleRefused(f"{path} is not a file; move it away or choose another out=")
     if not path.is_file():
