@@ -11,7 +11,7 @@ import torch
 from diffusers.utils import logging as diffusers_logging
 from torch_geometric.data import Data
 
-from or_synth.data import DatasetFormatError, UserError, record_to_data, relationships_file
+from or_synth.data import DatasetFormatError, record_to_data, relationships_file
 from or_synth.data.scene_graph import SceneGraphRecord
 from or_synth.data.vocabulary import SPLIT_ALIASES, SPLIT_TAKES, Vocabulary
 from or_synth.generator import ORScenePipeline, check_pipeline_folder, make_scheduler
@@ -19,8 +19,9 @@ from or_synth.generator.shipped import ShippedPipelineError, resolve_pipeline
 from or_synth.render import render_embedded_on_first_use
 
 
-class ShippedPipelineRefused(UserError, ShippedPipelineError):
-    """A shipped pipeline that does not match its ``shipped.json``, as a user error (one line, exit 2)."""
+class ShippedPipelineRefused(ShippedPipelineError):
+    """A shipped pipeline that does not match its ``shipped.json``, refused by a sampling command (one line, exit
+    2; :class:`ShippedPipelineError` is a user error itself)."""
 
 
 def pipeline_folder(spec: str | Path) -> Path:
