@@ -59,6 +59,10 @@ def check_folder(folder: Path, job: dict, overwrite: bool) -> dict | None:
     Raises:
         EditRefused: an edit of other settings, or a damaged ``edit.json``, without ``overwrite``.
     """
+    if folder.exists() and not folder.is_dir():
+        raise EditRefused(
+            f"{folder} is a file, where the edit writes its folder; move it away or choose another out="
+        )
     try:
         record = read_record(folder)
     except ValueError as error:

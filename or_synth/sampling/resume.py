@@ -8,6 +8,7 @@ from pathlib import Path
 
 from or_synth.data import UserError
 from or_synth.data.manifest import MANIFEST, ManifestLine, read_manifest, write_manifest
+from or_synth.sampling.export_files import EXPORT_MANIFEST
 from or_synth.sampling.files import image_complete
 from or_synth.sampling.seeds import IMAGE_DIR, LAYOUT_DIR
 
@@ -69,6 +70,12 @@ def resume_state(out: Path, settings: dict, overwrite: bool) -> Resume:
             raise NotADirectoryError(
                 f"out={out}: {folder} is a file, where the job writes a folder; move it away"
             )
+    if (
+        out / EXPORT_MANIFEST
+    ).exists():  # its manifest lists the export's images: never this command's to delete
+        raise SampleRefused(
+            f"{out} holds an export (or_synth.export, {EXPORT_MANIFEST}); choose another out="
+        )
     if path.exists() and not path.is_file():
         raise SampleRefused(f"{path} is not a file; move it away or choose another out=")
     if not path.is_file():

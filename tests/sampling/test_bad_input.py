@@ -148,6 +148,33 @@ def test_a_tampered_shipped_pipeline_is_one_line_naming_the_file_in_every_comman
     assert file_hashes(folder) == shipped
 
 
+@pytest.mark.parametrize(
+    ("damage", "named", "reason"),
+    [
+        ("unet/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.safetensors", "header"),
+        ("unet/config.json", "unet/config.json", "Expecting property name"),
+        ("graph_encoder/config.json", "graph_encoder/config.json", "not a JSON object"),
+        ("shipped.json", "shipped.json", "{path: sha256}"),
+    ],
+)
+def test_a_damaged_pipeline_folder_is_one_line_naming_the_file(
+    damage, named, reason, pipeline_dir, inputs, tmp_path
+):
+    folder = tmp_path / "pipe"
+    shutil.copytree(pipeline_dir, folder)
+    path = folder / damage
+    text = {
+        "unet/config.json": "{oops",
+        "graph_encoder/config.json": "[1]",
+        "shipped.json": '{"files": ["x"]}',
+    }
+    path.write_bytes(path.read_bytes()[:100] if path.suffix == ".safetensors" else text[damage].encode())
+    for command in MAINS:
+        out = tmp_path / f"out_{command}"
+        args = [*command_line(command, folder, inputs, out), f"pipeline={folder}"]
+        refused_before_any_work(command, args, inputs, out, named, reason)
+
+
 def test_json_is_written_without_nan_and_an_image_is_whole_only_with_its_ends(tmp_path):
     path = tmp_path / "record.json"
     write_json(path, {"a": 1})

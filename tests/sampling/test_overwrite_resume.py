@@ -102,6 +102,10 @@ def test_export_overwrite_deletes_only_the_files_the_export_wrote(pipeline_dir, 
     (colour / "my_photo.jpg").write_bytes(b"not drawn by the export")
     mine = {**user_files(out), str((colour / "my_photo.jpg").relative_to(out)): "not drawn by the export"}
     before = file_hashes(out)
+    # sample's overwrite deletes what a manifest lists: never an export's images.
+    into_export = [f"pipeline={pipeline_dir}", f"dataset_root={tiny_render}", "graphs=train", f"out={out}",
+                   "steps=2", "overwrite=true", "progress=false"]  # fmt: skip
+    assert_refused(run_command(sample_command.main, *into_export), "holds an export")
     refused = run_command(export_command.main, *export_args(pipeline_dir, tiny_render, out, "limit=1"))
     assert_refused(refused, "other settings", "limit", "overwrite=true")
     assert file_hashes(out) == before
@@ -167,6 +171,12 @@ def test_edit_rerun_with_other_settings_is_refused_unless_overwrite(
     assert record["job"]["steps"] == 3 and sorted(record["cameras"]) == ["2"] and kept(folder, mine)
     assert not list(folder.glob("*_cam1.png"))  # the earlier edit's camera does not linger
     strict_json(folder / "edit.json")
+
+    in_the_way = tmp_path / "4_000001_remove_assistant-surgeon"
+    in_the_way.write_text("a file where the edit's folder goes")
+    other = [*args[:-1], "edit=remove assistant-surgeon"]
+    assert_refused(run_command(edit_command.main, *other), str(in_the_way), "is a file")
+    assert in_the_way.read_text() == "a file where the edit's folder goes"
 
     (folder / "edit.json").write_text("[oops")
     damaged = file_hashes(folder)
