@@ -128,7 +128,8 @@ def read_record(record: Path, overwrite: bool) -> dict | None:
 
 def delete_export(out: Path, files: list[Path]) -> None:
     """Delete an earlier export's ``files`` (the record last: a crash in between leaves it to say what the
-    folder is), then the folders they leave empty; a user's file among them stays, and so do its folders."""
+    folder is), then the folders they leave empty; any other file (a user's notes, an evaluation folder) stays,
+    and so do the folders holding one."""
     for path in files:
         path.unlink(missing_ok=True)
     folders = sorted({p.parent for p in files if p.parent != out}, key=lambda p: len(p.parts), reverse=True)
