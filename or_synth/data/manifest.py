@@ -18,7 +18,7 @@ import json
 import math
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from or_synth.data.errors import UserError
@@ -176,11 +176,21 @@ class ManifestContents:
         damaged: lines were dropped (``tolerant``: not JSON, not a manifest line, or a last line cut off by a
             crash), so the file needs rewriting before lines are appended to it.
         older: some lines are in an older shape (rewriting the file brings them to the current one).
+        dropped: (``tolerant``) the numbers of the lines dropped, the last one included when it was cut off.
+        cut: the last line has no newline: a crash in the middle of an append.
+        lines_read: the number of the file's last line.
     """
 
     lines: list[ManifestLine]
     damaged: bool = False
     older: bool = False
+    dropped: list[int] = field(default_factory=list)
+    cut: bool = False
+    lines_read: int = 0
+
+    def garbled(self) -> list[int]:
+        """The dropped lines that no crash explains (a crash cuts off only the last line)."""
+        return [n for n in self.dropped if not (self.cut and n == self.lines_read)]
 
 
 def read_manifest(path: str | Path, *, tolerant: bool = False) -> ManifestContents:
@@ -196,8 +206,10 @@ def read_manifest(path: str | Path, *, tolerant: bool = False) -> ManifestConten
     path = Path(path)
     raw = path.read_bytes()
     # A last line without its newline was cut off by a crash.
-    contents = ManifestContents([], damaged=bool(raw) and not raw.endswith(b"\n"))
+    cut = bool(raw) and not raw.endswith(b"\n")
+    contents = ManifestContents([], damaged=cut, cut=cut)
     for number, text in enumerate(raw.decode("utf-8", errors="replace").splitlines(), start=1):
+        contents.lines_read = number
         if not text.strip():
             continue
         try:
@@ -210,6 +222,7 @@ def read_manifest(path: str | Path, *, tolerant: bool = False) -> ManifestConten
                 reason = f"not JSON ({error.msg})" if isinstance(error, json.JSONDecodeError) else str(error)
                 raise ManifestError(f"{path}, line {number}: {reason}") from None
             contents.damaged = True
+            contents.dropped.append(number)
             continue
         contents.older = contents.older or "graphs" not in line
     return contents

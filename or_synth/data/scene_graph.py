@@ -20,6 +20,7 @@ from or_synth.data.io import read_json
 from or_synth.data.phases import PhaseTable
 from or_synth.data.vocabulary import (
     NOT_A_PERSON,
+    SPLIT_TAKES,
     UNKNOWN_ROLE,
     Vocabulary,
     canonical_role,
@@ -30,6 +31,8 @@ from or_synth.data.vocabulary import (
 log = logging.getLogger(__name__)
 
 VIRTUAL_INSTRUMENT = "instrument"
+# 4D-OR's takes: every take has a split, so a take outside them would fail far from the file (a split lookup).
+TAKES = tuple(sorted(take for takes in SPLIT_TAKES.values() for take in takes))
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,14 @@ def parse_scan(
     if not isinstance(take, int) or isinstance(take, bool):
         raise DatasetFormatError(
             f"take_idx must be an integer, got {take!r}", field="take_idx", scan=_s(scan), **where
+        )
+    if take not in TAKES:
+        raise DatasetFormatError(
+            f"take_idx {take} is not a 4D-OR take ({TAKES[0]}..{TAKES[-1]})",
+            take=take,
+            scan=_s(scan),
+            field="take_idx",
+            **where,
         )
     if not isinstance(scan, str) or not scan.isdigit():
         raise DatasetFormatError(

@@ -20,14 +20,16 @@ import shutil
 import sys
 from pathlib import Path
 
+from or_synth.data.errors import UserError
 from or_synth.data.io import file_sha256
 
 SHIPPED_ROOT = Path(__file__).resolve().parents[2] / "pretrained"
 MANIFEST = "shipped.json"
 
 
-class ShippedPipelineError(RuntimeError):
-    """A shipped pipeline folder that does not match its ``shipped.json`` (missing or altered file)."""
+class ShippedPipelineError(UserError, RuntimeError):
+    """A shipped pipeline folder that does not match its ``shipped.json`` (missing or altered file): a user error
+    wherever it is raised (one ``error:`` line naming the file, exit 2), since restoring the file is the fix."""
 
 
 def shipped_names() -> list[str]:

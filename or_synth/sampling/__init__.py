@@ -7,12 +7,14 @@
 - :mod:`~or_synth.sampling.plan` (+ :mod:`~or_synth.sampling.resume`): the sample job (``or_synth.sample``);
 - :mod:`~or_synth.sampling.export` (+ ``export_scans``, ``export_card``): the training-set export
   (``or_synth.export``);
-- :mod:`~or_synth.sampling.edits`: graph edits drawn before and after (``or_synth.edit``).
+- :mod:`~or_synth.sampling.edits` (+ ``edit_folder``): graph edits drawn before and after (``or_synth.edit``);
+- :mod:`~or_synth.sampling.files`: JSON without NaN, and the cheap check that a finished image is whole.
 
 Imports :mod:`or_synth.generator`, :mod:`or_synth.render` and :mod:`or_synth.data`; the manifest it writes is
 the data layer's (:mod:`or_synth.data.manifest`), which the evaluation suite reads without importing this package.
 """
 
+from or_synth.sampling.edit_folder import EditRefused
 from or_synth.sampling.edits import apply_drawable_edit, edit
 from or_synth.sampling.export import export
 from or_synth.sampling.export_scans import ExportRefused, copies_per_graph
@@ -42,6 +44,7 @@ from or_synth.sampling.seeds import SampleItem, Sampling, draw_images, item_seed
 
 __all__ = [
     "AUTO",
+    "EditRefused",
     "LAYOUT_OPTIONS",
     "SAMPLERS",
     "ExportRefused",

@@ -7,10 +7,17 @@ without one the whole image. Writes into ``out/<take>_<scan>_<edit>/``: ``before
 region, white), ``graphs.json`` (both graphs in 4D-OR's scan form), ``edit.json`` (the edit, seeds, settings, and
 per camera how much outside the region changed: MSE and SSIM for the inpainted and the fully regenerated image)
 and ``pair.png``: before, after, edit mask and full regeneration side by side for every camera.
+
+``edit.json`` (written last) records the settings that decide the images (``job``): a re-run with the same ones
+finds the edit done, one with other settings is refused unless ``overwrite=true``
+(:mod:`or_synth.sampling.edit_folder`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,14 +30,17 @@ from PIL import Image
 
 from or_synth.data import DatasetFormatError, load_scene_graphs
 from or_synth.data.edits import EditResult, GraphEdit, apply_edit
-from or_synth.data.io import atomic_path, atomic_write_json
+from or_synth.data.io import atomic_path
 from or_synth.data.manifest import LAYOUT_SOURCES
 from or_synth.data.scene_graph import SceneGraphRecord, record_to_data
 from or_synth.data.vocabulary import Vocabulary
 from or_synth.generator import ORScenePipeline, pipeline_hash
 from or_synth.generator.editing import kept_region_change, regenerate, renumber_mask
 from or_synth.render.layout import check_drawable
+from or_synth.render.pipeline import RENDERER_VERSION
 from or_synth.reports.grids import sample_grid, save_image_atomic
+from or_synth.sampling.edit_folder import RECORD, check_folder, clear_folder
+from or_synth.sampling.files import write_json
 from or_synth.sampling.layouts import LayoutJob, LayoutSource, open_layouts, resolve_layout
 from or_synth.sampling.options import SamplingOptions, check_options
 from or_synth.sampling.pipelines import encoder_vocabulary, pipeline_folder, prepare_pipeline, resolve_graphs
@@ -47,6 +57,10 @@ def apply_drawable_edit(record: SceneGraphRecord, edit: GraphEdit | str) -> Edit
 def find_scan(records: Sequence[SceneGraphRecord], scan: str, source: Path) -> SceneGraphRecord:
     """``TAKE/SCAN`` or a scan id that one take has."""
     take, _, scan_id = str(scan).rpartition("/")
+    if (take and not take.isdigit()) or not scan_id.isdigit():
+        raise ValueError(
+            f"scan={scan}: give it as TAKE/SCAN with numbers (e.g. 4/000057), or the scan id alone"
+        )
     matches = [r for r in records if r.scan == scan_id.zfill(6) and (not take or r.take == int(take))]
     if len(matches) != 1:
         what = "no scan" if not matches else f"scan {scan_id} in takes {sorted(r.take for r in matches)}"
@@ -135,8 +149,12 @@ def draw_edit(plan: EditPlan, out: Path) -> tuple[dict, dict[str, list[Image.Ima
         if images.region is not None:
             save_png(out / f"mask_cam{camera}.png", picture(images.region))
             entry["regenerated"] = "edited region"
-            entry["inpainted"] = kept_region_change(images.before, images.after, images.region)
-            entry["full_regeneration"] = kept_region_change(images.before, images.full, images.region)
+            entry["inpainted"] = finite_or_none(
+                kept_region_change(images.before, images.after, images.region)
+            )
+            entry["full_regeneration"] = finite_or_none(
+                kept_region_change(images.before, images.full, images.region)
+            )
         views[str(camera)] = entry
         region = images.region if images.region is not None else np.ones(images.before.shape[-2:], bool)
         for column, shown in zip(
@@ -146,12 +164,46 @@ def draw_edit(plan: EditPlan, out: Path) -> tuple[dict, dict[str, list[Image.Ima
     return views, columns
 
 
+def edit_job(plan: EditPlan) -> dict:
+    """What decides the edit's images (``edit.json``'s ``job``): a re-run with other values is refused unless
+    ``overwrite``. The scan's graph is named by its content hash, so another scan of the same file may change."""
+    options, record = plan.options, plan.result.before
+    graph = hashlib.sha256(json.dumps(record.to_json(), sort_keys=True).encode()).hexdigest()[:16]
+    predictor = plan.cfg.get("layout_predictor")
+    return {
+        "edit": str(plan.cfg.edit),
+        "take": record.take,
+        "scan": record.scan,
+        "graph_hash": graph,
+        "pipeline_hash": pipeline_hash(plan.folder),
+        "layout": LAYOUT_SOURCES[plan.layout],
+        "layout_renderer": RENDERER_VERSION if plan.layout == "render" else None,
+        "layout_predictor_hash": pipeline_hash(predictor) if plan.layout == "predicted" else None,
+        "cameras": list(options.cameras),
+        "dilation": int(plan.cfg.dilation),
+        "sampler": options.sampler,
+        "steps": options.sampling.steps,
+        "guidance_scale": options.sampling.guidance_scale,
+        "layout_guidance_scale": options.sampling.layout_guidance_scale,
+        "seed": options.seed,
+    }
+
+
 def edit(cfg: DictConfig) -> dict:
-    """Run the configured edit (see ``configs/edit.yaml``); returns the ``edit.json`` content (with ``folder``)."""
+    """Run the configured edit (see ``configs/edit.yaml``); returns the ``edit.json`` content (with ``folder``).
+
+    Raises:
+        EditRefused: the edit's folder holds an edit of other settings and ``overwrite`` is false.
+    """
     plan = prepare_edit(cfg)
     result, record = plan.result, plan.result.before
     slug = re.sub(r"[^A-Za-z0-9_-]+", "_", str(cfg.edit)).strip("_")
     out = Path(cfg.out) / f"{record.take}_{record.scan}_{slug}"
+    job = edit_job(plan)
+    done = check_folder(out, job, bool(cfg.overwrite))
+    if done is not None:  # this very edit, whole: nothing to draw
+        return {**done, "folder": str(out)}
+    clear_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     views, columns = draw_edit(plan, out)
     cameras = ", ".join(map(str, plan.options.cameras))
@@ -159,7 +211,7 @@ def edit(cfg: DictConfig) -> dict:
     save_image_atomic(sample_grid([(lines, *columns.values())], labels=list(columns)), out / "pair.png")
     vocabulary = Vocabulary.load(plan.root)
     graphs = {"before": result.before.to_json(vocabulary), "after": result.after.to_json(vocabulary)}
-    atomic_write_json(out / "graphs.json", graphs, indent=2)
+    write_json(out / "graphs.json", graphs, indent=2)
     summary = {
         "edit": str(cfg.edit),
         "changed_nodes": sorted(result.changed_nodes),
@@ -167,13 +219,20 @@ def edit(cfg: DictConfig) -> dict:
         "scan": record.scan,
         "graphs": str(plan.source),
         "pipeline": str(plan.folder),
-        "pipeline_hash": pipeline_hash(plan.folder),
+        "pipeline_hash": job["pipeline_hash"],
         "layout": LAYOUT_SOURCES[plan.layout],
         "settings": OmegaConf.to_container(cfg, resolve=True),
+        "job": job,
         "cameras": views,
     }
-    atomic_write_json(out / "edit.json", summary, indent=2)
+    write_json(out / RECORD, summary, indent=2)  # last: the folder's completion marker
     return {**summary, "folder": str(out)}
+
+
+def finite_or_none(change: dict[str, float]) -> dict[str, float | None]:
+    """:func:`kept_region_change` for ``edit.json``: a score is undefined (None, JSON ``null``) when the edited
+    region covers the whole image and nothing outside it is left to compare."""
+    return {key: value if math.isfinite(value) else None for key, value in change.items()}
 
 
 def picture(image: torch.Tensor | np.ndarray) -> Image.Image:

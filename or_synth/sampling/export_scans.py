@@ -5,8 +5,9 @@ scans, ordered by surgery phase within each take so every phase is one contiguou
 
 from __future__ import annotations
 
+import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,19 +151,40 @@ def copies_per_graph(records: Sequence[SceneGraphRecord], per_graph: int, rebala
     return copies
 
 
-def rebalance_weights(rebalance, counts: Counter) -> dict[str, float]:
-    """Target weight of each main action present: ``uniform``, or a mapping of relative weights."""
-    if rebalance == "uniform":
-        return {action: 1.0 for action in counts}
-    if isinstance(rebalance, str):
+def check_rebalance(rebalance) -> str | dict[str, float] | None:
+    """``rebalance=`` checked: null, ``uniform``, or a mapping of known main actions to finite weights >= 0.
+
+    Raises:
+        ValueError: anything else, named with what to give instead.
+    """
+    if rebalance is None or rebalance == "uniform":
+        return rebalance
+    if isinstance(rebalance, str) or not isinstance(rebalance, Mapping):
         raise ValueError(f"rebalance={rebalance}: use null, uniform or a mapping {{Action: weight}}")
-    given = {str(k): float(v) for k, v in dict(rebalance).items()}
     known = set(Vocabulary().main_actions)
-    unknown = sorted(set(given) - known)
-    if unknown or any(v < 0 for v in given.values()):
-        raise ValueError(
-            f"rebalance: unknown main action(s) {unknown} or a negative weight (known: {sorted(known)})"
-        )
+    weights = {}
+    for action, weight in rebalance.items():
+        if str(action) not in known:
+            raise ValueError(f"rebalance: unknown main action {action!r} (known: {sorted(known)})")
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, int | float)
+            or not math.isfinite(weight)
+            or weight < 0
+        ):
+            raise ValueError(
+                f"rebalance: the weight of {action} must be a finite number >= 0, got {weight!r}"
+            )
+        weights[str(action)] = float(weight)
+    return weights
+
+
+def rebalance_weights(rebalance, counts: Counter) -> dict[str, float]:
+    """Target weight of each main action present: ``uniform``, or a mapping of relative weights (actions left
+    out keep weight 1)."""
+    given = check_rebalance(rebalance)
+    if given == "uniform":
+        return {action: 1.0 for action in counts}
     return {action: given.get(action, 1.0) for action in counts}
 
 

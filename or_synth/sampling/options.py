@@ -15,10 +15,12 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
+from or_synth.data.io import check_output_folder
 from or_synth.data.manifest import LAYOUT_SOURCES
-from or_synth.data.vocabulary import CAMERAS
+from or_synth.data.vocabulary import CAMERAS, PHASES, SPLIT_TAKES
 from or_synth.generator import pipeline_hash
 from or_synth.render.pipeline import RENDERER_VERSION
+from or_synth.sampling.export_scans import check_rebalance
 from or_synth.sampling.layouts import check_layout_option
 from or_synth.sampling.seeds import Sampling
 
@@ -30,9 +32,13 @@ SAMPLERS = {
     "dpm-solver++": "dpmsolver++",
     "dpmsolver": "dpmsolver++",
 }
-# Counts that must be >= 1 wherever a command has them.
+# Counts that must be >= 1 wherever a command has them (limit may also be null: all graphs).
 POSITIVE = ("samples_per_graph", "steps", "batch_size", "stride")
+NON_NEGATIVE = ("dilation",)
 FINITE = ("guidance_scale", "layout_guidance_scale")
+# true/false options: ``overwrite=no`` must not be read as "yes" (any non-empty text is truthy in Python).
+SWITCHES = ("overwrite", "progress", "save_layouts", "allow_eval_graphs")
+JPEG_QUALITY = (1, 100)  # PIL's useful range; 0 is no quality at all, above 95 only grows the files
 
 
 @dataclass(frozen=True)
@@ -69,11 +75,13 @@ class SamplingOptions:
 
 
 def check_options(cfg: DictConfig) -> SamplingOptions:
-    """Plain option checks (no files read) of the keys ``cfg`` has.
+    """Every option check of the keys ``cfg`` has, before any file is read (but ``out``'s write probe and the
+    predictor folder's listing) or any model is loaded.
 
     Raises:
         ValueError: the first bad option, named with what to give instead.
         FileNotFoundError: ``layout_predictor=`` names no predictor folder.
+        NotADirectoryError / PermissionError: ``out=`` is a file, or nothing can be written there.
     """
     if not cfg.get("pipeline"):
         raise ValueError(
@@ -82,26 +90,99 @@ def check_options(cfg: DictConfig) -> SamplingOptions:
         )
     cameras = check_cameras(cfg.cameras)
     for key in POSITIVE:
-        if key in cfg and int(cfg[key]) < 1:
-            raise ValueError(f"{key} must be >= 1, got {cfg[key]}")
-    if cfg.get("limit") is not None and int(cfg.limit) < 1:
-        raise ValueError(f"limit must be >= 1 or null (all graphs), got {cfg.limit}")
+        if key in cfg:
+            whole_number(cfg[key], key, minimum=1)
+    if cfg.get("limit") is not None:
+        whole_number(cfg.limit, "limit", minimum=1, also="or null (all graphs)")
+    for key in NON_NEGATIVE:
+        if key in cfg:
+            whole_number(cfg[key], key, minimum=0)
     for key in FINITE:
-        if not math.isfinite(float(cfg[key])):
-            raise ValueError(f"{key} must be a finite number, got {cfg[key]}")
-    if int(cfg.seed) < 0:
-        raise ValueError(
-            f"seed must be >= 0 (it seeds the renderer's layouts and the cameras), got {cfg.seed}"
-        )
+        finite_number(cfg[key], key)
+    seed = whole_number(cfg.seed, "seed", minimum=0, why="it seeds the renderer's layouts and the cameras")
+    if "jpeg_quality" in cfg:
+        whole_number(cfg.jpeg_quality, "jpeg_quality", minimum=JPEG_QUALITY[0], maximum=JPEG_QUALITY[1])
+    for key in SWITCHES:
+        if key in cfg and not isinstance(cfg[key], bool):
+            raise ValueError(f"{key} must be true or false, got {cfg[key]!r}")
     sampler = SAMPLERS.get(str(cfg.sampler))
     if sampler is None:
         raise ValueError(f"unknown sampler {cfg.sampler!r}; choose ddpm, ddim or dpmsolver++")
     check_layout_option(cfg)
-    device = torch.device(str(cfg.device))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={cfg.device} but CUDA is not available; use device=cpu")
+    if "rebalance" in cfg:
+        check_rebalance(cfg.rebalance)
+    if "scene_process" in cfg and str(cfg.get("graphs")) == "scene_process":
+        check_scene_process(cfg.scene_process)
+    device = check_device(cfg.device)
+    if cfg.get("out") is None:
+        raise ValueError("out=DIR is required: the folder the command writes into")
+    check_output_folder(str(cfg.out), "out")
     sampling = Sampling(int(cfg.steps), float(cfg.guidance_scale), float(cfg.layout_guidance_scale))
-    return SamplingOptions(cameras, sampler, sampling, int(cfg.seed), str(cfg.layout), device)
+    return SamplingOptions(cameras, sampler, sampling, seed, str(cfg.layout), device)
+
+
+def whole_number(
+    value, key: str, *, minimum: int, maximum: int | None = None, also: str = "", why: str = ""
+) -> int:
+    """``value`` of option ``key`` as an int in ``minimum..maximum`` (a float like ``2.0`` is fine, ``2.5`` and
+    ``true`` are not)."""
+    number = value
+    if isinstance(value, float) and value.is_integer():
+        number = int(value)
+    if isinstance(number, bool) or not isinstance(number, int):
+        raise ValueError(f"{key} must be a whole number, got {value!r}")
+    if maximum is not None and not minimum <= number <= maximum:
+        raise ValueError(f"{key} must be in {minimum}..{maximum}, got {value}")
+    if number < minimum:
+        extra = f" {also}" if also else ""
+        reason = f" ({why})" if why else ""
+        raise ValueError(f"{key} must be >= {minimum}{extra}{reason}, got {value}")
+    return number
+
+
+def finite_number(value, key: str) -> float:
+    """``value`` of option ``key`` as a finite float (NaN or infinity would draw black images)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(float(value)):
+        raise ValueError(f"{key} must be a finite number, got {value}")
+    return float(value)
+
+
+def check_device(value) -> torch.device:
+    """``device=`` as a torch device this machine has."""
+    try:
+        device = torch.device(str(value))
+    except RuntimeError:
+        raise ValueError(f"device={value} is not a device; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={value} but CUDA is not available; use device=cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device={value}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type != "cpu":
+        raise ValueError(f"device={value}: the sampling commands run on cpu or cuda")
+    return device
+
+
+def check_scene_process(settings) -> None:
+    """``scene_process.*`` (``graphs=scene_process``): training takes, enough scans per take for every phase,
+    a seed >= 0 and a boost in 0..1."""
+    takes = settings.takes
+    if isinstance(takes, str) or not isinstance(takes, Sequence):
+        takes = None
+    if not takes:
+        raise ValueError(f"scene_process.takes must be a list of training takes, got {settings.takes!r}")
+    for take in takes:
+        whole_number(take, "scene_process.takes", minimum=1)
+        if take not in SPLIT_TAKES["train"]:
+            raise ValueError(
+                f"scene_process.takes: take {take} is not a 4D-OR training take {SPLIT_TAKES['train']}"
+            )
+    whole_number(settings.scans_per_take, "scene_process.scans_per_take", minimum=len(PHASES),
+                 why="one scan per surgery phase at least")  # fmt: skip
+    whole_number(settings.seed, "scene_process.seed", minimum=0)
+    boost = finite_number(settings.rare_action_boost, "scene_process.rare_action_boost")
+    if not 0.0 <= boost <= 1.0:
+        raise ValueError(f"scene_process.rare_action_boost must be in 0..1, got {boost}")
 
 
 def check_cameras(value) -> list[int]:

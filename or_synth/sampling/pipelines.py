@@ -4,6 +4,7 @@ vocabulary."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,12 +16,18 @@ from or_synth.data import DatasetFormatError, UserError, record_to_data, relatio
 from or_synth.data.scene_graph import SceneGraphRecord
 from or_synth.data.vocabulary import SPLIT_ALIASES, SPLIT_TAKES, Vocabulary
 from or_synth.generator import ORScenePipeline, check_pipeline_folder, make_scheduler
+from or_synth.generator.shipped import MANIFEST as SHIPPED_MANIFEST
 from or_synth.generator.shipped import ShippedPipelineError, resolve_pipeline
 from or_synth.render import render_embedded_on_first_use
 
 
-class ShippedPipelineRefused(UserError, ShippedPipelineError):
-    """A shipped pipeline that does not match its ``shipped.json``, as a user error (one line, exit 2)."""
+class ShippedPipelineRefused(ShippedPipelineError):
+    """A shipped pipeline that does not match its ``shipped.json``, refused by a sampling command (one line, exit
+    2; :class:`ShippedPipelineError` is a user error itself)."""
+
+
+class ModelFolderDamaged(UserError, ValueError):
+    """A pipeline (or layout predictor) folder with a file that cannot be read; the message names the file."""
 
 
 def pipeline_folder(spec: str | Path) -> Path:
@@ -29,13 +36,54 @@ def pipeline_folder(spec: str | Path) -> Path:
     Raises:
         FileNotFoundError: no such folder or name, or the folder is incomplete.
         ShippedPipelineRefused: a shipped pipeline's file is missing or altered.
+        ModelFolderDamaged: a config that is not JSON, a weights file cut off or not safetensors.
     """
     try:
         folder = resolve_pipeline(spec)
     except ShippedPipelineError as error:
         raise ShippedPipelineRefused(str(error)) from error
+    except (
+        AttributeError,
+        TypeError,
+    ) as error:  # shipped.json of another shape than {"files": {path: sha256}}
+        raise ShippedPipelineRefused(
+            f"pipeline={spec}: its {SHIPPED_MANIFEST} does not list files as {{path: sha256}} ({error}); restore it "
+            f"with `git checkout -- <folder>/{SHIPPED_MANIFEST}` or re-ship the pipeline"
+        ) from error
     check_pipeline_folder(folder)
+    check_model_files(folder, "pipeline")
     return folder
+
+
+def check_model_files(folder: Path, what: str) -> None:
+    """Every JSON file of a model ``folder`` parses and every safetensors file is whole (its header read, which
+    safetensors checks against the file's length: cheap, no weights loaded), so a damaged file is named before
+    loading fails somewhere inside diffusers.
+
+    Raises:
+        ModelFolderDamaged: the first damaged file.
+    """
+    from safetensors import safe_open
+
+    def damaged(path: Path, reason) -> ModelFolderDamaged:
+        return ModelFolderDamaged(
+            f"{what} {folder}: {path} cannot be read ({reason}); restore it from the run that trained it "
+            f"(or `git checkout -- {path}` for a shipped one), or train it again"
+        )
+
+    for path in sorted(folder.rglob("*.json")):
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            raise damaged(path, error) from None
+        if not isinstance(document, dict):  # every config diffusers and or_synth save is an object
+            raise damaged(path, "not a JSON object")
+    for path in sorted(folder.rglob("*.safetensors")):
+        try:
+            with safe_open(str(path), "pt"):
+                pass
+        except Exception as error:  # noqa: BLE001 - safetensors' own SafetensorError derives from Exception only
+            raise damaged(path, error) from None
 
 
 def load_pipeline(path: str | Path, *, progress: bool = True) -> ORScenePipeline:
@@ -45,6 +93,13 @@ def load_pipeline(path: str | Path, *, progress: bool = True) -> ORScenePipeline
         diffusers_logging.disable_progress_bar()  # a global switch in diffusers: restored below
     try:
         return ORScenePipeline.from_pretrained(path)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
+        # The files are whole (check_model_files), so they do not fit together: a config of another version, a
+        # weights file of another model. --debug shows where diffusers failed.
+        raise ModelFolderDamaged(
+            f"pipeline {path} cannot be loaded ({type(error).__name__}: {error}); point pipeline= at a folder "
+            "saved by or_synth (<run>/pipeline), or train it again"
+        ) from error
     finally:
         if shown:
             diffusers_logging.enable_progress_bar()

@@ -11,6 +11,7 @@ from torch_geometric.data import Data
 
 from or_synth.generator import ORScenePipeline
 from or_synth.generator.layout_predictor import LayoutPredictor, check_vocabulary
+from or_synth.sampling.pipelines import check_model_files
 
 
 def check_predictor_folder(path) -> Path:
@@ -38,8 +39,9 @@ def load_layout_predictor(path, pipe: ORScenePipeline, pipeline_dir: str | Path)
             pipeline's graph encoder (graph ids would name other labels).
         FileNotFoundError: no predictor folder there (config.json + safetensors weights).
     """
-    check_predictor_folder(path)
-    predictor = LayoutPredictor.from_pretrained(Path(str(path)))
+    folder = check_predictor_folder(path)
+    check_model_files(folder, "layout_predictor")
+    predictor = LayoutPredictor.from_pretrained(folder)
     check_vocabulary(predictor, pipe.graph_encoder.encoder.config, f"the pipeline {pipeline_dir}")
     return predictor.to(pipe.device).eval()
 

@@ -52,6 +52,8 @@ BAD_SCANS = {
         "unknown role",
     ),
     "take not int": (lambda e: e.__setitem__("take_idx", "1"), "take_idx", "integer"),
+    # Every 4D-OR take has a split: a take outside 1..10 is refused here, not later by a split lookup.
+    "take outside 4D-OR": (lambda e: e.__setitem__("take_idx", 99), "take_idx", "not a 4D-OR take (1..10)"),
     "objects missing": (lambda e: e.pop("objects"), "objects", "non-empty"),
     "self loop": (lambda e: e["relationships"][0].__setitem__(1, 1), "relationships[0]", "itself"),
 }
@@ -66,7 +68,7 @@ def test_bad_scan_is_named(tmp_path, case):
     error = info.value
     assert error.file == str(path) and error.field == field and words in str(error)
     if case != "take not int":
-        assert error.take == 1 and error.scan == "000003"
+        assert error.take == (99 if case == "take outside 4D-OR" else 1) and error.scan == "000003"
     assert f"file {path}" in str(error) and f"field {field}" in str(error)
 
 
@@ -78,7 +80,7 @@ def test_strict_false_skips_and_reports_each_bad_scan(tmp_path, caplog):
     result = load_scene_graphs(write(tmp_path, scans), strict=False)
     assert len(result.records) == 1
     assert len(result.skipped) == len(BAD_SCANS)
-    assert "skipped 8 bad scan(s)" in caplog.text
+    assert f"skipped {len(BAD_SCANS)} bad scan(s)" in caplog.text
 
 
 def test_malformed_json_names_line_and_column(tmp_path):
