@@ -60,7 +60,9 @@ def verify_shipped(folder: Path) -> dict:
     try:
         manifest = json.loads(manifest_path.read_text())
         files = manifest["files"]
-    except (OSError, ValueError, KeyError) as error:
+        if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+            raise ValueError("'files' must map each file to its sha256")
+    except (OSError, ValueError, KeyError, TypeError) as error:
         raise ShippedPipelineError(
             f"{manifest_path}: unreadable shipped-pipeline manifest ({error})"
         ) from None
