@@ -46,7 +46,10 @@ SETTINGS = (
     "layout_renderer",
     "layout_predictor",
     "layout_predictor_hash",
+    "control",
 )
+# control= (python -m or_synth.sample): how the drawn graph relates to the image's scan and layout.
+CONTROLS = ("none", "null_graph", "conflict")
 
 
 class ManifestError(UserError, ValueError):
@@ -67,6 +70,10 @@ class ManifestLine:
         layout: ``absent``, ``given`` (the dataset's masks), ``rendered`` (the renderer's) or ``predicted``.
         layout_image: the label map the image was drawn from, when it was saved (relative like ``image``).
         source_scan: an export's source graph ``{"graphs", "take", "scan", "copy"}``; None for samples.
+        control: ``none``; ``null_graph`` (drawn from the encoder's null graph with the scan's layout) or
+            ``conflict`` (the scan's layout, the graph of scan ``graph_scan``): the evidence protocol's controls.
+        graph_scan: ``take/scan`` of the graph the image was drawn from, where it is not the image's own scan
+            (``conflict``).
         The rest are the job's settings (:data:`SETTINGS`); ``layout_renderer`` only with ``rendered``,
         ``layout_predictor`` and its hash only with ``predicted``.
     """
@@ -94,6 +101,8 @@ class ManifestLine:
     layout_predictor_hash: str | None = None
     layout_image: str | None = None
     source_scan: dict | None = None
+    control: str = "none"
+    graph_scan: str | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -162,6 +171,8 @@ def convert_older_shape(raw: Mapping) -> dict:
         split = next((s for s, takes in SPLIT_TAKES.items() if line.get("take") in takes), None)
         line["graphs"] = f"relationships_{split}.json" if split else None
         line["source_scan"] = dict(source)
+    if line.get("control") is None:  # before the controls existed every image was drawn from its own graph
+        line["control"] = "none"
     if line.get("layout") in LAYOUT_SOURCES:  # the export's option names
         line["layout"] = LAYOUT_SOURCES[line["layout"]]
     return line

@@ -28,21 +28,13 @@ import numpy as np
 import torch
 
 from or_synth.data import PREDICATES
+from or_synth.data.derangements import derangement
 from or_synth.evaluation.image_sets import ImageSet
 from or_synth.evaluation.intervals import BOOTSTRAP_RESAMPLES, ScanCounts, always_present, paired_bootstrap
 from or_synth.evaluation.pairs import PairSet
 from or_synth.evaluation.relation_classifier import RelationClassifier, RelationLabels
 
 THRESHOLD = 0.5
-
-
-def derangement(n: int, seed: int) -> np.ndarray:
-    """A random permutation without fixed points (Sattolo's algorithm: one n-cycle)."""
-    rng, perm = np.random.default_rng(seed), np.arange(n)
-    for i in range(n - 1, 0, -1):
-        j = int(rng.integers(0, i))
-        perm[i], perm[j] = perm[j], perm[i]
-    return perm
 
 
 def per_scan(values: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:

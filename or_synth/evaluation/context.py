@@ -210,7 +210,8 @@ def prepare(cfg: DictConfig, registry: Mapping[str, Metric]) -> Evaluation:
                 "samples=MANIFEST is required: the manifest.jsonl of or_synth.sample / generate"
             )
         ensure_dataset(run.root)
-        run.generated = load_generated(cfg.samples, progress=bool(cfg.progress))
+        against = str(cfg.get("score_against", "image"))
+        run.generated = load_generated(cfg.samples, progress=bool(cfg.progress), against=against)
     if run.uses(Need.CLASSIFIER):
         run.classifier, run.classifier_digest = load_classifier(run)
     if run.uses(Need.PAIRS):
@@ -351,7 +352,10 @@ def common_fields(run: Evaluation) -> dict:
         "samples": str(generated.source),
         "samples_sha256": generated.settings.get("manifest_sha256"),
         "pipeline_hash": generated.settings.get("pipeline_hash"),
-        "sampling": {k: generated.settings.get(k) for k in ("sampler", "steps", "guidance_scale", "layout")},
+        "sampling": {
+            k: generated.settings.get(k)
+            for k in ("sampler", "steps", "guidance_scale", "layout", "control", "score_against")
+        },
         "sample_seed": generated.settings.get("base_seed"),
         "n_generated": len(generated),
         "dataset": str(run.root),

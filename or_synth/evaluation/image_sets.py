@@ -190,8 +190,22 @@ def read_manifest(path: str | Path) -> list[dict]:
     return resolved
 
 
-def load_generated(manifest: str | Path, *, size: int | None = None, progress: bool = False) -> ImageSet:
-    """The images a manifest lists, with their conditioning graphs; all must exist and share one size."""
+SCORE_AGAINST = ("image", "graph")
+
+
+def load_generated(
+    manifest: str | Path, *, size: int | None = None, progress: bool = False, against: str = "image"
+) -> ImageSet:
+    """The images a manifest lists, with the graphs they are scored against; all must exist and share one size.
+
+    Args:
+        against: ``image``: each image's own scan (whose layout it was drawn in); ``graph``: the scan whose graph
+            was drawn, where a line names another (``graph_scan``, the conflict control). Scored against the
+            drawn graph, an image's layout belongs to another scan, so its boxes are not the graph's
+            (``layouts`` are left out).
+    """
+    if against not in SCORE_AGAINST:
+        raise ImageSetError(f"score_against={against}: use one of {', '.join(SCORE_AGAINST)}")
     manifest, lines = _manifest_lines(manifest)
     root = manifest.parent
     missing = [line.image for line in lines if not (root / line.image).is_file()]
@@ -204,6 +218,9 @@ def load_generated(manifest: str | Path, *, size: int | None = None, progress: b
     images, records, cameras, ids, layouts, sizes = [], [], [], [], [], {}
     for number, line in enumerate(tqdm(lines, desc="generated images", disable=not progress, leave=False), 1):
         key = (line.take, line.scan)
+        if against == "graph" and line.graph_scan:
+            take, _, scan = line.graph_scan.partition("/")
+            key = (int(take), scan)
         if key not in graphs:
             raise ImageSetError(
                 f"{manifest}, line {number}: take {key[0]} scan {key[1]} is in no relationships file of the set"
@@ -222,8 +239,10 @@ def load_generated(manifest: str | Path, *, size: int | None = None, progress: b
         records.append(graphs[key])
         cameras.append(line.camera)
         ids.append(line.image)
-        layouts.append(str(root / line.layout_image) if line.layout_image else None)
+        own_layout = line.layout_image and not (against == "graph" and line.graph_scan)
+        layouts.append(str(root / line.layout_image) if own_layout else None)
     settings = lines[0].settings()
+    settings["score_against"] = against
     settings["manifest_sha256"] = hashlib.sha256(manifest.read_bytes()).hexdigest()[:16]
     return ImageSet(
         torch.stack(images), records, torch.tensor(cameras), ids, str(manifest), settings, layouts

@@ -250,6 +250,11 @@ def generated_pairs(
         )
     if not has_boxes(root):
         return None, f"dataset_root={root} has no boxes for the real images (the ceiling)"
+    if generated.settings.get("control") == "conflict" and generated.settings.get("score_against") == "graph":
+        return (
+            None,
+            "scored against the drawn graph, a conflict image's layout (and boxes) belong to another scan",
+        )
     if generated.layouts and all(generated.layouts):
         boxes = [
             label_map_boxes(path, len(r.object_names))

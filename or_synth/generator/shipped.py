@@ -61,10 +61,11 @@ def verify_shipped(folder: Path) -> dict:
         manifest = json.loads(manifest_path.read_text())
         files = manifest["files"]
         if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
-            raise ValueError("'files' must map each file to its sha256")
+            raise ValueError("it does not list files as {path: sha256}")
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ShippedPipelineError(
-            f"{manifest_path}: unreadable shipped-pipeline manifest ({error})"
+            f"{manifest_path}: unreadable shipped-pipeline manifest ({error}); restore it with "
+            f"`git checkout -- {manifest_path}` or re-ship the pipeline"
         ) from None
     for relative, expected in files.items():
         file = folder / relative

@@ -16,7 +16,7 @@ import torch
 from omegaconf import DictConfig
 
 from or_synth.data.io import check_output_folder
-from or_synth.data.manifest import LAYOUT_SOURCES
+from or_synth.data.manifest import CONTROLS, LAYOUT_SOURCES
 from or_synth.data.vocabulary import CAMERAS, PHASES, SPLIT_TAKES
 from or_synth.generator import pipeline_hash
 from or_synth.render.pipeline import RENDERER_VERSION
@@ -52,6 +52,7 @@ class SamplingOptions:
     seed: int
     layout: str
     device: torch.device
+    control: str = "none"
 
     def recorded(self, layout: str, pipeline_dir: Path, size: tuple[int, int], predictor=None) -> dict:
         """The job's fields of every manifest line but its graphs (:data:`or_synth.data.manifest.SETTINGS`),
@@ -71,6 +72,7 @@ class SamplingOptions:
             "layout_renderer": RENDERER_VERSION if layout == "render" else None,
             "layout_predictor": str(predictor) if layout == "predicted" else None,
             "layout_predictor_hash": pipeline_hash(predictor) if layout == "predicted" else None,
+            "control": self.control,
         }
 
 
@@ -109,6 +111,13 @@ def check_options(cfg: DictConfig) -> SamplingOptions:
     if sampler is None:
         raise ValueError(f"unknown sampler {cfg.sampler!r}; choose ddpm, ddim or dpmsolver++")
     check_layout_option(cfg)
+    control = str(cfg.get("control", "none"))
+    if control not in CONTROLS:
+        raise ValueError(f"control must be one of {', '.join(CONTROLS)}, got {control!r}")
+    if control == "conflict" and cfg.layout == "none":
+        raise ValueError(
+            "control=conflict draws one scan's layout under another scan's graph: it needs a layout"
+        )
     if "rebalance" in cfg:
         check_rebalance(cfg.rebalance)
     if "scene_process" in cfg and str(cfg.get("graphs")) == "scene_process":
@@ -118,7 +127,7 @@ def check_options(cfg: DictConfig) -> SamplingOptions:
         raise ValueError("out=DIR is required: the folder the command writes into")
     check_output_folder(str(cfg.out), "out")
     sampling = Sampling(int(cfg.steps), float(cfg.guidance_scale), float(cfg.layout_guidance_scale))
-    return SamplingOptions(cameras, sampler, sampling, seed, str(cfg.layout), device)
+    return SamplingOptions(cameras, sampler, sampling, seed, str(cfg.layout), device, control)
 
 
 def whole_number(

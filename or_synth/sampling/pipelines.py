@@ -16,7 +16,6 @@ from or_synth.data import DatasetFormatError, UserError, record_to_data, relatio
 from or_synth.data.scene_graph import SceneGraphRecord
 from or_synth.data.vocabulary import SPLIT_ALIASES, SPLIT_TAKES, Vocabulary
 from or_synth.generator import ORScenePipeline, check_pipeline_folder, make_scheduler
-from or_synth.generator.shipped import MANIFEST as SHIPPED_MANIFEST
 from or_synth.generator.shipped import ShippedPipelineError, resolve_pipeline
 from or_synth.render import render_embedded_on_first_use
 
@@ -42,14 +41,6 @@ def pipeline_folder(spec: str | Path) -> Path:
         folder = resolve_pipeline(spec)
     except ShippedPipelineError as error:
         raise ShippedPipelineRefused(str(error)) from error
-    except (
-        AttributeError,
-        TypeError,
-    ) as error:  # shipped.json of another shape than {"files": {path: sha256}}
-        raise ShippedPipelineRefused(
-            f"pipeline={spec}: its {SHIPPED_MANIFEST} does not list files as {{path: sha256}} ({error}); restore it "
-            f"with `git checkout -- <folder>/{SHIPPED_MANIFEST}` or re-ship the pipeline"
-        ) from error
     check_pipeline_folder(folder)
     check_model_files(folder, "pipeline")
     return folder

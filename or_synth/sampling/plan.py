@@ -10,43 +10,51 @@ rerun resumes: images whose line and file exist are kept, the rest are drawn aga
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig
 from PIL import Image
-from torch_geometric.data import Data
 from tqdm import tqdm
 
 from or_synth.data import DatasetFormatError, load_scene_graphs
+from or_synth.data.derangements import derangement
 from or_synth.data.io import atomic_path
 from or_synth.data.manifest import MANIFEST, ManifestLine, append_lines
 from or_synth.data.vocabulary import Vocabulary
-from or_synth.generator import ORScenePipeline
 from or_synth.sampling.layouts import LayoutJob, LayoutSource, open_layouts, resolve_layout
 from or_synth.sampling.options import check_options
 from or_synth.sampling.pipelines import graphs_for_pipeline, pipeline_folder, prepare_pipeline, resolve_graphs
 from or_synth.sampling.resume import Resume, resume_state
-from or_synth.sampling.seeds import SampleItem, Sampling, batches, draw_images, plan_items
+from or_synth.sampling.seeds import SampleItem, batches, draw_images, plan_items
+
+# (items, their (B, H, W) label maps or None) -> one image per item.
+Draw = Callable[[Sequence[SampleItem], torch.Tensor | None], list[Image.Image]]
+PAINTER = "painter"  # pipeline=painter: the no-model control (or_synth.sampling.painter)
 
 
 @dataclass
 class SamplePlan:
-    """Everything :func:`run_plan` needs, checked by :func:`prepare`."""
+    """Everything :func:`run_plan` needs, checked by :func:`prepare`.
 
-    pipe: ORScenePipeline
-    graphs: list[Data]
+    Attributes:
+        draw: what turns a batch of items (and their layouts) into images: a pipeline, or the painter.
+        graph_scans: per graph index, ``take/scan`` of the graph drawn in its place (``control=conflict``).
+    """
+
+    draw: Draw
     items: list[SampleItem]
     todo: list[SampleItem]
     out: Path
     settings: dict  # the job's fields of every manifest line
-    sampling: Sampling
     resume: Resume
     layouts: LayoutSource | None
     save_layouts: bool
     batch_size: int
     progress: bool
+    graph_scans: dict[int, str] = field(default_factory=dict)
 
 
 def prepare(cfg: DictConfig) -> SamplePlan:
@@ -60,7 +68,6 @@ def prepare(cfg: DictConfig) -> SamplePlan:
         SampleRefused: ``out`` holds images of other settings and ``overwrite`` is false.
     """
     options = check_options(cfg)
-    folder = pipeline_folder(cfg.pipeline)
     source, data_root = resolve_graphs(cfg.graphs, cfg.dataset_root)
     scene_graphs = load_scene_graphs(source, Vocabulary.load(data_root), strict=True)
     # Every stride-th graph (a spread over the whole file: every surgery phase), then the first `limit` of those.
@@ -68,46 +75,84 @@ def prepare(cfg: DictConfig) -> SamplePlan:
     records = records[: int(cfg.limit)] if cfg.limit is not None else records
     if not records:
         raise DatasetFormatError("holds no scene graphs", file=source)
+    if str(cfg.pipeline) == PAINTER:
+        from or_synth.sampling.painter import prepare_painter
 
+        return prepare_painter(cfg, options, records, source, data_root)
+
+    folder = pipeline_folder(cfg.pipeline)
     pipe = prepare_pipeline(folder, options.sampler, options.device, progress=bool(cfg.progress))
     graphs = graphs_for_pipeline(pipe, records, source)
     items = plan_items(records, options.cameras, int(cfg.samples_per_graph), options.seed)
     layout = resolve_layout(options.layout, pipe)
     if cfg.get("save_layouts") and layout == "none":
         raise ValueError("save_layouts=true needs a layout: layout=masks, layout=render or layout=predicted")
+    if options.control == "conflict" and len(records) < 2:
+        raise ValueError("control=conflict needs at least two graphs (each drawn under another's layout)")
     job = LayoutJob(pipe, folder, records, graphs, items, options.cameras, options.seed, source, data_root,
                     cfg.get("layout_predictor"))  # fmt: skip
     layouts = open_layouts(layout, job)
-    graphs_hash = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
     settings = {
         "graphs": str(source),
-        "graphs_hash": graphs_hash,
+        "graphs_hash": hashlib.sha256(source.read_bytes()).hexdigest()[:16],
         **options.recorded(layout, folder, pipe.image_size, cfg.get("layout_predictor")),
     }
+    # control=conflict: graph g is drawn under the layout of its own scan with the graph of scan donor[g].
+    donor = derangement(len(records), options.seed) if options.control == "conflict" else None
+
+    def draw(batch: Sequence[SampleItem], masks: torch.Tensor | None) -> list[Image.Image]:
+        own = [graphs[item.graph] for item in batch]
+        if donor is None:
+            return draw_images(
+                pipe, own, batch, options.sampling, masks, null_graph=options.control == "null_graph"
+            )
+        drawn = [graphs[int(donor[item.graph])] for item in batch]
+        return draw_images(pipe, drawn, batch, options.sampling, masks, layout_graphs=own)
+
+    graph_scans = {}
+    if donor is not None:
+        graph_scans = {g: f"{records[int(d)].take}/{records[int(d)].scan}" for g, d in enumerate(donor)}
+    return finish_plan(cfg, draw, items, settings, layouts, graph_scans)
+
+
+def finish_plan(
+    cfg: DictConfig,
+    draw: Draw,
+    items: list[SampleItem],
+    settings: dict,
+    layouts: LayoutSource | None,
+    graph_scans: dict[int, str] | None = None,
+) -> SamplePlan:
+    """The plan of ``items`` into ``cfg.out``: what it already holds with these ``settings`` is kept (resume),
+    a folder of other settings refused unless ``overwrite``."""
     out = Path(cfg.out)
     resume = resume_state(out, settings, bool(cfg.overwrite))
     done = {line.image for line in resume.kept}
     return SamplePlan(
-        pipe=pipe,
-        graphs=graphs,
+        draw=draw,
         items=items,
         todo=[item for item in items if item.image not in done],
         out=out,
         settings=settings,
-        sampling=options.sampling,
         resume=resume,
         layouts=layouts,
         save_layouts=bool(cfg.get("save_layouts", False)),
         batch_size=int(cfg.batch_size),
         progress=bool(cfg.progress),
+        graph_scans=graph_scans or {},
     )
 
 
-def manifest_line(item: SampleItem, settings: dict, *, layout_image: bool = False) -> ManifestLine:
-    """The item's line: its image and graph's scan, camera, sample and seed, and the job's ``settings``."""
+def manifest_line(
+    item: SampleItem, settings: dict, *, layout_image: bool = False, graph_scan: str | None = None
+) -> ManifestLine:
+    """The item's line: its image and graph's scan, camera, sample and seed, and the job's ``settings``
+    (``graph_scan``: the scan whose graph was drawn in its place, ``control=conflict``)."""
     saved = item.layout_image if layout_image else None
     where = (item.image, item.take, item.scan, item.camera)
-    return ManifestLine(*where, sample=item.sample, seed=item.seed, layout_image=saved, **settings)
+    return ManifestLine(
+        *where, sample=item.sample, seed=item.seed, layout_image=saved, graph_scan=graph_scan, **settings
+    )
 
 
 def write_layouts(out: Path, batch: Sequence[SampleItem], masks) -> None:
@@ -134,8 +179,7 @@ def run_plan(plan: SamplePlan) -> dict:
     )
     for batch in batches(plan.todo, plan.batch_size):
         masks = plan.layouts.masks(batch) if plan.layouts is not None else None
-        graphs = [plan.graphs[item.graph] for item in batch]
-        images = draw_images(plan.pipe, graphs, batch, plan.sampling, masks)
+        images = plan.draw(batch, masks)
         # Images first, then their lines: a line never names an image that is not complete on disk.
         for item, image in zip(batch, images, strict=True):
             with atomic_path(out / item.image) as tmp:
@@ -143,7 +187,13 @@ def run_plan(plan: SamplePlan) -> dict:
         saved = plan.save_layouts and masks is not None
         if saved:
             write_layouts(out, batch, masks)
-        append_lines(manifest, [manifest_line(item, plan.settings, layout_image=saved) for item in batch])
+        lines = [
+            manifest_line(
+                item, plan.settings, layout_image=saved, graph_scan=plan.graph_scans.get(item.graph)
+            )
+            for item in batch
+        ]
+        append_lines(manifest, lines)
         progress.update(len(batch))
     progress.close()
     return {

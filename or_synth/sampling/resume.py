@@ -24,6 +24,7 @@ SETTINGS_KEYS = (
     "layout_renderer",  # only with layout=render: a new renderer may place graphs differently
     "layout_predictor_hash",  # only with layout=predicted: another predictor draws other layouts
     "base_seed",
+    "control",
 )
 
 

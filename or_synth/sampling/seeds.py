@@ -92,6 +92,9 @@ def draw_images(
     items: Sequence[SampleItem],
     sampling: Sampling,
     masks: torch.Tensor | None = None,
+    *,
+    null_graph: bool = False,
+    layout_graphs: Sequence[Data] | None = None,
 ) -> list[Image.Image]:
     """One image per item (``graphs[i]`` seen from ``items[i].camera``), each from its own CPU generator.
 
@@ -100,6 +103,8 @@ def draw_images(
 
     Args:
         masks: (B, H, W) uint8 layout label maps of the items, or None (no layout).
+        null_graph, layout_graphs: the evidence protocol's controls (:class:`~or_synth.generator.ORScenePipeline`):
+            the null graph in place of ``graphs``, or the graphs whose nodes ``masks`` label.
     """
     generators = [torch.Generator(device="cpu").manual_seed(int(item.seed)) for item in items]
     return pipe(
@@ -110,6 +115,8 @@ def draw_images(
         guidance_scale=sampling.guidance_scale,
         layout_guidance_scale=sampling.layout_guidance_scale,
         generator=generators,
+        null_graph=null_graph,
+        layout_graphs=None if layout_graphs is None else list(layout_graphs),
         output_type="pil",
     ).images
 
