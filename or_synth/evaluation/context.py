@@ -209,9 +209,9 @@ def prepare(cfg: DictConfig, registry: Mapping[str, Metric]) -> Evaluation:
             raise EvaluationError(
                 "samples=MANIFEST is required: the manifest.jsonl of or_synth.sample / generate"
             )
-        ensure_dataset(run.root)
         against = str(cfg.get("score_against", "image"))
         run.generated = load_generated(cfg.samples, progress=bool(cfg.progress), against=against)
+        ensure_dataset(run.root)  # after the manifest: a wrong samples= is refused before a first-use render
     if run.uses(Need.CLASSIFIER):
         run.classifier, run.classifier_digest = load_classifier(run)
     if run.uses(Need.PAIRS):
