@@ -29,8 +29,9 @@ from or_synth.generator.layout_predictor import LayoutPrediction, LayoutPredicto
 from or_synth.training.batches import build_dataset, epoch_batch
 from or_synth.training.checkpoints import reached_step, resume_from_checkpoint, save_pretrained_atomic
 from or_synth.training.devices import autocast, resolve_device
-from or_synth.training.logs import save_resolved_config, write_metrics
+from or_synth.training.logs import write_metrics
 from or_synth.training.loop import NonFiniteGuard, TrainingLoop
+from or_synth.training.record import open_run
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ def train_layout(cfg: DictConfig) -> dict:
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.trainer.device)
     run_dir = Path(cfg.layout.run_dir)
-    save_resolved_config(run_dir, cfg)
+    run = open_run(cfg, "layout")  # reads only: refuses a resume under a changed configuration
     settings = cfg.layout
 
     # 2. Data: per-node targets of every training and validation view (graphs only; no RGB images read).
@@ -167,6 +168,7 @@ def train_layout(cfg: DictConfig) -> dict:
         optimizer.load_state_dict(state["optimizer"])
 
     start, metrics = resume_from_checkpoint(run_dir, cfg.trainer.resume, restore, "layout")
+    run.write(start)  # config.yaml and the record (a fresh start), or what a resume changed
 
     # What a checkpoint holds (and what the loop samples or evaluates at its cadence).
     def training_state() -> tuple[dict, dict]:
