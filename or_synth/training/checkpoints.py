@@ -17,6 +17,7 @@ import random
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -27,6 +28,7 @@ from or_synth.data.io import atomic_path
 log = logging.getLogger(__name__)
 
 LATEST = "latest"
+T = TypeVar("T")
 # The key of state.pt listing the checkpoint's safetensors files (a deleted one is then noticed at resume).
 WEIGHT_FILES = "weight_files"
 
@@ -270,6 +272,23 @@ def read_metrics(run_dir: Path) -> dict:
         log.warning("%s cannot be read (%s): the stage is run again", path, error)
         return {}
     return metrics if isinstance(metrics, dict) else {}
+
+
+class ComponentUnreadable(UserError, OSError):
+    """A saved component (an earlier stage's autoencoder or encoder folder) that cannot be loaded."""
+
+
+def load_component(load: Callable[[Path], T], folder: Path, option: str, remedy: str) -> T:
+    """``load(folder)`` of an earlier stage's saved result; anything that goes wrong reading it (a truncated
+    weights file, a hand-edited config.json) is one :class:`ComponentUnreadable` naming ``option``, the folder,
+    what failed and ``remedy``."""
+    try:
+        return load(Path(folder))
+    except Exception as error:  # noqa: BLE001 - JSON, safetensors, diffusers and torch errors all mean the same
+        detail = " ".join(str(error).split())[:200] or type(error).__name__
+        raise ComponentUnreadable(
+            f"{option}={folder} cannot be loaded ({type(error).__name__}: {detail}); {remedy}"
+        ) from error
 
 
 def save_pretrained_atomic(model, directory: Path) -> Path:

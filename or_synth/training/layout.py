@@ -27,7 +27,12 @@ from or_synth.data.layout_targets import (
 from or_synth.encoders import SceneGraphEncoder, build_scene_graph_encoder
 from or_synth.generator.layout_predictor import LayoutPrediction, LayoutPredictor
 from or_synth.training.batches import build_dataset, epoch_batch
-from or_synth.training.checkpoints import reached_step, resume_from_checkpoint, save_pretrained_atomic
+from or_synth.training.checkpoints import (
+    load_component,
+    reached_step,
+    resume_from_checkpoint,
+    save_pretrained_atomic,
+)
 from or_synth.training.devices import autocast, resolve_device
 from or_synth.training.logs import write_metrics
 from or_synth.training.loop import NonFiniteGuard, TrainingLoop
@@ -55,7 +60,13 @@ def build_predictor(cfg: DictConfig, vocabulary) -> LayoutPredictor:
                 f"no encoder checkpoint at layout.encoder_dir={folder}: run stage=align first (same name=...), "
                 "or set layout.encoder_dir=null to start from a fresh encoder"
             )
-        encoder = SceneGraphEncoder.from_pretrained(folder)
+        encoder = load_component(
+            SceneGraphEncoder.from_pretrained,
+            folder,
+            "layout.encoder_dir",
+            "run stage=align again (trainer.resume=false), point layout.encoder_dir at an intact encoder folder, "
+            "or set layout.encoder_dir=null to start from a fresh encoder",
+        )
     return LayoutPredictor.from_encoder(
         encoder,
         mask_size=int(cfg.layout.mask_size),

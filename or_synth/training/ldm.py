@@ -38,6 +38,7 @@ from or_synth.generator.objective import diffusion_loss, training_target
 from or_synth.generator.pipeline import ORScenePipeline
 from or_synth.training.batches import build_dataset, epoch_batch, step_generator
 from or_synth.training.checkpoints import (
+    load_component,
     reached_step,
     read_metrics,
     resume_from_checkpoint,
@@ -80,7 +81,12 @@ def load_autoencoder(cfg: DictConfig) -> FirstStage:
             f"no autoencoder at ldm.autoencoder_dir={folder}: run stage=vae first (same name=...), or point "
             "ldm.autoencoder_dir at a diffusers AutoencoderKL (or PatchPCACodec) folder"
         )
-    return load_pretrained_autoencoder(folder)
+    return load_component(
+        load_pretrained_autoencoder,
+        folder,
+        "ldm.autoencoder_dir",
+        "run stage=vae again (trainer.resume=false) or point ldm.autoencoder_dir at an intact autoencoder folder",
+    )
 
 
 def build_conditioner(cfg: DictConfig, vocabulary, layout_channels: int) -> GraphConditioner:
@@ -94,7 +100,13 @@ def build_conditioner(cfg: DictConfig, vocabulary, layout_channels: int) -> Grap
                 f"no encoder checkpoint at ldm.encoder_dir={folder}: run stage=align first (same name=...), or "
                 "set ldm.encoder_dir=null to start from a fresh encoder"
             )
-        encoder = SceneGraphEncoder.from_pretrained(folder)
+        encoder = load_component(
+            SceneGraphEncoder.from_pretrained,
+            folder,
+            "ldm.encoder_dir",
+            "run stage=align again (trainer.resume=false), point ldm.encoder_dir at an intact encoder folder, or "
+            "set ldm.encoder_dir=null to start from a fresh encoder",
+        )
     return GraphConditioner.from_encoder(encoder, layout_channels)
 
 

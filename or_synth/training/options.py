@@ -97,6 +97,8 @@ SOME_WEIGHT = {
 LR_SCHEDULES = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
 TRAINER_COUNTS: Counts = {"num_workers": 0, "log_every": 1, "keep_checkpoints": 1, "max_bad_steps": 1}
 TRAINER_SWITCHES = ("compile", "resume", "allow_config_change")
+TAKES = range(1, 11)  # 4D-OR's takes
+MIN_SIDE = 8  # px: the smallest image side the autoencoders and the sample grid work at
 # Seeds feed torch.Generator.manual_seed after an affine map (batches.step_generator): keep them in 32 bits.
 MAX_SEED = 2**32 - 1
 
@@ -126,6 +128,27 @@ def check_trainer_options(cfg: DictConfig) -> None:
     _check_switches(cfg, "trainer", TRAINER_SWITCHES)
 
 
+def check_dataset_options(cfg: DictConfig) -> None:
+    """``dataset.*`` as every stage reads it: cameras in 1..6, an image size ``[H, W]`` of at least ``MIN_SIDE``
+    px a side (every view is resized to it; the classifier reads ``image_size[0]``), takes of 4D-OR's 1..10 (or
+    null: the split's)."""
+    _check_cameras(cfg, "dataset.cameras")
+    size = _value(cfg, "dataset.image_size")
+    if not isinstance(size, list) or len(size) != 2 or any(not _is_int(s) or s < MIN_SIDE for s in size):
+        raise OptionError(
+            f"dataset.image_size must be [H, W], integers >= {MIN_SIDE} (training resizes every view to it), "
+            f"got {size!r}"
+        )
+    takes = _value(cfg, "dataset.takes")
+    if takes is not None and (
+        not isinstance(takes, list) or not takes or any(not _is_int(t) or t not in TAKES for t in takes)
+    ):
+        raise OptionError(
+            f"dataset.takes must be null (the split's) or a list of 4D-OR takes in 1..10, got {takes!r}"
+        )
+    _check_switches(cfg, "dataset", ("strict",))
+
+
 def check_options(cfg: DictConfig, stages: Iterable[str], world: int = 1) -> None:
     """The options of ``stages`` (and :func:`check_trainer_options`), and that their run folders can be written.
 
@@ -134,10 +157,11 @@ def check_options(cfg: DictConfig, stages: Iterable[str], world: int = 1) -> Non
         world: processes of this launch; stages ``vae`` and ``ldm`` split their global batch over them.
 
     Raises:
-        OptionError: a bad value; ``NotADirectoryError`` / ``PermissionError``: a run folder that is a file or
+        OptionError: a bad value (:func:`check_dataset_options` too); ``NotADirectoryError`` / ``PermissionError``: a run folder that is a file or
             cannot be written.
     """
     check_trainer_options(cfg)
+    check_dataset_options(cfg)
     stages = list(stages)
     for stage in stages:
         _check_stage(cfg, stage, world)

@@ -144,30 +144,21 @@ class RunRecord:
 
     def write(self, start: int) -> None:
         """Record the run once its start is known (the step resumed, or 0): a fresh start writes ``config.yaml``
-        and a new record, removing the checkpoints of the run it starts over; a resume under a changed config
-        writes ``config_resumed_step_NNNNNNN.yaml`` beside them and appends a line. Call on the main process."""
+        and a new record (:meth:`_start_over`); a resume under another config (a changed one allowed, or only
+        free options changed) writes ``config_resumed_step_NNNNNNN.yaml`` beside them and appends a line naming
+        it. Call on the main process."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         line = {"step": start, "fingerprint": fingerprint(self.values), "values": self.values}
         record = self.run_dir / RECORD
         if start == 0:
-            stale = step_folders(self.run_dir)
-            if stale:  # trainer.resume=false (or no checkpoint could be resumed): the run starts over
-                log.warning(
-                    "%s: starting the run in %s over: removing its %d earlier checkpoint(s)",
-                    self.stage,
-                    self.run_dir,
-                    len(stale),
-                )
-                for folder in stale:
-                    shutil.rmtree(folder, ignore_errors=True)
-                (self.run_dir / "checkpoints" / "latest").unlink(missing_ok=True)
+            self._start_over()
             _write_config(self.run_dir / CONFIG, self.cfg)
             with atomic_path(record) as tmp:
                 tmp.write_text(json.dumps({**line, "config": CONFIG}, allow_nan=False) + "\n")
             return
         now = OmegaConf.to_container(self.cfg, resolve=True)
         if not record.is_file() or _config_differs(self.run_dir, now):
-            name = f"config_resumed_step_{start:07d}.yaml"
+            name = _unused_name(self.run_dir, f"config_resumed_step_{start:07d}")
             _write_config(self.run_dir / name, self.cfg)
             entry = {**line, "config": name}
             if self.changes:
@@ -183,6 +174,34 @@ class RunRecord:
                 )
             with record.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(entry, allow_nan=False) + "\n")
+
+    def _start_over(self) -> None:
+        """A run starting at step 0 in a folder that holds an earlier one (``trainer.resume=false``, or no
+        checkpoint to resume): the earlier run's checkpoints, its resume records and its ``metrics.json`` go, so
+        nothing of it is resumed, counted complete or read as this run's record; its result folder (encoder,
+        pipeline, ...) stays until this run writes its own."""
+        stale = [
+            *step_folders(self.run_dir),
+            *sorted(self.run_dir.glob("config_resumed_step_*.yaml")),
+            *[
+                p
+                for p in (self.run_dir / "metrics.json", self.run_dir / "checkpoints" / "latest")
+                if p.exists()
+            ],
+        ]
+        checkpoints = len(step_folders(self.run_dir))
+        if checkpoints:
+            log.warning(
+                "%s: starting the run in %s over: removing the earlier run's %d checkpoint(s) and records",
+                self.stage,
+                self.run_dir,
+                checkpoints,
+            )
+        for path in stale:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 def open_run(cfg: DictConfig, stage: str) -> RunRecord:
@@ -272,6 +291,16 @@ def _config_differs(run_dir: Path, now: dict) -> bool:
     except Exception:  # noqa: BLE001 - an unreadable earlier config: record this one
         return True
     return before != now
+
+
+def _unused_name(run_dir: Path, stem: str) -> str:
+    """``stem.yaml``, or ``stem-2.yaml``, ... when an earlier resume at the same step wrote that one (a record
+    file is never replaced)."""
+    name, count = f"{stem}.yaml", 1
+    while (run_dir / name).exists():
+        count += 1
+        name = f"{stem}-{count}.yaml"
+    return name
 
 
 def _write_config(path: Path, cfg: DictConfig) -> None:
