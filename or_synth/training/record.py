@@ -67,7 +67,12 @@ FREE = (
 )
 # Options that name a folder: compared as absolute paths (a run resumed from another working folder, or with a
 # relative path for an absolute one, is the same run).
-PATHS = ("dataset.root", "ldm.autoencoder_dir", "ldm.encoder_dir", "layout.encoder_dir")
+PATHS = ("dataset.root",)
+# Options that name an earlier stage's result: compared by content (a moved runs folder is the same run; an
+# autoencoder trained further since is not). One that is not there yet (stage=all makes it first) is no change:
+# the stage that loads it says so if it is still missing then.
+COMPONENTS = ("ldm.autoencoder_dir", "ldm.encoder_dir", "layout.encoder_dir")
+NOT_THERE = "(not there yet)"
 # How many differing keys a refusal lists before "and N more".
 SHOWN = 8
 
@@ -90,7 +95,17 @@ def computation_values(cfg: DictConfig, stage: str) -> dict:
     for key in PATHS:
         if isinstance(values.get(key), str):
             values[key] = os.path.abspath(values[key])
+    for key in COMPONENTS:
+        if isinstance(values.get(key), str):
+            values[key] = _content(Path(values[key]))
     return {k: _json_value(v) for k, v in sorted(values.items()) if not _free(k, stage)}
+
+
+def _content(folder: Path) -> str:
+    """A saved component folder by its content hash (:func:`or_synth.generator.pipeline_hash`)."""
+    from or_synth.generator import pipeline_hash
+
+    return f"content {pipeline_hash(folder)}" if folder.is_dir() and any(folder.iterdir()) else NOT_THERE
 
 
 def fingerprint(values: dict) -> str:
@@ -231,12 +246,17 @@ def open_run(cfg: DictConfig, stage: str) -> RunRecord:
             )
         return run
     recorded, legacy = before
-    keys = sorted(set(values) & set(recorded)) if legacy else sorted(set(values) | set(recorded))
+    # A legacy config.yaml lacks the keys newer code added, and names components by path only.
+    keys = (
+        sorted(set(values) & set(recorded) - set(COMPONENTS))
+        if legacy
+        else sorted(set(values) | set(recorded))
+    )
     missing = "(absent)"
     run.changes = {
         k: (recorded.get(k, missing), values.get(k, missing))
         for k in keys
-        if recorded.get(k, missing) != values.get(k, missing)
+        if recorded.get(k, missing) != values.get(k, missing) and values.get(k) != NOT_THERE
     }
     if run.changes and not allowed:
         newest = checkpoints[-1].name

@@ -91,3 +91,22 @@ def test_the_global_batch_must_split_over_the_processes(tmp_path):
     with pytest.raises(OptionError, match=r"ldm.batch_size=6 must divide evenly over the 4 processes"):
         check_options(cfg, ["ldm"], world=4)
     check_options(_cfg(tmp_path, "align.batch_size=3"), ["align"], world=4)  # align runs on one process
+
+
+def test_an_earlier_stage_s_result_counts_by_content_not_by_path(tmp_path):
+    """ldm.autoencoder_dir moved with its runs folder is the same run; retrained (other bytes) it is not; not
+    there yet (stage=all trains it first) it is no change either."""
+    first, moved = tmp_path / "a" / "autoencoder", tmp_path / "b" / "autoencoder"
+    for folder in (first, moved):
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text('{"scaling_factor": 1.0}')
+
+    def value(folder: Path) -> str:
+        return computation_values(_cfg(tmp_path, f"ldm.autoencoder_dir={folder}"), "ldm")[
+            "ldm.autoencoder_dir"
+        ]
+
+    assert value(first) == value(moved) and value(first).startswith("content ")
+    (moved / "config.json").write_text('{"scaling_factor": 2.0}')
+    assert value(first) != value(moved)
+    assert value(tmp_path / "nowhere") == "(not there yet)"
