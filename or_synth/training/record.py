@@ -165,7 +165,7 @@ class RunRecord:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         line = {"step": start, "fingerprint": fingerprint(self.values), "values": self.values}
         record = self.run_dir / RECORD
-        if start == 0:
+        if not self.resuming:  # a fresh start (a first stage without a loop "resumes" at 0: kept as a resume)
             self._start_over()
             _write_config(self.run_dir / CONFIG, self.cfg)
             with atomic_path(record) as tmp:
