@@ -234,11 +234,16 @@ def _stage_counts(cfg: DictConfig, stage: str) -> Counts:
 
 def _check_folders(cfg: DictConfig, stages: list[str]) -> None:
     """``runs_root`` (where the run folders lie by default) and each stage's ``run_dir``: a folder, or a place
-    where one can be made, that can be written; the latent cache of stage ``ldm`` too."""
+    where one can be made, that can be written; the latent cache of stage ``ldm`` and ``dataset.processed_root``
+    too."""
     runs_root = Path(str(cfg.runs_root))
     folders = {f"{stage}.run_dir": Path(str(cfg[stage].run_dir)) for stage in stages}
     if "ldm" in stages and cfg.ldm.get("latent_cache"):
         folders["ldm.cache_dir"] = Path(str(cfg.ldm.cache_dir))
+    if cfg.dataset.get(
+        "processed_root"
+    ):  # null: <root>/processed, which may exist already in a read-only root
+        folders["dataset.processed_root"] = Path(str(cfg.dataset.processed_root))
     if any(_under(path, runs_root) for path in folders.values()):
         check_output_folder(runs_root, "runs_root")
     for option, path in folders.items():
