@@ -1,8 +1,10 @@
 """Training stages, one module each (``vae``, ``align``, ``ldm``, ``layout``, ``classifier``), and the machinery they
 share, one module per concern: ``batches`` (datasets, the batch and random numbers of a step), ``devices`` (device,
-precision, Accelerate), ``checkpoints`` (step folders, exact resume, atomic saves), ``logs`` (TensorBoard,
-``train_log.jsonl``, ``metrics.json``) and ``loop`` (the steps and their shared tail: log, sample, checkpoint, stop
-on request); ``sample_grid`` draws stage ``ldm``'s grids.
+precision, Accelerate), ``checkpoints`` (step folders, exact resume, the fallback past a damaged one, atomic saves),
+``logs`` (TensorBoard, ``train_log.jsonl``, ``metrics.json``), ``loop`` (the steps and their shared tail: log,
+sample, checkpoint, stop on request), ``options`` (every option checked before any work) and ``record`` (what a run
+was started with, and the check that a resume continues the same computation); ``sample_grid`` draws stage
+``ldm``'s grids.
 
 ``python -m or_synth.train`` composes the config and dispatches here; :func:`train` is what tests call.
 """

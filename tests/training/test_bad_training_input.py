@@ -93,12 +93,20 @@ def test_cuda_without_a_gpu_is_refused(tiny_render, tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def test_runs_root_that_is_a_file_is_refused(tiny_render, tmp_path):
-    (tmp_path / "runs").write_text("not a folder")
-    assert_refused(
-        run_command(main, *smoke_overrides(tiny_render, tmp_path), "stage=vae"), "runs_root", "file"
+@pytest.mark.parametrize("option", ["runs_root", "align.run_dir", "ldm.cache_dir", "dataset.processed_root"])
+def test_a_folder_option_that_is_a_file_is_refused(tiny_render, tmp_path, option):
+    (tmp_path / "f").write_text("not a folder")
+    result = run_command(main, *smoke_overrides(tiny_render, tmp_path), f"{option}={tmp_path / 'f'}")
+    assert_refused(result, option, "is a file")
+    assert (tmp_path / "f").read_text() == "not a folder" and not (tmp_path / "runs").exists()
+
+
+def test_pretrained_weights_that_cannot_load_are_one_line(tiny_render, tmp_path):
+    result = run_command(
+        main, *smoke_overrides(tiny_render, tmp_path), "stage=vae", f"autoencoder.pretrained={tmp_path}/x"
     )
-    assert (tmp_path / "runs").read_text() == "not a folder"
+    assert_refused(result, "autoencoder.pretrained", "not a folder")
+    assert not (tmp_path / "runs/vae/smoke/config.yaml").exists()
 
 
 def test_a_bad_option_of_a_later_stage_is_refused_before_the_first_trains(tiny_render, tmp_path):
