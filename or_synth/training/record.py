@@ -246,17 +246,12 @@ def open_run(cfg: DictConfig, stage: str) -> RunRecord:
             )
         return run
     recorded, legacy = before
-    # A legacy config.yaml lacks the keys newer code added, and names components by path only.
-    keys = (
-        sorted(set(values) & set(recorded) - set(COMPONENTS))
-        if legacy
-        else sorted(set(values) | set(recorded))
-    )
-    missing = "(absent)"
+    # The keys both have: an option added (or dropped) by a newer version of the code is no change of the run's
+    # (a switch that brings keys along, such as ldm.encoder_dir=null, changes a key both have). A legacy
+    # config.yaml names the earlier stages' results by path only, so those are not compared.
+    keys = sorted(set(values) & set(recorded) - (set(COMPONENTS) if legacy else set()))
     run.changes = {
-        k: (recorded.get(k, missing), values.get(k, missing))
-        for k in keys
-        if recorded.get(k, missing) != values.get(k, missing) and values.get(k) != NOT_THERE
+        k: (recorded[k], values[k]) for k in keys if recorded[k] != values[k] and values[k] != NOT_THERE
     }
     if run.changes and not allowed:
         newest = checkpoints[-1].name
@@ -270,9 +265,8 @@ def open_run(cfg: DictConfig, stage: str) -> RunRecord:
 
 
 def _recorded_values(run_dir: Path, stage: str) -> tuple[dict, bool] | None:
-    """The values of the record's last line (False: a full record), or, for a run folder written before the
-    record existed, those of its ``config.yaml`` (True: compare the keys both have, an older config lacks the
-    newer ones); None when neither can be read."""
+    """The values of the record's last line (and False), or, for a run folder written before the record existed,
+    those of its ``config.yaml`` (and True: a legacy record); None when neither can be read."""
     record = run_dir / RECORD
     if record.is_file():
         lines = []
