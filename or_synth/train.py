@@ -13,6 +13,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from or_synth.cli import CONFIG_DIR, command
+from or_synth.data.errors import UserError
+from or_synth.encoders.towers import PretrainedWeightsError
 from or_synth.training import STAGES, train
 from or_synth.training.classifier import CLASSIFIER_DIR
 from or_synth.training.layout import PREDICTOR_DIR
@@ -21,9 +23,16 @@ from or_synth.training.ldm import FINAL_GRID, PIPELINE_DIR
 __all__ = ["CONFIG_DIR", "STAGES", "main", "train"]
 
 
+class WeightsUnavailable(UserError, RuntimeError):
+    """Pretrained weights a config asks for that cannot be loaded here (no hub access, a missing file)."""
+
+
 @command("train")
 def main(cfg: DictConfig) -> None:
-    train(cfg)
+    try:
+        train(cfg)
+    except PretrainedWeightsError as error:  # its message says which key and what to do instead
+        raise WeightsUnavailable(str(error)) from error
     if cfg.stage.name in ("all", "ldm"):
         run_dir = Path(cfg.ldm.run_dir)
         print(f"sample grid: {run_dir / FINAL_GRID}\npipeline: {run_dir / PIPELINE_DIR}")

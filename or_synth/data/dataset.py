@@ -41,8 +41,10 @@ DOWNLOAD_INSTRUCTIONS = """\
       colorimage/camera0{{c}}_colorimage-{{id}}.jpg
       timestamp_to_pcd_and_frames_list.json
 
-Without the download, render the embedded synthetic OR dataset, which has the same layout:
-  python -m or_synth.render
+Without the download, use the embedded synthetic OR dataset instead, which has the same layout: training
+renders it on first use when dataset= is left at its default (or given as dataset=synthetic_or):
+  python -m or_synth.train
+and python -m or_synth.render renders it on its own (datasets/synthetic_or).
 """
 
 

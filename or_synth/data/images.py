@@ -114,7 +114,10 @@ def read_image(
             image = torch.from_numpy(np.asarray(handle.convert("RGB")).copy()).permute(2, 0, 1)
     except FileNotFoundError:
         raise DatasetFormatError("image file is missing", **where) from None
-    except (UnidentifiedImageError, OSError) as exc:
+    except (PermissionError, IsADirectoryError) as exc:
+        raise DatasetFormatError(f"image file cannot be read ({exc.strerror})", **where) from None
+    # A truncated or corrupt JPEG is an OSError from the decoder; a hostile one may be a decompression bomb.
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DatasetFormatError(f"image cannot be decoded: {exc}", **where) from exc
     if size is not None and tuple(image.shape[-2:]) != tuple(size):
         image = F.resize(image, list(size), antialias=True)

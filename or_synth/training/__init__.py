@@ -1,8 +1,10 @@
 """Training stages, one module each (``vae``, ``align``, ``ldm``, ``layout``, ``classifier``), and the machinery they
 share, one module per concern: ``batches`` (datasets, the batch and random numbers of a step), ``devices`` (device,
-precision, Accelerate), ``checkpoints`` (step folders, exact resume, atomic saves), ``logs`` (TensorBoard,
-``train_log.jsonl``, ``metrics.json``) and ``loop`` (the steps and their shared tail: log, sample, checkpoint, stop
-on request); ``sample_grid`` draws stage ``ldm``'s grids.
+precision, Accelerate), ``checkpoints`` (step folders, exact resume, the fallback past a damaged one, atomic saves),
+``logs`` (TensorBoard, ``train_log.jsonl``, ``metrics.json``), ``loop`` (the steps and their shared tail: log,
+sample, checkpoint, stop on request), ``options`` (every option checked before any work) and ``record`` (what a run
+was started with, and the check that a resume continues the same computation); ``sample_grid`` draws stage
+``ldm``'s grids.
 
 ``python -m or_synth.train`` composes the config and dispatches here; :func:`train` is what tests call.
 """
@@ -19,6 +21,8 @@ from or_synth.training import align, classifier, layout, ldm, vae
 from or_synth.training.batches import ensure_rendered
 from or_synth.training.devices import process_state
 from or_synth.training.loop import TrainingInterrupted, TrainingLoop
+from or_synth.training.options import check_options, check_trainer_options
+from or_synth.training.record import open_run
 
 __all__ = ["COMPLETE", "RECIPE", "STAGES", "TrainingInterrupted", "TrainingLoop", "train"]
 
@@ -75,26 +79,37 @@ def train(cfg: DictConfig) -> dict:
     """Run the stage named by ``cfg.stage.name``; ``all`` runs the recipe (vae, align, ldm) and skips stages
     whose result is complete (a partly trained one resumes).
 
+    Before any work (no data read, nothing rendered, no run folder written) the options of every stage it will
+    run are checked, and so is every resume against its run's record: a bad ``ldm`` option, or an ``ldm`` resume
+    under another learning rate, is refused before ``vae`` trains.
+
     Returns:
         The stage's result; for ``all``, ``{stage: result}`` (``{"skipped": True}`` for complete stages).
     """
     name = cfg.stage.name
-    # Under a multi-process launch only the main process renders the embedded dataset; the others wait for it.
+    if name != "all" and name not in STAGES:
+        raise ValueError(f"unknown stage {name!r}; available: all, {', '.join(STAGES)}")
+    check_trainer_options(cfg)
     state = process_state(cfg.trainer)
+    stages = RECIPE if name == "all" else (name,)
+    check_options(cfg, stages, world=state.num_processes)
+    skipped = {s for s in stages if name == "all" and cfg.trainer.resume and COMPLETE[s](cfg)}
+    for stage in stages:
+        if stage not in skipped:
+            open_run(cfg, stage)  # reads only: refuses a resume under a changed configuration
+    # Under a multi-process launch only the main process renders the embedded dataset; the others wait for it.
     if state.is_main_process:
         ensure_rendered(cfg.dataset)
     state.wait_for_everyone()
     if name == "all":
         results = {}
         for stage in RECIPE:
-            if cfg.trainer.resume and COMPLETE[stage](cfg):
+            if stage in skipped:
                 log.info("stage %s is complete in %s: skipped", stage, cfg[stage].run_dir)
                 results[stage] = {"skipped": True, "run_dir": str(cfg[stage].run_dir)}
                 continue
             results[stage] = _timed(stage, cfg)
         return results
-    if name not in STAGES:
-        raise ValueError(f"unknown stage {name!r}; available: all, {', '.join(STAGES)}")
     return _timed(name, cfg)
 
 

@@ -23,14 +23,15 @@ from or_synth.encoders.metrics import evenly_spaced, masked_predicate_eval, retr
 from or_synth.training.batches import build_dataset, epoch_batches, step_generator
 from or_synth.training.checkpoints import (
     CheckpointRefused,
-    latest_checkpoint,
     reached_step,
     resume_from_checkpoint,
     save_pretrained_atomic,
+    step_folders,
 )
 from or_synth.training.devices import autocast, resolve_device
-from or_synth.training.logs import save_resolved_config, write_metrics
+from or_synth.training.logs import write_metrics
 from or_synth.training.loop import NonFiniteGuard, TrainingLoop
+from or_synth.training.record import open_run
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def is_complete(cfg: DictConfig) -> bool:
 def refuse_legacy_checkpoint(run_dir: Path, resume: bool) -> None:
     """A run folder with only an older align's ``checkpoints/last.pt``: its data order was not a function of the
     step, so it cannot resume exactly; say so rather than start over in it silently."""
-    if resume and (run_dir / LEGACY_CHECKPOINT).is_file() and latest_checkpoint(run_dir) is None:
+    if resume and (run_dir / LEGACY_CHECKPOINT).is_file() and not step_folders(run_dir):
         raise CheckpointRefused(
             f"{run_dir / LEGACY_CHECKPOINT} was written by an older version of stage align and cannot be "
             f"resumed; its encoder ({run_dir / ENCODER_DIR}) still loads. Start this run over with "
@@ -91,7 +92,7 @@ def train_align(cfg: DictConfig) -> dict:
     device = resolve_device(cfg.trainer.device)
     run_dir = Path(cfg.align.run_dir)
     refuse_legacy_checkpoint(run_dir, cfg.trainer.resume)
-    save_resolved_config(run_dir, cfg)
+    run = open_run(cfg, "align")  # reads only: refuses a resume under a changed configuration
 
     # 2. Data: graphs with all configured camera images; each step pairs a graph with one random view.
     train_set = build_dataset(cfg.dataset, cfg.dataset.train_split)
@@ -117,6 +118,7 @@ def train_align(cfg: DictConfig) -> dict:
         optimizer.load_state_dict(state["optimizer"])
 
     start, metrics = resume_from_checkpoint(run_dir, cfg.trainer.resume, restore, "align")
+    run.write(start)  # config.yaml and the record (a fresh start), or what a resume changed
     if cfg.trainer.compile:
         aligner.encoder.compile(dynamic=True)  # in place: state_dict keys stay the same
 

@@ -17,6 +17,7 @@ import random
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -27,6 +28,9 @@ from or_synth.data.io import atomic_path
 log = logging.getLogger(__name__)
 
 LATEST = "latest"
+T = TypeVar("T")
+# The key of state.pt listing the checkpoint's safetensors files (a deleted one is then noticed at resume).
+WEIGHT_FILES = "weight_files"
 
 
 class CheckpointRefused(UserError, RuntimeError):
@@ -61,12 +65,15 @@ def save_checkpoint(
     RNG, counters) as one ``state.pt``; then point ``checkpoints/latest`` at it and prune older ones.
 
     The folder is filled under a temporary name and renamed, and ``latest`` is replaced atomically, so a crash at
-    any moment leaves the previous checkpoint intact and referenced.
+    any moment leaves the previous checkpoint intact and referenced. ``state.pt`` lists the weight files, so a
+    deleted one is found at resume (:func:`read_checkpoint`).
 
     Args:
         weights: name -> state dict of tensors (``model``, ``ema``, ...), each one safetensors file.
         state: everything else ``torch.save`` can store.
-        keep: how many step folders to keep (the newest).
+        keep: how many step folders to keep (the newest up to ``step``). Folders beyond ``step`` are the damaged
+            ones a resume fell back from (:func:`find_checkpoint`): they go, so a later fallback never lands
+            on them.
 
     Returns:
         The step folder.
@@ -74,24 +81,45 @@ def save_checkpoint(
     from safetensors.torch import save_file
 
     folder = Path(run_dir) / "checkpoints"
-    final = folder / f"step_{step:07d}"
-    tmp = folder / f".step_{step:07d}.{os.getpid()}.tmp"
+    final = folder / step_folder_name(step)
+    tmp = folder / f".{final.name}.{os.getpid()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for name, tensors in weights.items():
         save_file(
             {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / f"{name}.safetensors")
         )
-    torch.save({"step": step, **state}, tmp / "state.pt")
+    torch.save({"step": step, WEIGHT_FILES: sorted(weights), **state}, tmp / "state.pt")
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     with atomic_path(folder / LATEST) as pointer:
         pointer.write_text(final.name + "\n")
-    steps = sorted(p for p in folder.glob("step_*") if p.is_dir())
-    for old in steps[: max(len(steps) - keep, 0)]:
-        if old != final:
-            shutil.rmtree(old, ignore_errors=True)
+    # The `keep` newest up to this step stay; one beyond it is a damaged checkpoint a resume fell back from.
+    folders = step_folders(run_dir)
+    older = [p for p in folders if folder_step(p) < step]
+    newer = [p for p in folders if folder_step(p) > step]
+    for old in older[: max(len(older) - keep + 1, 0)] + newer:
+        shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def step_folder_name(step: int) -> str:
+    return f"step_{step:07d}"
+
+
+def folder_step(folder: Path) -> int:
+    """The step of a ``step_NNNNNNN`` folder (-1 for a name that is not one)."""
+    digits = folder.name.removeprefix("step_")
+    return int(digits) if digits.isdigit() else -1
+
+
+def step_folders(run_dir: Path) -> list[Path]:
+    """The run's ``checkpoints/step_*`` folders, oldest first (complete or not: see :func:`read_checkpoint`)."""
+    folder = Path(run_dir) / "checkpoints"
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.glob("step_*") if p.is_dir() and folder_step(p) >= 0]
+    return sorted(found, key=folder_step)
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -103,13 +131,93 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return folder if (folder / "state.pt").is_file() else None
 
 
-def load_checkpoint(folder: Path) -> tuple[dict[str, dict], dict]:
-    """(weights by name, state) of a checkpoint written by :func:`save_checkpoint`."""
+class CheckpointDamaged(UserError, RuntimeError):
+    """Files of a checkpoint folder that cannot be read (a crash or a full disk in the middle of a copy, a
+    truncated download): :attr:`files` names each with why."""
+
+    def __init__(self, folder: Path, files: list[tuple[str, str]], message: str | None = None) -> None:
+        self.folder = Path(folder)
+        self.files = files
+        super().__init__(message or f"{self.folder}: {self.listed()}")
+
+    def listed(self) -> str:
+        return "; ".join(f"{name} {why}" for name, why in self.files)
+
+
+def read_checkpoint(folder: Path) -> tuple[dict[str, dict], dict]:
+    """(weights by name, state) of a checkpoint written by :func:`save_checkpoint`, every file checked.
+
+    Raises:
+        CheckpointDamaged: naming each file that is missing, truncated or unreadable.
+    """
     from safetensors.torch import load_file
 
-    weights = {p.stem: load_file(str(p)) for p in Path(folder).glob("*.safetensors")}
-    state = torch.load(Path(folder) / "state.pt", map_location="cpu", weights_only=False)
+    folder = Path(folder)
+    damaged: list[tuple[str, str]] = []
+    state: dict = {}
+    try:
+        state = torch.load(folder / "state.pt", map_location="cpu", weights_only=False)
+        if not isinstance(state, dict) or "step" not in state or "rng" not in state:
+            raise ValueError("no step or RNG state in it")
+    except Exception as error:  # noqa: BLE001 - unpickling a damaged file raises almost anything
+        damaged.append(("state.pt", _reason(error)))
+        state = {}
+    weights = {}
+    found = {p.stem for p in folder.glob("*.safetensors")}
+    for name in sorted(found | set(state.get(WEIGHT_FILES, ()))):
+        try:
+            weights[name] = load_file(str(folder / f"{name}.safetensors"))
+        except Exception as error:  # noqa: BLE001 - safetensors raises its own error type, or an OSError
+            damaged.append((f"{name}.safetensors", _reason(error)))
+    if damaged:
+        raise CheckpointDamaged(folder, damaged)
     return weights, state
+
+
+def _reason(error: BaseException) -> str:
+    """Why a checkpoint file cannot be read, in a few words (the first sentence of the library's message)."""
+    if isinstance(error, FileNotFoundError):
+        return "(missing)"
+    text = " ".join(str(error).split()).split(". ")[0][:100]
+    return f"(truncated or damaged: {text})" if text else f"(truncated or damaged: {type(error).__name__})"
+
+
+def load_checkpoint(folder: Path) -> tuple[dict[str, dict], dict]:
+    """(weights by name, state) of a checkpoint written by :func:`save_checkpoint`."""
+    return read_checkpoint(folder)
+
+
+def find_checkpoint(run_dir: Path) -> tuple[Path, dict[str, dict], dict] | None:
+    """The newest intact checkpoint of ``run_dir``, read: (folder, weights, state); None when it has none.
+
+    A damaged newer one (its files truncated, deleted or unreadable) is named in a warning and the previous
+    intact one is used (``trainer.keep_checkpoints`` >= 2 keeps one).
+
+    Raises:
+        CheckpointDamaged: the run has checkpoints but none of them is intact (each one's files named).
+    """
+    damaged: list[CheckpointDamaged] = []
+    for folder in reversed(step_folders(run_dir)):
+        try:
+            weights, state = read_checkpoint(folder)
+        except CheckpointDamaged as error:
+            damaged.append(error)
+            log.warning("checkpoint %s cannot be read: %s; trying the one before it", folder, error.listed())
+            continue
+        if damaged:
+            log.warning("resuming from %s, the newest intact checkpoint", folder)
+        return folder, weights, state
+    if damaged:
+        where = Path(run_dir) / "checkpoints"
+        files = [(f"{e.folder.name}/{name}", why) for e in damaged for name, why in e.files]
+        listed = "; ".join(f"{name} {why}" for name, why in files)
+        raise CheckpointDamaged(
+            where,
+            files,
+            f"no intact checkpoint in {where}: {listed}. Start the run over with trainer.resume=false (its "
+            "checkpoints are replaced), or put back an intact copy of one",
+        )
+    return None
 
 
 def mismatch_error(path: Path, exc: Exception) -> CheckpointRefused:
@@ -123,18 +231,19 @@ def mismatch_error(path: Path, exc: Exception) -> CheckpointRefused:
 def resume_from_checkpoint(
     run_dir: Path, enabled: bool, restore: Callable[[dict, dict], None], stage: str
 ) -> tuple[int, dict]:
-    """Restore the latest checkpoint of ``run_dir`` (when ``enabled`` and one exists) through ``restore``.
+    """Restore the newest intact checkpoint of ``run_dir`` (when ``enabled`` and one exists) through ``restore``.
 
     ``restore(weights, state)`` loads the stage's own models and optimizers; the RNG states are restored here.
-    Anything that does not fit (another model size, another optimizer setup) is a :class:`CheckpointRefused`.
+    Anything that does not fit (another model size, another optimizer setup) is a :class:`CheckpointRefused`;
+    a damaged newest checkpoint falls back to the one before it (:func:`find_checkpoint`).
 
     Returns:
         (the step to start from, the metrics saved with the checkpoint); (0, {}) when starting fresh.
     """
-    checkpoint = latest_checkpoint(run_dir) if enabled else None
-    if checkpoint is None:
+    found = find_checkpoint(run_dir) if enabled else None
+    if found is None:
         return 0, {}
-    weights, state = load_checkpoint(checkpoint)
+    checkpoint, weights, state = found
     try:
         restore(weights, state)
     except (KeyError, RuntimeError, ValueError) as exc:
@@ -146,10 +255,40 @@ def resume_from_checkpoint(
 
 def reached_step(run_dir: Path, artefact: str, steps: int) -> bool:
     """A stage is complete when its artefact exists and its ``metrics.json`` says it reached ``steps``."""
-    metrics = Path(run_dir) / "metrics.json"
-    if not (Path(run_dir) / artefact).is_file() or not metrics.is_file():
+    if not (Path(run_dir) / artefact).is_file():
         return False
-    return int(json.loads(metrics.read_text()).get("step", 0)) >= int(steps)
+    return int(read_metrics(run_dir).get("step", 0)) >= int(steps)
+
+
+def read_metrics(run_dir: Path) -> dict:
+    """``<run_dir>/metrics.json``, or {} when it is missing or unreadable (a stage that cannot tell it finished
+    runs again: it resumes from its checkpoint, which holds the metrics too)."""
+    path = Path(run_dir) / "metrics.json"
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as error:
+        log.warning("%s cannot be read (%s): the stage is run again", path, error)
+        return {}
+    return metrics if isinstance(metrics, dict) else {}
+
+
+class ComponentUnreadable(UserError, OSError):
+    """A saved component (an earlier stage's autoencoder or encoder folder) that cannot be loaded."""
+
+
+def load_component(load: Callable[[Path], T], folder: Path, option: str, remedy: str) -> T:
+    """``load(folder)`` of an earlier stage's saved result; anything that goes wrong reading it (a truncated
+    weights file, a hand-edited config.json) is one :class:`ComponentUnreadable` naming ``option``, the folder,
+    what failed and ``remedy``."""
+    try:
+        return load(Path(folder))
+    except Exception as error:  # noqa: BLE001 - JSON, safetensors, diffusers and torch errors all mean the same
+        detail = " ".join(str(error).split())[:200] or type(error).__name__
+        raise ComponentUnreadable(
+            f"{option}={folder} cannot be loaded ({type(error).__name__}: {detail}); {remedy}"
+        ) from error
 
 
 def save_pretrained_atomic(model, directory: Path) -> Path:

@@ -37,8 +37,9 @@ from or_synth.evaluation.relation_classifier import (
 from or_synth.training.batches import epoch_batch, step_generator
 from or_synth.training.checkpoints import reached_step, resume_from_checkpoint
 from or_synth.training.devices import resolve_device
-from or_synth.training.logs import save_resolved_config, write_metrics
+from or_synth.training.logs import write_metrics
 from or_synth.training.loop import NonFiniteGuard, TrainingLoop
+from or_synth.training.record import open_run
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ def train_classifier(cfg: DictConfig) -> dict:
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.trainer.device)
     run_dir = Path(settings.run_dir)
-    save_resolved_config(run_dir, cfg)
+    run = open_run(cfg, "classifier")  # reads only: refuses a resume under a changed configuration
 
     # 2. Data: real views of the training split; the triple vocabulary from its graphs.
     train = load_split_views(cfg, cfg.dataset.train_split)
@@ -166,6 +167,7 @@ def train_classifier(cfg: DictConfig) -> dict:
         optimizer.load_state_dict(state["optimizer"])
 
     start, metrics = resume_from_checkpoint(run_dir, cfg.trainer.resume, restore, "classifier")
+    run.write(start)  # config.yaml and the record (a fresh start), or what a resume changed
 
     # What a checkpoint holds (and what the loop samples or evaluates at its cadence).
     def training_state() -> tuple[dict, dict]:

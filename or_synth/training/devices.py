@@ -8,14 +8,36 @@ from contextlib import AbstractContextManager, nullcontext
 import torch
 from omegaconf import DictConfig
 
+from or_synth.data.errors import UserError
+
 PRECISIONS = ("fp32", "bf16")
 
 
+class DeviceUnavailable(UserError, RuntimeError):
+    """``trainer.device`` names no device this machine has (CUDA without a GPU, a GPU index beyond the count)."""
+
+
 def resolve_device(name: str) -> torch.device:
-    """``trainer.device`` as a device; a clear error for CUDA on a machine without it."""
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"trainer.device={name} but CUDA is not available; use trainer.device=cpu")
+    """``trainer.device`` as a device; a clear error for one this machine does not have."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise DeviceUnavailable(f"trainer.device={name!r} is not a device; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceUnavailable(
+                f"trainer.device={name} but CUDA is not available; use trainer.device=cpu"
+            )
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise DeviceUnavailable(
+                f"trainer.device={name} but this machine has {count} GPU(s) (cuda:0..cuda:{count - 1})"
+            )
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise DeviceUnavailable(f"trainer.device={name} but MPS is not available; use trainer.device=cpu")
+    elif device.type != "cpu":
+        raise DeviceUnavailable(f"trainer.device={name}: training runs on cpu, cuda or cuda:N")
     return device
 
 

@@ -27,10 +27,16 @@ from or_synth.data.layout_targets import (
 from or_synth.encoders import SceneGraphEncoder, build_scene_graph_encoder
 from or_synth.generator.layout_predictor import LayoutPrediction, LayoutPredictor
 from or_synth.training.batches import build_dataset, epoch_batch
-from or_synth.training.checkpoints import reached_step, resume_from_checkpoint, save_pretrained_atomic
+from or_synth.training.checkpoints import (
+    load_component,
+    reached_step,
+    resume_from_checkpoint,
+    save_pretrained_atomic,
+)
 from or_synth.training.devices import autocast, resolve_device
-from or_synth.training.logs import save_resolved_config, write_metrics
+from or_synth.training.logs import write_metrics
 from or_synth.training.loop import NonFiniteGuard, TrainingLoop
+from or_synth.training.record import open_run
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +60,13 @@ def build_predictor(cfg: DictConfig, vocabulary) -> LayoutPredictor:
                 f"no encoder checkpoint at layout.encoder_dir={folder}: run stage=align first (same name=...), "
                 "or set layout.encoder_dir=null to start from a fresh encoder"
             )
-        encoder = SceneGraphEncoder.from_pretrained(folder)
+        encoder = load_component(
+            SceneGraphEncoder.from_pretrained,
+            folder,
+            "layout.encoder_dir",
+            "run stage=align again (trainer.resume=false), point layout.encoder_dir at an intact encoder folder, "
+            "or set layout.encoder_dir=null to start from a fresh encoder",
+        )
     return LayoutPredictor.from_encoder(
         encoder,
         mask_size=int(cfg.layout.mask_size),
@@ -131,7 +143,7 @@ def train_layout(cfg: DictConfig) -> dict:
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.trainer.device)
     run_dir = Path(cfg.layout.run_dir)
-    save_resolved_config(run_dir, cfg)
+    run = open_run(cfg, "layout")  # reads only: refuses a resume under a changed configuration
     settings = cfg.layout
 
     # 2. Data: per-node targets of every training and validation view (graphs only; no RGB images read).
@@ -167,6 +179,7 @@ def train_layout(cfg: DictConfig) -> dict:
         optimizer.load_state_dict(state["optimizer"])
 
     start, metrics = resume_from_checkpoint(run_dir, cfg.trainer.resume, restore, "layout")
+    run.write(start)  # config.yaml and the record (a fresh start), or what a resume changed
 
     # What a checkpoint holds (and what the loop samples or evaluates at its cadence).
     def training_state() -> tuple[dict, dict]:

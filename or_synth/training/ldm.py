@@ -11,7 +11,6 @@ sampling. Writes the diffusers pipeline folder ``<run_dir>/pipeline`` and a samp
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import time
 from pathlib import Path
@@ -38,10 +37,17 @@ from or_synth.generator.latents import cached_latents, dataset_identity, encode_
 from or_synth.generator.objective import diffusion_loss, training_target
 from or_synth.generator.pipeline import ORScenePipeline
 from or_synth.training.batches import build_dataset, epoch_batch, step_generator
-from or_synth.training.checkpoints import reached_step, resume_from_checkpoint, save_pretrained_atomic
+from or_synth.training.checkpoints import (
+    load_component,
+    reached_step,
+    read_metrics,
+    resume_from_checkpoint,
+    save_pretrained_atomic,
+)
 from or_synth.training.devices import make_accelerator
-from or_synth.training.logs import save_resolved_config, write_metrics
+from or_synth.training.logs import write_metrics
 from or_synth.training.loop import NonFiniteGuard, TrainingLoop, check_divisible
+from or_synth.training.record import open_run
 from or_synth.training.sample_grid import grid_items, reference_pipeline, write_grid
 
 log = logging.getLogger(__name__)
@@ -59,12 +65,7 @@ def is_complete(cfg: DictConfig) -> bool:
 
 
 def _saved_metrics(run_dir: Path) -> dict:
-    path = run_dir / "metrics.json"
-    return (
-        json.loads(path.read_text())
-        if (run_dir / PIPELINE_DIR / "model_index.json").is_file() and path.is_file()
-        else {}
-    )
+    return read_metrics(run_dir) if (run_dir / PIPELINE_DIR / "model_index.json").is_file() else {}
 
 
 def _out_of_time(metrics: dict, budget: float | None) -> bool:
@@ -80,7 +81,12 @@ def load_autoencoder(cfg: DictConfig) -> FirstStage:
             f"no autoencoder at ldm.autoencoder_dir={folder}: run stage=vae first (same name=...), or point "
             "ldm.autoencoder_dir at a diffusers AutoencoderKL (or PatchPCACodec) folder"
         )
-    return load_pretrained_autoencoder(folder)
+    return load_component(
+        load_pretrained_autoencoder,
+        folder,
+        "ldm.autoencoder_dir",
+        "run stage=vae again (trainer.resume=false) or point ldm.autoencoder_dir at an intact autoencoder folder",
+    )
 
 
 def build_conditioner(cfg: DictConfig, vocabulary, layout_channels: int) -> GraphConditioner:
@@ -94,7 +100,13 @@ def build_conditioner(cfg: DictConfig, vocabulary, layout_channels: int) -> Grap
                 f"no encoder checkpoint at ldm.encoder_dir={folder}: run stage=align first (same name=...), or "
                 "set ldm.encoder_dir=null to start from a fresh encoder"
             )
-        encoder = SceneGraphEncoder.from_pretrained(folder)
+        encoder = load_component(
+            SceneGraphEncoder.from_pretrained,
+            folder,
+            "ldm.encoder_dir",
+            "run stage=align again (trainer.resume=false), point ldm.encoder_dir at an intact encoder folder, or "
+            "set ldm.encoder_dir=null to start from a fresh encoder",
+        )
     return GraphConditioner.from_encoder(encoder, layout_channels)
 
 
@@ -112,8 +124,7 @@ def train_ldm(cfg: DictConfig) -> dict:
     # 1. Setup.
     accelerator = make_accelerator(cfg.trainer, cfg.ldm.grad_accum)
     run_dir = Path(cfg.ldm.run_dir)
-    if accelerator.is_main_process:
-        save_resolved_config(run_dir, cfg)
+    run = open_run(cfg, "ldm")  # reads only: refuses a resume under a changed configuration
     torch.manual_seed(cfg.seed)
 
     # 2. First stage and data: latents of every training view, cached (or encoded per batch, to compare).
@@ -180,6 +191,9 @@ def train_ldm(cfg: DictConfig) -> dict:
         lr_schedule.load_state_dict(state["lr_schedule"])
 
     start, metrics = resume_from_checkpoint(run_dir, cfg.trainer.resume, restore, "ldm")
+    if accelerator.is_main_process:
+        run.write(start)  # config.yaml and the record (a fresh start), or what a resume changed
+    accelerator.wait_for_everyone()
     ema.to(accelerator.device)
     wrapped, optimizer, lr_schedule = accelerator.prepare(model, optimizer, lr_schedule)
     if cfg.trainer.compile:

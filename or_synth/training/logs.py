@@ -1,16 +1,21 @@
-"""What a run writes about itself: TensorBoard scalars and images, ``train_log.jsonl`` (one line per step),
-``metrics.json`` and the resolved ``config.yaml``."""
+"""What a run writes about itself: TensorBoard scalars and images, ``train_log.jsonl`` (one line per step) and
+``metrics.json`` (the run's record of its configuration is :mod:`.record`'s).
+
+Both JSON files are strict JSON: a NaN or infinite loss (a step the non-finite guard skipped) is written as
+``null``, since JSON has no NaN."""
 
 from __future__ import annotations
 
 import json
+import logging
+import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from or_synth.data.io import atomic_path
 
-from or_synth.data.io import atomic_path, atomic_write_json
+log = logging.getLogger(__name__)
 
 
 def summary_writer(log_dir: Path):
@@ -34,17 +39,19 @@ class StepLog:
         self.path = path
         kept = []
         if path.is_file() and resume_step > 0:
-            kept = [
-                line
-                for line in path.read_text().splitlines()
-                if line and json.loads(line)["step"] <= resume_step
-            ]
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    if line and int(json.loads(line)["step"]) <= resume_step:
+                        kept.append(line)
+                except (ValueError, KeyError, TypeError):  # a line cut by a kill in the middle of a write
+                    log.warning("%s: dropped an unreadable line (%s...)", path, line[:40])
         with atomic_path(path) as tmp:
             tmp.write_text("".join(line + "\n" for line in kept))
         self.handle = path.open("a", encoding="utf-8")
 
     def write(self, record: Mapping) -> None:
-        self.handle.write(json.dumps({**record, "time": round(time.time(), 3)}) + "\n")
+        line = json.dumps(finite_or_null({**record, "time": round(time.time(), 3)}), allow_nan=False)
+        self.handle.write(line + "\n")
         self.handle.flush()
 
     def close(self) -> None:
@@ -67,11 +74,17 @@ class RunLogs:
 
 
 def write_metrics(run_dir: Path, metrics: Mapping) -> None:
-    atomic_write_json(Path(run_dir) / "metrics.json", dict(metrics), indent=2)
+    with atomic_path(Path(run_dir) / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(finite_or_null(dict(metrics)), indent=2, allow_nan=False) + "\n")
 
 
-def save_resolved_config(run_dir: Path, cfg: DictConfig) -> None:
-    """``<run_dir>/config.yaml``: the config the run was started with, interpolations resolved."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(run_dir / "config.yaml") as tmp:
-        tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+def finite_or_null(value):
+    """``value`` with every NaN or infinite float replaced by None: a loss that is not a number (a skipped step)
+    or a PSNR of identical images is undefined, and JSON's ``null`` says so (JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_null(v) for v in value]
+    return value

@@ -38,8 +38,9 @@ from or_synth.reports.grids import save_image_atomic
 from or_synth.training.batches import build_dataset, epoch_batch, step_generator
 from or_synth.training.checkpoints import reached_step, resume_from_checkpoint, save_pretrained_atomic
 from or_synth.training.devices import make_accelerator
-from or_synth.training.logs import save_resolved_config, write_metrics
+from or_synth.training.logs import write_metrics
 from or_synth.training.loop import NonFiniteGuard, TrainingLoop, check_divisible
+from or_synth.training.record import RunRecord, open_run
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +59,10 @@ def is_complete(cfg: DictConfig) -> bool:
 
 def train_vae(cfg: DictConfig) -> dict:
     """Train, fit or load the first stage; returns ``{"step", "run_dir", "autoencoder_dir", "metrics"}``."""
-    # 1. Setup: Accelerate (CPU, one GPU or several processes), run folder.
+    # 1. Setup: Accelerate (CPU, one GPU or several processes); the run folder's record allows this run.
     accelerator = make_accelerator(cfg.trainer, cfg.vae.grad_accum)
     run_dir = Path(cfg.vae.run_dir)
-    if accelerator.is_main_process:
-        save_resolved_config(run_dir, cfg)
+    run = open_run(cfg, "vae")
     torch.manual_seed(cfg.seed)
 
     # 2. Data: every camera view of the training scans, in memory (uint8).
@@ -79,6 +79,7 @@ def train_vae(cfg: DictConfig) -> dict:
             metrics = {"step": 0, "pretrained": str(cfg.autoencoder.pretrained)}
         else:
             metrics = _fit_codec(cfg, vae, train_views.images)
+        _record(accelerator, run, 0)
         return _save_untrained(cfg, accelerator, vae, metrics, scaling_images, eval_images)
 
     loss_fn = AutoencoderLoss(**OmegaConf.to_container(cfg.vae.loss, resolve=True))
@@ -98,6 +99,7 @@ def train_vae(cfg: DictConfig) -> dict:
             disc_optimizer.load_state_dict(state["discriminator_optimizer"])
 
     start, metrics = resume_from_checkpoint(run_dir, cfg.trainer.resume, restore, "vae")
+    _record(accelerator, run, start)
     model, optimizer, lr_schedule = accelerator.prepare(PosteriorReconstruction(vae), optimizer, lr_schedule)
     if disc_optimizer is not None:
         loss_fn.discriminator, disc_optimizer = accelerator.prepare(loss_fn.discriminator, disc_optimizer)
@@ -165,6 +167,13 @@ def train_vae(cfg: DictConfig) -> dict:
         save_pretrained_atomic(vae, run_dir / AUTOENCODER_DIR)
         write_metrics(run_dir, metrics)
     return _stage_result(run_dir, metrics)
+
+
+def _record(accelerator, run: RunRecord, start: int) -> None:
+    """The run's record, written by the main process before the first step; the others wait for it."""
+    if accelerator.is_main_process:
+        run.write(start)
+    accelerator.wait_for_everyone()
 
 
 def _fit_codec(cfg: DictConfig, codec: PatchPCACodec, images: torch.Tensor) -> dict:

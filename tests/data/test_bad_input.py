@@ -186,3 +186,25 @@ def test_bad_phase_file_is_named(tmp_path):
     (root / "phases" / "phase_to_frames_1.json").write_text(json.dumps({"sterile": [0, 3], "coffee": [4, 9]}))
     with pytest.raises(DatasetFormatError, match=r"field coffee: unknown phase"):
         FourDORDataset(root, "train")
+
+
+def test_truncated_image_is_named_with_take_scan_and_camera(tmp_path):
+    """A JPEG cut short (a partial copy or download) decodes half-way: the error names the file, take, scan and
+    camera; so does one that cannot be opened at all (a folder where the file should be)."""
+    from or_synth.data.errors import UserError
+
+    root = write_layout_dataset(tmp_path / "ds", {"train": [small_scene(1, "000000")]})
+    folder = root / "export_holistic_take1_processed" / "colorimage"
+    victim = next(folder.glob("camera02_*.jpg"))
+    victim.write_bytes(victim.read_bytes()[:300])
+    dataset = FourDORDataset(root, "train", load_images=True)
+    with pytest.raises(
+        DatasetFormatError, match=r"take 1, scan 000000, field color_2: image cannot be decoded"
+    ):
+        dataset[0]
+    assert issubclass(DatasetFormatError, UserError)  # one line and exit 2 through or_synth.cli
+    victim.unlink()
+    victim.mkdir()
+    with pytest.raises(DatasetFormatError, match=r"field color_2: image file cannot be read") as info:
+        dataset[0]
+    assert info.value.file == str(victim)

@@ -17,6 +17,7 @@ from or_synth.encoders import SceneGraphEncoder
 from or_synth.train import train
 from or_synth.training import align as align_stage
 from or_synth.training.checkpoints import CheckpointRefused
+from or_synth.training.record import ConfigChanged
 from tests.helpers import (
     compose_train_cfg,
     kill_after_checkpoint,
@@ -184,7 +185,12 @@ def test_compile_path(layout_dataset, tmp_path):
 
 
 def test_resume_refuses_a_checkpoint_of_another_model(layout_dataset, tmp_path):
+    """Another model size is a changed configuration (its record says so); with that check waived, the
+    checkpoint that does not fit is still refused."""
     train(compose_train_cfg(layout_dataset, tmp_path, ["align.steps=2"]))
-    wider = compose_train_cfg(layout_dataset, tmp_path, ["align.steps=3", "encoder.graph.dim=48"])
+    wider = ["align.steps=3", "encoder.graph.dim=48"]
+    with pytest.raises(ConfigChanged, match=r"encoder.graph.dim: 32 -> 48.*trainer.resume=false"):
+        train(compose_train_cfg(layout_dataset, tmp_path, wider))
+    waived = compose_train_cfg(layout_dataset, tmp_path, [*wider, "trainer.allow_config_change=true"])
     with pytest.raises(CheckpointRefused, match="different model.*trainer.resume=false"):
-        train(wider)
+        train(waived)

@@ -83,7 +83,7 @@ def test_each_cadence_and_the_last_step(tmp_path):
     assert [line["step"] for line in lines] == [1, 2, 3, 4, 5, 6] and lines[1]["loss"] == 0.5
     assert json.loads((tmp_path / "metrics.json").read_text()) == {"step": 6, "loss": pytest.approx(1 / 6)}
     weights, state = load_checkpoint(latest_checkpoint(tmp_path))
-    assert set(weights) == {"model"} and set(state) == {"step", "optimizer", "rng", "metrics"}
+    assert set(weights) == {"model"} and set(state) == {"step", "weight_files", "optimizer", "rng", "metrics"}
     assert state["metrics"] == {"step": 6, "loss": pytest.approx(1 / 6)}
 
 
