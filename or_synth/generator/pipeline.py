@@ -49,10 +49,14 @@ def make_scheduler(name: str, config) -> object:
 
 
 def pipeline_hash(path: str | Path) -> str:
-    """Content hash of a saved pipeline folder (every file's relative path and bytes), 16 hex digits."""
+    """Content hash of a saved pipeline folder (every file's relative path and bytes), 16 hex digits.
+
+    A shipped folder's own ``shipped.json`` (what was shipped, with this very hash inside) is not part of the
+    pipeline: the training run's folder and its shipped copy have one hash."""
     root = Path(path)
     digest = hashlib.sha256()
-    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+    files = (p for p in root.rglob("*") if p.is_file() and p.relative_to(root) != Path("shipped.json"))
+    for file in sorted(files):
         digest.update(str(file.relative_to(root)).encode())
         with file.open("rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):

@@ -217,3 +217,53 @@ def prepare_painter(cfg, options, records: Sequence[SceneGraphRecord], source: P
 
 
 PAINTER_PIPELINE = "painter (mask painter: each node's mask in its label's mean training colour; no model)"
+
+
+# --- the mask-only probe's dataset ----------------------------------------------------------------------------
+def distinct_painter(labels: Sequence[str]) -> MaskPainter:
+    """A painter with one clearly distinct colour per label (hues spaced by the golden ratio) on black: the label
+    map itself as an image, for the mask-only probe (a classifier trained on label maps alone)."""
+    import colorsys
+
+    colours = {BACKGROUND: [0.0, 0.0, 0.0]}
+    for i, label in enumerate(sorted(labels)):
+        r, g, b = colorsys.hsv_to_rgb((i * 0.618_034) % 1.0, 0.9 if i % 2 else 0.6, 1.0 if i % 3 else 0.75)
+        colours[label] = [round(255 * r, 2), round(255 * g, 2), round(255 * b, 2)]
+    return MaskPainter(colours, {"palette": "distinct (golden-ratio hues)", "labels": sorted(labels)})
+
+
+def write_painted_dataset(
+    root: str | Path, out: str | Path, painter: MaskPainter, *, progress: bool = False
+) -> Path:
+    """A copy of the rendered dataset at ``root`` whose colour images are its own instance masks painted by
+    ``painter``: every other file (graphs, frame lists, masks, boxes, calibration, phases) is copied as it is, so
+    ``python -m or_synth.train stage=classifier dataset.root=OUT`` trains the relation classifier on label maps
+    alone and its ``quality.json`` says, per held-out split, what the layout carries without any pixel.
+    Resumes: images already written are kept."""
+    import shutil
+
+    root, out = Path(root), Path(out)
+    if not (out / "relationships_train.json").is_file():
+        shutil.copytree(
+            root, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns("colorimage", "processed", "*.tmp")
+        )
+    from or_synth.data.images import color_image_path
+
+    for split in ("train", "validation", "test"):
+        path = relationships_file(root, split)
+        if path is None:
+            continue
+        records = load_scene_graphs(path, takes=SPLIT_TAKES.get(split)).records
+        for record in tqdm(records, desc=f"paint {split}", disable=not progress, leave=False):
+            index = frame_index(root, record.take)
+            for camera in CAMERAS:
+                frame = index.frame_id(record.scan, camera)
+                target = color_image_path(out, record.take, camera, frame)
+                if target.is_file():
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                painted = painter.paint(record, read_instance_mask(root, record.take, camera, frame))
+                tmp = target.with_name(f".{target.name}.tmp")
+                painted.save(tmp, format="JPEG", quality=95, subsampling=0)  # 4:4:4: crisp label edges
+                tmp.replace(target)
+    return out

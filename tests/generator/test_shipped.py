@@ -55,3 +55,17 @@ def test_altered_or_missing_file_is_a_clear_error_naming_it(shipped_root):
 def test_unknown_pipeline_names_the_shipped_ones(shipped_root):
     with pytest.raises(FileNotFoundError, match=r"not a shipped pipeline name \(shipped: tiny\)"):
         resolve_pipeline("cpu_nothing")
+
+
+def test_a_shipped_copy_has_the_hash_of_the_folder_it_was_shipped_from(tmp_path):
+    """One pipeline, one hash: the shipped copy's own shipped.json is not part of the pipeline it describes."""
+    from or_synth.generator.pipeline import pipeline_hash
+
+    trained = tmp_path / "run/pipeline"
+    tiny_pipeline(layout_channels=0).save_pretrained(trained)
+    shipped = ship(trained, "tiny", command="test", notes={}, root=tmp_path / "pretrained")
+    assert (shipped / "shipped.json").is_file()
+    assert pipeline_hash(shipped) == pipeline_hash(trained)
+    assert json.loads((shipped / "shipped.json").read_text())["pipeline_hash"] == pipeline_hash(shipped)
+    (shipped / "unet/config.json").write_text("{}")  # any other file still counts
+    assert pipeline_hash(shipped) != pipeline_hash(trained)

@@ -95,3 +95,32 @@ def test_the_painter_paints_each_node_in_its_labels_training_colour(tiny_render,
     assert run_sample("painter", "validation", tmp_path / "p", *common)["generated"] == 0
     with pytest.raises(ValueError, match="paints a layout"):
         run_sample("painter", "validation", tmp_path / "q", *common[:4], "layout=none")
+
+
+def test_the_painted_dataset_is_the_label_map_under_the_same_annotations(tiny_render, tmp_path):
+    """The mask-only probe's dataset: every colour image replaced by its own instance mask in one distinct colour
+    per label, everything else copied; a re-run keeps what it wrote."""
+    from or_synth.data import load_scene_graphs
+    from or_synth.data.annotations import read_instance_mask
+    from or_synth.data.images import frame_index
+    from or_synth.sampling.painter import distinct_painter, node_label, write_painted_dataset
+
+    records = load_scene_graphs(tiny_render / "relationships_train.json").records
+    labels = {node_label(r, k) for r in records for k in range(r.num_nodes)}
+    painter = distinct_painter(labels)
+    assert len({tuple(painter.colours[label]) for label in labels}) == len(labels)  # one colour per label
+    out = write_painted_dataset(tiny_render, tmp_path / "painted", painter)
+    assert (out / "relationships_test.json").read_bytes() == (
+        tiny_render / "relationships_test.json"
+    ).read_bytes()
+    record = records[0]
+    index = frame_index(out, record.take)
+    mask = read_instance_mask(tiny_render, record.take, 2, index.frame_id(record.scan, 2))
+    painted = np.asarray(Image.open(index.image_path(record.scan, 2)).convert("RGB")).astype(int)
+    expected = np.asarray(painter.paint(record, mask)).astype(int)
+    assert painted.shape == expected.shape and np.abs(painted - expected).mean() < 3  # JPEG at quality 95
+    source = np.asarray(Image.open(frame_index(tiny_render, record.take).image_path(record.scan, 2)))
+    assert not np.array_equal(np.asarray(Image.open(index.image_path(record.scan, 2))), source)
+    stamp = index.image_path(record.scan, 2).stat().st_mtime_ns
+    write_painted_dataset(tiny_render, out, painter)
+    assert index.image_path(record.scan, 2).stat().st_mtime_ns == stamp
