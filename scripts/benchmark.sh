@@ -21,12 +21,16 @@
 #   evaluation         the evaluation suite on the shipped pipeline (relation classifier trained first if absent):
 #                      classifier quality, graph consistency, FD/KID, memorisation, relation sensitivity, and a
 #                      second evaluation served from the cached reference -> evaluation_suite.json
+#   evidence           the headline table by layout source (none, predicted, render, given masks) with the null-graph,
+#                      conflict and painter controls and paired-bootstrap intervals, chosen on validation takes and
+#                      reported on test takes; trains what it needs first (resumes; hours) -> evidence.json/.md
+#   reliability        every entry point tried with bad inputs and faults (refused or survived) -> reliability.json/.md
 #   action-recognition does synthetic data help a main-action classifier on real held-out takes? seeds, CIs, ratio
 #                      sweep, low-data regimes, matched-compute and oracle controls -> action_recognition.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-suites="data|render|learnability|encoder|generator-quality|generator-cost|latent-cache|generator-levers|cpu-quality|sample-speed|export-speed|edit-locality|layout-iou|evaluation|action-recognition"
+suites="data|render|learnability|encoder|generator-quality|generator-cost|latent-cache|generator-levers|cpu-quality|sample-speed|export-speed|edit-locality|layout-iou|evaluation|evidence|reliability|action-recognition"
 suite=${1:?usage: scripts/benchmark.sh $suites [args]}
 shift
 case "$suite" in
@@ -72,6 +76,17 @@ case "$suite" in
     .venv/bin/python -m or_synth.train experiment=cpu_quality stage=classifier   # resumes; once trained it re-scores
     .venv/bin/python -m benchmarks.evaluation_suite --classifier runs/classifier/cpu_quality/classifier "$@"
     ;;
+  evidence)
+    # the scorer of record and its two extra seeds, the align encoder and the layout predictor (each resumes or skips)
+    .venv/bin/python -m or_synth.train experiment=cpu_quality stage=classifier
+    .venv/bin/python -m or_synth.train experiment=cpu_quality stage=align
+    .venv/bin/python -m or_synth.train experiment=cpu_quality stage=layout
+    for seed in 1 2; do
+      .venv/bin/python -m or_synth.train experiment=cpu_quality stage=classifier seed=$seed name=cpu_quality_seed$seed
+    done
+    .venv/bin/python -m benchmarks.evidence "$@"
+    ;;
+  reliability) .venv/bin/python benchmarks/reliability.py "$@" ;;
   action-recognition) .venv/bin/python -m benchmarks.action_recognition "$@" ;;
   *) echo "unknown suite $suite ($suites)" >&2; exit 2 ;;
 esac
