@@ -75,6 +75,12 @@ def rows_of(sources=SOURCES) -> list[dict]:
     return rows
 
 
+def probe_rows(sources=SOURCES) -> list[dict]:
+    """The mask-only probe's test images: each layout's label map in the distinct palette, scored by the probe."""
+    return [{"name": f"probe_{source}", "layout": source, "control": "none", "save": source == "render",
+             "pipeline": "painter", "palette": "distinct"} for source in ("render", "masks") if source in sources]  # fmt: skip
+
+
 def run(command: list[str], log: Path) -> None:
     """One command of the protocol, its output in ``log``; a failure stops the benchmark with its tail."""
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -103,7 +109,8 @@ def sample_command(
     ]  # fmt: skip
     if pipeline == "painter":
         size = args.painter_size
-        command += [f"painter.size=[{size},{size}]", f"painter.dir={args.work / 'painter'}"]
+        command += [f"painter.size=[{size},{size}]", f"painter.dir={args.work / 'painter'}",
+                    f"painter.palette={row.get('palette', 'fitted')}"]  # fmt: skip
     else:
         command.append(f"samples_per_graph={args.seeds if graphs == 'test' else 1}")
     if row["layout"] == "predicted":
@@ -182,6 +189,31 @@ def sample_and_score(args, steps: int, guidance: float) -> dict:
     return {"stride": stride, "commands": commands}
 
 
+# --- 2b. the mask-only probe --------------------------------------------------------------------------------------
+def probe(args, steps: int, guidance: float) -> dict:
+    """A relation classifier of the scorer's recipe trained on the training takes' label maps alone (a copy of the
+    dataset whose images are its instance masks in one distinct colour per label), then scoring the rows' test
+    scans' label maps: what the layout says about the graph without a single generated pixel."""
+    from or_synth.sampling.painter import write_painted_dataset
+
+    painted = write_painted_dataset(ROOT / args.dataset_root, args.work / "painted", progress=True)
+    train = ["or_synth.train", "experiment=cpu_quality", "stage=classifier", f"dataset.root={painted}",
+             f"name={args.probe_name}", *args.probe_overrides]  # fmt: skip
+    run(train, args.work / "logs" / "probe_train.log")
+    classifier = Path(args.probe_runs_root) / "classifier" / args.probe_name / "classifier"
+    stride = split_stride(args, "test", args.scans)
+    commands = {"train": "python -m " + " ".join(train)}
+    for row in probe_rows(args.sources):
+        samples = args.work / "rows" / row["name"]
+        sample = sample_command(args, row, samples, "test", stride, steps, guidance)
+        run(sample, args.work / "logs" / f"{row['name']}.log")
+        evaluate = evaluate_command(args, samples, args.work / "eval" / row["name"], str(classifier))
+        run(evaluate, args.work / "logs" / f"{row['name']}_eval.log")
+        commands[row["name"]] = {"sample": "python -m " + " ".join(sample), "evaluate": "python -m " + " ".join(evaluate)}  # fmt: skip
+    quality = json.loads((classifier / "quality.json").read_text())
+    return {"classifier": str(classifier), "quality_on_painted_held_out": quality, "commands": commands}
+
+
 # --- 3. the table --------------------------------------------------------------------------------------------------
 def per_scan(folder: Path, metric: str) -> dict | None:
     path = folder / f"per_scan_{metric}.npz"
@@ -209,7 +241,7 @@ def floors(arrays: dict) -> list[ScanCounts]:
 def level_table(args, source: str, metric: str) -> dict | None:
     """One layout source at one level: every row's per-scan macro-F1 with its interval, from one paired bootstrap
     over the scans all its evaluations share, and the differences a claim rests on."""
-    names = [r["name"] for r in rows_of([source])]
+    names = [r["name"] for r in rows_of([source]) + probe_rows([source])]
     loaded = {name: per_scan(args.work / "eval" / name, metric) for name in names}
     model = loaded.get(source)
     if model is None:
@@ -237,7 +269,7 @@ def level_table(args, source: str, metric: str) -> dict | None:
     differences = [("model", "floor_that_counts")]
     if "ceiling" in rows:
         differences.append(("ceiling", "model"))
-    for control in ("null", "conflict", f"painter_{source}"):
+    for control in ("null", "conflict", f"painter_{source}", f"probe_{source}"):
         if control in rows:
             differences.append(("model", control))
     bootstrap = paired_bootstrap(rows, present, differences=differences,
@@ -257,6 +289,11 @@ def level_table(args, source: str, metric: str) -> dict | None:
     painter = table["differences"].get(f"model - painter_{source}")
     if painter is not None:
         table["painter_reaches_model"] = not (painter["ci95"][0] > 0)
+    probed = table["differences"].get(f"model - probe_{source}")
+    if (
+        probed is not None
+    ):  # the probe scores label maps with its own classifier: the layout's information alone
+        table["probe_reaches_model"] = not (probed["ci95"][0] > 0)
     return table
 
 
@@ -289,7 +326,8 @@ def markdown(document: dict) -> str:
              f"{document['setup']['seeds']} samples; per-scan predicate macro-F1 with 95 % paired-bootstrap intervals.", ""]  # fmt: skip
     for level in ("image", "pair"):
         lines += [f"## {level} level", "", "| layout | model | null graph | conflict (vs layout / vs graph) | painter | "
-                  "ceiling | floor that counts | graph-attributable (model - null) |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+                  "mask-only probe | ceiling | floor that counts | graph-attributable (model - null) |",
+                  "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for source, by_level in document["table"].items():
             t = by_level.get(level)
             if not t:
@@ -304,12 +342,12 @@ def markdown(document: dict) -> str:
                 )
 
             conflict = f"{cell('conflict')} / {cell('conflict_vs_graph')}" if "conflict" in r else "-"
-            painter = cell(f"painter_{source}")
+            painter, probed = cell(f"painter_{source}"), cell(f"probe_{source}")
             attributable = t.get("graph_attributable")
             shown = "-" if not attributable else (
                 f"{attributable['value']:+.3f} [{attributable['ci95'][0]:+.3f}, {attributable['ci95'][1]:+.3f}]"
                 + ("" if attributable["shown"] else " (not shown)"))  # fmt: skip
-            lines.append(f"| {source} | {cell('model')} | {cell('null')} | {conflict} | {painter} | {cell('ceiling')} | "
+            lines.append(f"| {source} | {cell('model')} | {cell('null')} | {conflict} | {painter} | {probed} | {cell('ceiling')} | "
                          f"{cell('floor_that_counts')} | {shown} |")  # fmt: skip
         lines.append("")
     return "\n".join(lines) + "\n"
@@ -318,7 +356,7 @@ def markdown(document: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "benchmarks" / "evidence")
-    parser.add_argument("--stage", choices=("all", "select", "rows", "table"), default="all")
+    parser.add_argument("--stage", choices=("all", "select", "rows", "probe", "table"), default="all")
     parser.add_argument("--pipeline", default="cpu_quality")
     parser.add_argument("--dataset-root", default=DATASET)
     parser.add_argument("--scorer", default=SCORER)
@@ -334,6 +372,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--select-guidance", type=float, nargs="+", default=[1.5, 3.0, 5.0])
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--painter-size", type=int, default=64, help="the generator's image size")
+    parser.add_argument(
+        "--probe-name", default="cpu_quality_mask_probe", help="the probe's training run name"
+    )
+    parser.add_argument("--probe-runs-root", default="runs", help="where training writes runs (runs_root)")
+    parser.add_argument(
+        "--probe-overrides", nargs="*", default=[], help="extra overrides of the probe's training"
+    )
+    parser.add_argument(
+        "--no-probe", action="store_true", help="leave the mask-only probe out of --stage all"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -348,6 +396,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage in ("all", "rows"):
         print(f"rows (test takes): steps {chosen['steps']}, guidance {chosen['guidance_scale']}", flush=True)
         state["rows"] = sample_and_score(args, chosen["steps"], chosen["guidance_scale"])
+        atomic_write_json(state_path, state, indent=2)
+    if args.stage == "probe" or (args.stage == "all" and not args.no_probe):
+        print("mask-only probe (trained on training-take label maps)", flush=True)
+        state["probe"] = probe(args, chosen["steps"], chosen["guidance_scale"])
         atomic_write_json(state_path, state, indent=2)
     if args.stage in ("all", "table"):
         from or_synth.evaluation.relation_classifier import classifier_hash
@@ -370,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
             },  # fmt: skip
             "selection": state.get("selection"),
             "commands": state.get("rows", {}).get("commands"),
+            "probe": state.get("probe"),
             "table": table(args),
             "seconds_this_run": round(time.perf_counter() - started, 1),
         }

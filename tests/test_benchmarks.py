@@ -140,7 +140,8 @@ def test_edit_locality_benchmark_runs_each_kind_of_edit(tiny_render, tmp_path):
 @pytest.mark.slow
 def test_evidence_benchmark_writes_the_table_with_its_controls(tiny_render, tmp_path):
     """The evidence protocol end to end at its smallest: a selection on validation scans, the masks rows (model,
-    null graph, conflict scored both ways, painter) on test scans, and the table with paired intervals."""
+    null graph, conflict scored both ways, painter) on test scans, the mask-only probe (trained on label maps,
+    scoring the test scans' label maps), and the table with paired intervals."""
     import json
 
     from benchmarks import evidence
@@ -153,13 +154,22 @@ def test_evidence_benchmark_writes_the_table_with_its_controls(tiny_render, tmp_
     argv = ["--work", str(tmp_path / "work"), "--pipeline", str(pipeline), "--dataset-root", str(tiny_render),
             "--scorer", str(scorer), "--scorer-seeds", "--sources", "masks", "--scans", "4", "--seeds", "1",
             "--cameras", "1", "2", "--select-scans", "2", "--select-steps", "2", "--select-guidance", "1.5",
-            "--painter-size", "16", "--out", str(out)]  # fmt: skip
+            "--painter-size", "16", "--out", str(out), "--probe-runs-root", str(tmp_path / "probe_runs"),
+            "--probe-overrides", "debug=smoke", f"runs_root={tmp_path / 'probe_runs'}", "classifier.steps=6",
+            "classifier.image_size=16", f"dataset.processed_root={tmp_path / 'probe_processed'}"]  # fmt: skip
     assert evidence.main(argv) == 0
     document = json.loads(out.read_text())
     image = document["table"]["masks"]["image"]
-    assert {"model", "null", "conflict", "conflict_vs_graph", "painter_masks", "ceiling"} <= set(
-        image["rows"]
-    )
+    assert {
+        "model",
+        "null",
+        "conflict",
+        "conflict_vs_graph",
+        "painter_masks",
+        "probe_masks",
+        "ceiling",
+    } <= set(image["rows"])
+    assert "probe_reaches_model" in image and "test" in document["probe"]["quality_on_painted_held_out"]
     assert image["n_scans"] == 4 and "shown" in image["graph_attributable"]
     low, high = image["rows"]["model"]["ci95"]
     assert low <= image["rows"]["model"]["value"] <= high

@@ -394,3 +394,43 @@ def inception_extractor(
         antialias=antialias,
     )
     return extractor, file_sha256(path)
+
+
+def matched_real_reference(
+    real: FeatureStats,
+    fake: FeatureStats,
+    *,
+    kid_subset_size: int,
+    kid_subsets: int,
+    seed: int = 0,
+) -> dict:
+    """What the distance is between real images at the generated set's N: the real reference split at random
+    (``seed``) into A, with the generated set's N, and the rest B; the distance of A to B is the real-vs-real row,
+    and the generated set's distance to the same B the row that compares with it. A Fréchet distance depends on N
+    and on the reference, so only these two, computed together, say how far the generated images are from real.
+
+    Returns:
+        ``{"measured": False, "why"}`` when the reference holds fewer than N + 2 images, else ``{"measured",
+        "n", "n_reference", "real_vs_real", "generated_vs_same_reference"}`` (each with ``frechet_distance``,
+        ``kid_mean``, ``kid_std``).
+    """
+    n = fake.n
+    if real.n < n + 2:
+        return {
+            "measured": False,
+            "why": f"the reference has {real.n} images: a real set of the generated N = {n} and a reference of 2 or "
+            "more are needed (reference_max_scans=null, or more reference views)",
+        }
+    order = np.random.default_rng(seed).permutation(real.n)
+    a = FeatureStats(real.features[order[:n]], meta={"part": "A"})
+    b = FeatureStats(real.features[order[n:]], meta={"part": "B"})
+    subset = min(kid_subset_size, n, b.n)
+    rows = {}
+    with warnings.catch_warnings():  # the rows carry N themselves; the main row already warned about small N
+        warnings.simplefilter("ignore", UserWarning)
+        for name, stats in (("real_vs_real", a), ("generated_vs_same_reference", fake)):
+            scores = fidelity_scores(b, stats, kid_subset_size=subset, kid_subsets=kid_subsets, seed=seed)
+            rows[name] = {
+                key: round(float(scores[key]), 6) for key in ("frechet_distance", "kid_mean", "kid_std")
+            }
+    return {"measured": True, "n": n, "n_reference": b.n, **rows}

@@ -150,7 +150,10 @@ class MaskPainter:
 # --- pipeline=painter: sampled like a generator --------------------------------------------------------------
 def fitted_painter(cfg, data_root: Path, size: tuple[int, int], progress: bool) -> MaskPainter:
     """The painter of ``data_root``'s training split at ``size``: loaded from ``painter.dir`` when fitted there
-    before on the same dataset and size, else fitted now and kept there."""
+    before on the same dataset and size, else fitted now and kept there. ``painter.palette=distinct`` needs no
+    fit: one distinct colour per label of the training split (the mask-only probe's label maps)."""
+    if str(cfg.get("palette", "fitted")) == "distinct":
+        return distinct_painter(training_labels(data_root))
     folder = (
         Path(cfg.dir)
         if cfg.get("dir")
@@ -176,6 +179,8 @@ def prepare_painter(cfg, options, records: Sequence[SceneGraphRecord], source: P
     size = tuple(int(v) for v in cfg.painter.size)
     if len(size) != 2 or min(size) < 8:
         raise ValueError(f"painter.size must be [H, W] of at least 8 pixels, got {list(cfg.painter.size)}")
+    if str(cfg.painter.get("palette", "fitted")) not in ("fitted", "distinct"):
+        raise ValueError(f"painter.palette must be fitted or distinct, got {cfg.painter.palette!r}")
     layout = "render" if options.layout == "auto" else options.layout
     if layout not in ("masks", "render"):
         raise ValueError(
@@ -220,6 +225,18 @@ PAINTER_PIPELINE = "painter (mask painter: each node's mask in its label's mean 
 
 
 # --- the mask-only probe's dataset ----------------------------------------------------------------------------
+def training_labels(root: str | Path) -> list[str]:
+    """Every node label (role or object class) of a dataset's training split, sorted: the distinct palette's keys,
+    so the probe's training images and its test images get the same colour per label."""
+    path = relationships_file(root, "train")
+    if path is None:
+        raise DatasetFormatError(
+            "no relationships_train.json: the labels come from the training split", file=root
+        )
+    records = load_scene_graphs(path, takes=SPLIT_TAKES.get("train")).records
+    return sorted({node_label(r, k) for r in records for k in range(r.num_nodes)})
+
+
 def distinct_painter(labels: Sequence[str]) -> MaskPainter:
     """A painter with one clearly distinct colour per label (hues spaced by the golden ratio) on black: the label
     map itself as an image, for the mask-only probe (a classifier trained on label maps alone)."""
@@ -233,16 +250,18 @@ def distinct_painter(labels: Sequence[str]) -> MaskPainter:
 
 
 def write_painted_dataset(
-    root: str | Path, out: str | Path, painter: MaskPainter, *, progress: bool = False
+    root: str | Path, out: str | Path, painter: MaskPainter | None = None, *, progress: bool = False
 ) -> Path:
     """A copy of the rendered dataset at ``root`` whose colour images are its own instance masks painted by
     ``painter``: every other file (graphs, frame lists, masks, boxes, calibration, phases) is copied as it is, so
     ``python -m or_synth.train stage=classifier dataset.root=OUT`` trains the relation classifier on label maps
-    alone and its ``quality.json`` says, per held-out split, what the layout carries without any pixel.
+    alone and its ``quality.json`` says, per held-out split, what the layout carries without any pixel. The
+    painter defaults to the distinct palette of the training labels (as ``painter.palette=distinct`` samples).
     Resumes: images already written are kept."""
     import shutil
 
     root, out = Path(root), Path(out)
+    painter = painter or distinct_painter(training_labels(root))
     if not (out / "relationships_train.json").is_file():
         shutil.copytree(
             root, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns("colorimage", "processed", "*.tmp")

@@ -19,6 +19,7 @@ from or_synth.evaluation.fidelity import (
     frechet_distance,
     inception_extractor,
     kernel_inception_distance,
+    matched_real_reference,
 )
 from tests.helpers import write_random_inception_weights
 
@@ -280,3 +281,22 @@ def test_inception_extractor_failed_download_explains(monkeypatch, no_download):
     with pytest.raises(InceptionWeightsMissing, match="Downloading the Inception weights failed") as error:
         inception_extractor(None, allow_download=True)
     assert str(no_download) in str(error.value)
+
+
+def test_matched_real_reference_puts_the_generated_distance_beside_real_vs_real_at_the_same_n():
+    """A generated set drawn from the real distribution sits at the real-vs-real row; a shifted one above it."""
+    rng = np.random.default_rng(0)
+    real = FeatureStats(rng.normal(size=(400, 4)))
+    same = matched_real_reference(
+        real, FeatureStats(rng.normal(size=(100, 4))), kid_subset_size=50, kid_subsets=10
+    )
+    shifted = matched_real_reference(
+        real, FeatureStats(rng.normal(size=(100, 4)) + 1.0), kid_subset_size=50, kid_subsets=10
+    )
+    assert same["measured"] and same["n"] == 100 and same["n_reference"] == 300
+    assert same["real_vs_real"] == shifted["real_vs_real"]  # one seeded split of the reference
+    real_row = same["real_vs_real"]["frechet_distance"]
+    assert abs(same["generated_vs_same_reference"]["frechet_distance"] - real_row) < 0.2
+    assert shifted["generated_vs_same_reference"]["frechet_distance"] > real_row + 3.0  # |shift|^2 = 4
+    assert matched_real_reference(real, FeatureStats(rng.normal(size=(399, 4))), kid_subset_size=50,
+                                  kid_subsets=10)["measured"] is False  # fmt: skip

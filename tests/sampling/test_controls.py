@@ -124,3 +124,22 @@ def test_the_painted_dataset_is_the_label_map_under_the_same_annotations(tiny_re
     stamp = index.image_path(record.scan, 2).stat().st_mtime_ns
     write_painted_dataset(tiny_render, out, painter)
     assert index.image_path(record.scan, 2).stat().st_mtime_ns == stamp
+
+
+def test_the_distinct_palette_samples_the_probes_test_images(tiny_render, tmp_path):
+    """pipeline=painter painter.palette=distinct writes each layout as the label map the probe was trained on
+    (the same colour per label as write_painted_dataset), and a palette it does not know is refused."""
+    from or_synth.sampling.painter import distinct_painter, training_labels
+
+    common = ["graphs=validation", f"dataset_root={tiny_render}", "cameras=[2]", "limit=2", "layout=masks",
+              "painter.size=[32,32]", f"painter.dir={tmp_path / 'painter'}"]  # fmt: skip
+    run_sample("painter", "validation", tmp_path / "d", *common, "painter.palette=distinct")
+    first = lines(tmp_path / "d")[0]
+    painter = distinct_painter(training_labels(tiny_render))
+    assert first.pipeline_hash == painter.digest
+    painted = np.asarray(Image.open(tmp_path / "d" / first.image).convert("RGB"))
+    assert {tuple(c) for c in painted.reshape(-1, 3)} <= {
+        tuple(round(v) for v in c) for c in painter.colours.values()
+    }
+    with pytest.raises(ValueError, match="painter.palette"):
+        run_sample("painter", "validation", tmp_path / "e", *common, "painter.palette=rainbow")

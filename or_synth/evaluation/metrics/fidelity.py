@@ -10,7 +10,7 @@ from __future__ import annotations
 from or_synth.evaluation.cards import make_card
 from or_synth.evaluation.context import Evaluation
 from or_synth.evaluation.features import FeatureSpace, classifier_space, reference_features
-from or_synth.evaluation.fidelity import FeatureStats, fidelity_scores
+from or_synth.evaluation.fidelity import FeatureStats, fidelity_scores, matched_real_reference
 from or_synth.evaluation.registry import Metric, Need
 
 FD_IMPLEMENTATION = (
@@ -40,6 +40,10 @@ def compare_features(
             real, fake, name=label, kid_subset_size=int(run.cfg.kid_subset_size),
             kid_subsets=int(run.cfg.kid_subsets), seed=run.seed, min_n_warning=int(run.cfg.fid_min_n),
         )  # fmt: skip
+        matched = matched_real_reference(
+            real, fake, kid_subset_size=int(run.cfg.kid_subset_size), kid_subsets=int(run.cfg.kid_subsets),
+            seed=run.seed,
+        )  # fmt: skip
         fields = {
             **run.common,
             "feature_space": space.name,
@@ -47,6 +51,7 @@ def compare_features(
             "split": run.split,
             "n_real": scores["n_real"],
             "reference_cached": cached,
+            "matched_real_reference": matched,
             "warnings": scores["warnings"],
         }
         run.shared[key] = scores, fields

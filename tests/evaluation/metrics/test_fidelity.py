@@ -41,6 +41,9 @@ def test_fid_and_kid_share_one_pass_in_the_inception_space(
         assert card["n_real"] == card["n_generated"] == 32 and card["reference_cached"] is False
     assert any(w.startswith("FID with N=32 generated / 32 real") for w in fid["warnings"])
     assert "classifier_hash" not in fid  # no metric needed the classifier, so none was loaded
+    # 32 generated against 32 real: no real set of the same N beside a reference remains, and the card says so.
+    assert fid["matched_real_reference"]["measured"] is False
+    assert "generated N = 32" in fid["matched_real_reference"]["why"]
 
 
 @pytest.mark.slow
