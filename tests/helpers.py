@@ -515,15 +515,24 @@ def write_random_inception_weights(path: Path) -> None:
 
 
 # --- edit folders as or_synth.edit writes them ----------
-def write_edit_folder(folder: Path, before, after, *, full_follows_edit: bool) -> None:
+def write_edit_folder(
+    folder: Path, before, after, *, full_follows_edit: bool, null_follows_edit: bool | None = False, edit=None
+) -> None:
+    """One edit's folder as or_synth.edit writes it, its images telling GraphReader which graph they show
+    (``null_follows_edit=None``: no null edit, as an edit without a layout region)."""
     folder.mkdir(parents=True)
     vocabulary = Vocabulary()
     (folder / "graphs.json").write_text(
         json.dumps({"before": before.to_json(vocabulary), "after": after.to_json(vocabulary)})
     )
-    (folder / "edit.json").write_text(json.dumps({"edit": SENSITIVITY_EDIT, "cameras": {"1": {}, "5": {}}}))
+    (folder / "edit.json").write_text(
+        json.dumps({"edit": edit or SENSITIVITY_EDIT, "cameras": {"1": {}, "5": {}}})
+    )
+    kinds = [("before", False), ("after", True), ("full", full_follows_edit)]
+    if null_follows_edit is not None:
+        kinds.append(("null", null_follows_edit))
     for camera in (1, 5):
-        for kind, shows_after in (("before", False), ("after", True), ("full", full_follows_edit)):
+        for kind, shows_after in kinds:
             Image.new("RGB", (8, 8), (255 if shows_after else 0, 0, 0)).save(
                 folder / f"{kind}_cam{camera}.png"
             )

@@ -6,7 +6,7 @@ after label map, plus every pixel whose node differs between the two (node ids r
 dilated by a few pixels; latent cells touching it are regenerated and the rest of the before latent is kept
 (:meth:`ORScenePipeline.__call__`'s ``keep_latents`` / ``keep_mask``). Without a layout the whole image is
 regenerated with the same seed. :func:`regenerate` also returns that full regeneration, which is what kept-region
-similarity is measured against.
+similarity is measured against, and the null edit (the region re-inpainted under the unchanged graph).
 """
 
 from __future__ import annotations
@@ -59,12 +59,15 @@ def keep_mask_for(region: torch.Tensor, latent_size: tuple[int, int]) -> torch.T
 @dataclass
 class EditImages:
     """``before`` and ``after`` (inpainted, or fully regenerated without a layout), ``full`` (the after graph
-    regenerated everywhere with the same seed), each (3, H, W) float in [0, 1]; ``region`` (H, W) bool or None."""
+    regenerated everywhere with the same seed), each (3, H, W) float in [0, 1]; ``region`` (H, W) bool or None;
+    ``null`` the null edit: the same region re-inpainted with the same seed under the UNCHANGED graph and layout
+    (what inpainting alone changes, the control an edit's effect is read against; None without a region)."""
 
     before: torch.Tensor
     after: torch.Tensor
     full: torch.Tensor
     region: np.ndarray | None
+    null: torch.Tensor | None = None
 
 
 @torch.no_grad()
@@ -104,7 +107,8 @@ def regenerate(
     region = edit_region(before_mask, after_mask, result, dilation)
     keep = keep_mask_for(torch.from_numpy(region)[None], pipe.latent_shape[1:])
     after = draw(graphs[1], after_mask, "pt", keep_latents=before_latent, keep_mask=keep)[0]
-    return EditImages(before, after, full, region)
+    null = draw(graphs[0], before_mask, "pt", keep_latents=before_latent, keep_mask=keep)[0]
+    return EditImages(before, after, full, region, null)
 
 
 def _decode(pipe: ORScenePipeline, latents: torch.Tensor) -> torch.Tensor:

@@ -257,14 +257,24 @@ def sensitivity_rows(cards: Mapping, details: Mapping, commands: Mapping) -> lis
     if card is None:
         return [absent_row("relation_sensitivity", "relation sensitivity (graph edits)", commands["edits"])]
     value = card["value"]
-    after, full = value.get("after", {}), value.get("full", {})
+    after, full = value.get("after") or {}, value.get("full") or {}
+    null, beyond = value.get("null") or {}, (value.get("after_minus_null") or {}).get("direction_accuracy")
+    control = ""
+    if null:
+        shown = "" if beyond and beyond.get("excludes_0") else ", not shown"
+        control = (
+            f" · null edit (same region, unchanged graph) {fmt(null.get('direction_accuracy'))}, difference "
+            f"{signed(beyond.get('value')) if beyond else fmt(None)} {fmt_ci(beyond.get('ci95') if beyond else None)}"
+            f"{shown}"
+        )
     return [
         row(
             "relation_sensitivity",
             "relation sensitivity (changed labels moving the right way, inpainted)",
             fmt(after.get("direction_accuracy")),
             reference=f"chance 0.5 · full regeneration {fmt(full.get('direction_accuracy'))} · flip rate "
-            f"{fmt(after.get('flip_rate'))} · unchanged labels stable {fmt(after.get('unchanged_stability'))}",
+            f"{fmt(after.get('flip_rate'))} · unchanged labels stable {fmt(after.get('unchanged_stability'))}"
+            f"{control}",
             n=f"{fmt(card.get('n_edits'))} edits, {fmt(after.get('changed_labels'))} changed labels",
             card="relation_sensitivity",
             warnings=card.get("warnings") or [],

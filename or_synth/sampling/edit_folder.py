@@ -17,7 +17,13 @@ from or_synth.data.vocabulary import CAMERAS
 from or_synth.sampling.files import image_complete
 
 RECORD = "edit.json"
-IMAGES = ("before", "after", "full", "mask")  # {name}_cam{c}.png; mask only where a region was regenerated
+IMAGES = (
+    "before",
+    "after",
+    "full",
+    "mask",
+    "null",
+)  # {name}_cam{c}.png; mask, null only where a region was regenerated
 SHARED = ("pair.png", "graphs.json")
 
 
@@ -93,6 +99,10 @@ def check_folder(folder: Path, job: dict, overwrite: bool) -> dict | None:
 def edit_whole(folder: Path, cameras) -> bool:
     """Whether every image of the edit's ``cameras``, its pair figure and its graphs are whole in ``folder``."""
     images = [folder / f"{name}_cam{camera}.png" for camera in cameras for name in IMAGES[:3]]
+    # where a region was regenerated, its null edit too (an edit drawn before the null edit existed is redrawn)
+    images += [
+        folder / f"null_cam{camera}.png" for camera in cameras if (folder / f"mask_cam{camera}.png").is_file()
+    ]
     return (
         all(image_complete(path) for path in [*images, folder / "pair.png"])
         and (folder / SHARED[1]).is_file()

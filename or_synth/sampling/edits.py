@@ -4,7 +4,7 @@ per camera before and after with the same seed.
 With a layout only the edited region is regenerated (latent inpainting, :mod:`or_synth.generator.editing`),
 without one the whole image. Writes into ``out/<take>_<scan>_<edit>/``: ``before_cam{c}.png``,
 ``after_cam{c}.png``, ``full_cam{c}.png`` (the after graph regenerated everywhere), ``mask_cam{c}.png`` (the edit
-region, white), ``graphs.json`` (both graphs in 4D-OR's scan form), ``edit.json`` (the edit, seeds, settings, and
+region, white), ``null_cam{c}.png`` (the null edit: the region re-inpainted under the unchanged graph), ``graphs.json`` (both graphs in 4D-OR's scan form), ``edit.json`` (the edit, seeds, settings, and
 per camera how much outside the region changed: MSE and SSIM for the inpainted and the fully regenerated image)
 and ``pair.png``: before, after, edit mask and full regeneration side by side for every camera.
 
@@ -148,6 +148,7 @@ def draw_edit(plan: EditPlan, out: Path) -> tuple[dict, dict[str, list[Image.Ima
         entry = {"seed": item.seed, "regenerated": "whole image"}
         if images.region is not None:
             save_png(out / f"mask_cam{camera}.png", picture(images.region))
+            save_png(out / f"null_cam{camera}.png", picture(images.null))
             entry["regenerated"] = "edited region"
             entry["inpainted"] = finite_or_none(
                 kept_region_change(images.before, images.after, images.region)

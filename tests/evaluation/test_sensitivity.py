@@ -55,6 +55,12 @@ def test_known_answers(edited, tmp_path):
     assert report["after"]["direction_accuracy"] == 1.0 and report["after"]["flip_rate"] == 1.0
     assert report["after"]["unchanged_stability"] == 1.0
     assert report["full"]["direction_accuracy"] == 0.0  # an image that ignores the edit moves nothing
+    # The null edit (the region re-inpainted under the unchanged graph) moves nothing here: the whole effect is
+    # the edit's, and with one edit every resample is that edit.
+    assert report["null"]["direction_accuracy"] == 0.0 and report["null"]["mean_probability_change"] == 0.0
+    beyond = report["after_minus_null"]["direction_accuracy"]
+    assert beyond == {"value": 1.0, "ci95": [1.0, 1.0], "excludes_0": True}
+    assert report["by_edit_kind"]["predicate"]["n_edits"] == 1
     assert "predicate Sawing" in report["edits"][0]["changed_labels"]
     assert "predicate Drilling" in report["edits"][0]["changed_labels"]  # removed by the edit
     (tmp_path / "edits/a/after_cam5.png").unlink()
@@ -102,6 +108,14 @@ def test_edit_then_evaluate_through_the_real_commands(tmp_path_factory, tmp_path
         len(edited_folder["changed_labels"]) * 2
     )  # every label the edit changes, seen by cameras 1 and 5
     assert changed > 0 and value["after"]["changed_labels"] == value["full"]["changed_labels"] == changed
+    assert (
+        value["null"]["changed_labels"] == changed
+    )  # the null edit, drawn by or_synth.edit beside each camera
+    assert (tmp_path / "edits" / edited_folder["folder"] / "null_cam5.png").is_file()
+    assert set(value["after_minus_null"]) == {
+        "n_edits",
+        *("direction_accuracy", "flip_rate", "mean_probability_change"),
+    }
     for kind in ("after", "full"):  # fractions of those labels
         assert (value[kind]["direction_accuracy"] * changed) == pytest.approx(
             round(value[kind]["direction_accuracy"] * changed), abs=1e-3
@@ -110,3 +124,27 @@ def test_edit_then_evaluate_through_the_real_commands(tmp_path_factory, tmp_path
     assert card["n_edits"] == 1 and card["warnings"] == ["only 1 edit(s): a rough estimate"]
     assert card["classifier_hash"] == card["weights_hash"] == classifier_hash(tmp_path / "classifier")
     assert "samples" not in card  # no samples= needed: only the edits are scored
+
+
+def test_the_null_edit_and_the_edit_kinds_carry_intervals(edited, tmp_path):
+    """Over several edits: an inpainting that moves labels by itself (the null edit follows the edit's labels too)
+    leaves no effect beyond it, and each kind of edit is reported on its own."""
+    before, after = edited
+    for k in range(
+        4
+    ):  # the null edit shows the after graph half the time: inpainting alone "moves" the labels
+        write_edit_folder(
+            tmp_path / f"edits/p{k}", before, after, full_follows_edit=True, null_follows_edit=k % 2 == 0
+        )
+    for k in range(3):
+        write_edit_folder(tmp_path / f"edits/r{k}", before, after, full_follows_edit=True, edit="role x y")
+    report = relation_sensitivity(GraphReader(before, after), tmp_path / "edits", resamples=500)
+    assert report["n_edits"] == 7 and report["after"]["direction_accuracy"] == 1.0
+    assert report["null"]["direction_accuracy"] == pytest.approx(2 / 7, abs=1e-4)
+    low, high = report["null"]["direction_accuracy_ci95"]
+    assert 0.0 <= low < 2 / 7 < high <= 1.0
+    predicate, role = report["by_edit_kind"]["predicate"], report["by_edit_kind"]["role"]
+    assert predicate["n_edits"] == 4 and role["n_edits"] == 3
+    assert predicate["null"]["direction_accuracy"] == 0.5 and role["null"]["direction_accuracy"] == 0.0
+    assert predicate["after_minus_null"]["direction_accuracy"]["value"] == 0.5
+    assert role["after_minus_null"]["direction_accuracy"]["excludes_0"] is True

@@ -72,9 +72,14 @@ def test_regenerate_keeps_the_outside_of_the_region_and_changes_the_inside():
     inside = torch.from_numpy(region)
     assert not torch.allclose(images.after[:, inside], images.before[:, inside], atol=1e-3)
     assert images.full.shape == images.after.shape and not torch.equal(images.full, images.after)
+    # The null edit: the same region re-inpainted under the unchanged graph keeps the same pixels outside it and
+    # differs from the edit inside it only through the graph.
+    assert torch.allclose(images.null[:, kept], images.before[:, kept], atol=1e-5)
+    assert not torch.allclose(images.null[:, inside], images.after[:, inside], atol=1e-3)
 
     without_layout = regenerate(pipe, result, view=1, seed=3, num_inference_steps=3, guidance_scale=1.0)
     assert without_layout.region is None and torch.equal(without_layout.after, without_layout.full)
+    assert without_layout.null is None  # no region to re-inpaint: the before image is the unchanged graph's
 
 
 def test_kept_region_change_looks_only_outside_the_region():

@@ -13,11 +13,13 @@ MIN_EDITS = 20  # fewer edits than this: the card calls the estimate rough
 
 
 def score_relation_sensitivity(run: Evaluation) -> None:
-    report = relation_sensitivity(run.classifier, run.cfg.edits)
+    report = relation_sensitivity(
+        run.classifier, run.cfg.edits, resamples=int(run.cfg.bootstrap_resamples), seed=run.seed
+    )
     n_edits = len(report["edits"])
     run.cards["relation_sensitivity"] = make_card(
         "relation_sensitivity (changed labels moving the way the edit says; chance 0.5)",
-        {kind: report[kind] for kind in ("after", "full")},
+        {key: report[key] for key in ("after", "full", "null", "after_minus_null", "by_edit_kind")},
         implementation="or_synth.evaluation.sensitivity.relation_sensitivity",
         environment=run.environment,
         edits=str(run.cfg.edits),
