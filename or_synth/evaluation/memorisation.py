@@ -37,8 +37,13 @@ def nearest_training_images(
     *,
     metric: str = "cosine",
     chunk_size: int = 1024,
+    generated_groups: Any = None,
+    training_groups: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Index and similarity of the nearest training feature for every generated feature.
+    """Index and similarity of the nearest training feature for every generated feature; with groups (e.g. the
+    camera of every image) only among the training images of the same group (a copy of camera 1's training image
+    is a camera-1 image: searching across cameras finds look-alike views, not copies). A generated image whose
+    group no training image has gets index -1 and similarity -inf.
 
     Similarities are computed block by block (``chunk_size`` rows by ``chunk_size * 8`` columns), so memory
     stays bounded however large the training set is. Ties go to the lowest training index.
@@ -53,6 +58,13 @@ def nearest_training_images(
     """
     if metric != "cosine":
         raise ValueError(f"unknown metric {metric!r}; supported: 'cosine'")
+    if (generated_groups is None) != (training_groups is None):
+        raise ValueError("pass generated_groups and training_groups together, or neither")
+    if generated_groups is not None:
+        return _nearest_within_groups(
+            generated_features, training_features, np.asarray(generated_groups), np.asarray(training_groups),
+            chunk_size,
+        )  # fmt: skip
     generated = _feature_matrix("generated_features", generated_features)
     training = _feature_matrix("training_features", training_features)
     if generated.shape[1] != training.shape[1]:
@@ -77,6 +89,37 @@ def nearest_training_images(
             best_similarity[rows] = torch.where(better, similarity, best_similarity[rows])
             best_index[rows] = torch.where(better, index + column, best_index[rows])
     return best_index.numpy(), best_similarity.numpy()
+
+
+def _nearest_within_groups(
+    generated_features: Any,
+    training_features: Any,
+    groups: np.ndarray,
+    training_groups: np.ndarray,
+    chunk_size: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    generated = _feature_matrix("generated_features", generated_features)
+    training = _feature_matrix("training_features", training_features)
+    if len(groups) != generated.shape[0] or len(training_groups) != training.shape[0]:
+        raise ValueError(
+            f"groups do not match features: {len(groups)} for {generated.shape[0]} generated, "
+            f"{len(training_groups)} for {training.shape[0]} training"
+        )
+    indices = np.full(generated.shape[0], -1, dtype=np.int64)
+    similarities = np.full(generated.shape[0], -np.inf)
+    for group in np.unique(groups):
+        rows, columns = np.flatnonzero(groups == group), np.flatnonzero(training_groups == group)
+        if columns.size == 0:
+            continue
+        found, similarity = nearest_training_images(generated[rows], training[columns], chunk_size=chunk_size)
+        indices[rows], similarities[rows] = columns[found], similarity
+    return indices, similarities
+
+
+def camera_of(image_id: str) -> int | None:
+    """The camera in a 4D-OR image name (``.../camera03_colorimage-...``, ``..._cam3...``), or None."""
+    match = re.search(r"camera0?(\d)", image_id) or re.search(r"cam(\d)", image_id)
+    return int(match.group(1)) if match else None
 
 
 def _hwc_uint8(name: str, image: Any) -> np.ndarray:
@@ -113,9 +156,20 @@ def _images(name: str, images: Any, count: int | None = None) -> np.ndarray:
 
 
 def _nearest_with_ssim(
-    images: np.ndarray, features: Any, training_images: np.ndarray, training_features: Any
+    images: np.ndarray,
+    features: Any,
+    training_images: np.ndarray,
+    training_features: Any,
+    groups: Any = None,
+    training_groups: Any = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    indices, similarities = nearest_training_images(features, training_features)
+    indices, similarities = nearest_training_images(
+        features, training_features, generated_groups=groups, training_groups=training_groups
+    )
+    if (indices < 0).any():
+        raise ValueError(
+            f"{int((indices < 0).sum())} image(s) of a camera that no training image has: nothing to compare with"
+        )
     ssims = np.array(
         [pixel_ssim(image, training_images[index]) for image, index in zip(images, indices, strict=True)]
     )
@@ -171,6 +225,9 @@ def memorisation_report(
     max_pairs: int = 16,
     heldout_images: Any = None,
     heldout_features: Any = None,
+    generated_cameras: Any = None,
+    training_cameras: Any = None,
+    heldout_cameras: Any = None,
 ) -> dict:
     """Nearest training image of every generated image, near-duplicate flags, and side-by-side pair images.
 
@@ -184,6 +241,8 @@ def memorisation_report(
             flagged, the most similar unflagged ones (``flagged: False``).
         heldout_images, heldout_features: real images not used for training (e.g. the validation split), the
             calibration baseline; both or neither.
+        generated_cameras, training_cameras, heldout_cameras: each image's camera; given, every image is compared
+            with the training images of its own camera only.
 
     Returns:
         ``{"feature_threshold", "ssim_threshold", "summary", "per_image", "heldout_baseline", "pairs"}``;
@@ -208,7 +267,12 @@ def memorisation_report(
         return (similarities >= feature_threshold) & (ssims >= ssim_threshold)
 
     indices, similarities, ssims = _nearest_with_ssim(
-        generated, generated_feature_matrix, training, training_feature_matrix
+        generated,
+        generated_feature_matrix,
+        training,
+        training_feature_matrix,
+        generated_cameras,
+        training_cameras,
     )
     flagged = is_flagged(similarities, ssims)
     per_image = [
@@ -232,8 +296,9 @@ def memorisation_report(
         heldout_feature_matrix = _feature_matrix("heldout_features", heldout_features)
         heldout = _images("heldout_images", heldout_images, heldout_feature_matrix.shape[0])
         _, heldout_similarities, heldout_ssims = _nearest_with_ssim(
-            heldout, heldout_feature_matrix, training, training_feature_matrix
-        )
+            heldout, heldout_feature_matrix, training, training_feature_matrix,
+            heldout_cameras if training_cameras is not None else None, training_cameras,
+        )  # fmt: skip
         # Flagged held-out images are real near-duplicates across splits (consecutive frames), not copies.
         heldout_baseline = {
             "n_heldout": int(heldout.shape[0]),
@@ -257,6 +322,7 @@ def memorisation_report(
     return {
         "feature_threshold": feature_threshold,
         "ssim_threshold": ssim_threshold,
+        "search": "within each camera" if training_cameras is not None else "across cameras",
         "summary": summary,
         "per_image": per_image,
         "heldout_baseline": heldout_baseline,

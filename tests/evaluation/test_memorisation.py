@@ -131,3 +131,20 @@ def test_heldout_needs_images_and_features_together():
             images, ["a", "b"], pixel_features(images), images, ["c", "d"], pixel_features(images),
             pairs_dir=None, heldout_images=images,
         )  # fmt: skip
+
+
+def test_the_search_stays_within_each_group():
+    """With cameras, the nearest training image is the nearest of the same camera, even when another camera's
+    image is closer; a camera no training image has is index -1."""
+    training = np.array([[1.0, 0.0], [0.0, 1.0], [0.7, 0.7]])
+    generated = np.array([[1.0, 0.05], [1.0, 0.05]])
+    index, similarity = nearest_training_images(
+        generated, training, generated_groups=[1, 2], training_groups=[1, 2, 2]
+    )
+    assert index.tolist() == [0, 2] and similarity[1] < similarity[0]
+    index, similarity = nearest_training_images(
+        generated, training, generated_groups=[1, 3], training_groups=[1, 2, 2]
+    )
+    assert index.tolist() == [0, -1] and similarity[1] == -np.inf
+    with pytest.raises(ValueError, match="together"):
+        nearest_training_images(generated, training, generated_groups=[1, 2])

@@ -11,7 +11,7 @@ from or_synth.data import read_image
 from or_synth.evaluation.cards import make_card
 from or_synth.evaluation.context import Evaluation
 from or_synth.evaluation.features import classifier_space, reference_features
-from or_synth.evaluation.memorisation import memorisation_report, nearest_training_images
+from or_synth.evaluation.memorisation import camera_of, memorisation_report, nearest_training_images
 from or_synth.evaluation.registry import Metric, Need
 
 
@@ -22,6 +22,8 @@ def score_memorisation(run: Evaluation) -> None:
         run.reference_cache, run.root, space, "train", run.cameras, run.size, run.timings,
         max_scans=settings.training_max_scans, progress=bool(run.cfg.progress),
     )  # fmt: skip
+    # A copy is of its own camera's training image: the search stays within each camera.
+    train_cameras = np.array([camera_of(i) or 0 for i in train_stats.meta["ids"]])
     heldout = {}
     if run.uses(Need.REAL_COUNTERPARTS):
         # Calibration, free where graph consistency has read them: real held-out images copy no training image.
@@ -29,13 +31,18 @@ def score_memorisation(run: Evaluation) -> None:
         heldout = {
             "heldout_images": ceiling.views.images,
             "heldout_features": ceiling.predictions["features"],
+            "heldout_cameras": ceiling.views.cameras.numpy(),
         }
     # Only the training images that are someone's nearest neighbour are read (or kept): the search runs on the
     # cached features, and restricting it to those candidates leaves every nearest neighbour unchanged.
-    queries = [features, *([heldout["heldout_features"]] if heldout else [])]
-    candidates = np.unique(
-        np.concatenate([nearest_training_images(q, train_stats.features)[0] for q in queries])
-    )
+    queries = [(features, generated.cameras.numpy())]
+    if heldout:
+        queries.append((heldout["heldout_features"], heldout["heldout_cameras"]))
+    found = [
+        nearest_training_images(q, train_stats.features, generated_groups=c, training_groups=train_cameras)[0]
+        for q, c in queries
+    ]
+    candidates = np.unique(np.concatenate([f[f >= 0] for f in found]))
     train_ids = [train_stats.meta["ids"][i] for i in candidates]
     candidate_images = (
         train_images.images[candidates]
@@ -47,6 +54,7 @@ def score_memorisation(run: Evaluation) -> None:
         candidate_images, train_ids, train_stats.features[candidates],
         feature_threshold=float(settings.feature_threshold), ssim_threshold=float(settings.ssim_threshold),
         pairs_dir=run.out / "memorisation_pairs", max_pairs=int(settings.max_pairs), **heldout,
+        generated_cameras=generated.cameras.numpy(), training_cameras=train_cameras[candidates],
     )  # fmt: skip
     report["summary"]["n_training"] = train_stats.n  # searched: all of them (read: the candidates)
     summary = report["summary"]
@@ -59,6 +67,7 @@ def score_memorisation(run: Evaluation) -> None:
         split="train",
         n_real=train_stats.n,
         thresholds=dict(OmegaConf.to_container(settings)),
+        search=report["search"],
         warnings=[],
     )
     run.details["memorisation"] = report

@@ -24,4 +24,9 @@ def test_copies_of_training_images_are_flagged_as_memorised(tiny_render, classif
     assert report["heldout_baseline"] is None
     card = document["cards"]["memorisation"]
     assert card["value"]["n_flagged"] == summary["n_flagged"] and card["split"] == "train"
+    # Each copy is matched with its own camera's training image: the search stays within a camera.
+    assert card["search"] == report["search"] == "within each camera"
+    assert all(
+        f"camera0{p['generated'].split('_cam')[1][0]}" in p["training"] for p in report["per_image"]
+    ), report["per_image"][:2]
     assert card["n_real"] == summary["n_training"] > 0
