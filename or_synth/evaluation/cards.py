@@ -77,7 +77,11 @@ def environment() -> dict:
         "machine": f"{platform.system()} {platform.machine()}",
         "torch_threads": torch.get_num_threads(),
         "device": "cpu",
-        "git_commit": git_commit(),
+        "git_commit": (commit := git_commit()),
+        # Said in words, not only by the "-dirty" suffix: a number from a dirty tree is not reproducible from the commit.
+        "git_tree": None
+        if commit is None
+        else ("dirty (uncommitted changes)" if commit.endswith("-dirty") else "clean"),
     }
 
 

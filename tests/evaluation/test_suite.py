@@ -235,3 +235,15 @@ def test_scores_a_real_pipelines_samples_through_python_m(tiny_render, tmp_path_
 
 def scans_of(root, split: str) -> list[dict]:
     return json.loads((root / f"relationships_{split}.json").read_text())["scans"]
+
+
+def test_the_environment_says_whether_the_tree_was_clean(tmp_path, monkeypatch):
+    """A card's commit with uncommitted changes is called dirty in words, not only by git's suffix."""
+    from or_synth.evaluation import cards
+
+    monkeypatch.setattr(cards, "git_commit", lambda path=None: "0123456789ab-dirty")
+    assert cards.environment()["git_tree"] == "dirty (uncommitted changes)"
+    monkeypatch.setattr(cards, "git_commit", lambda path=None: "0123456789ab")
+    assert cards.environment()["git_tree"] == "clean"
+    monkeypatch.setattr(cards, "git_commit", lambda path=None: None)
+    assert cards.environment()["git_tree"] is None  # outside a git checkout
