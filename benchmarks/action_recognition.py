@@ -88,35 +88,10 @@ def sample_synthetic(args, threads: int) -> Path:
 
 def render_extra_real(dataset_root: Path, keys: list[tuple[int, str]], out: Path, seed: int) -> Path:
     """Fresh real renders of the graphs ``keys`` (``render from_json``, another seed), at the dataset's own
-    render settings; returns the root."""
-    from or_synth.render import load_config, render
+    render settings; returns the root (:func:`or_synth.render.pipeline.render_again`)."""
+    from or_synth.render.pipeline import render_again
 
-    if (out / "or_synth_render.json").is_file():
-        return out
-    wanted = set(keys)
-    scans = json.loads((dataset_root / "relationships_train.json").read_text())["scans"]
-    graphs = out.parent / f"{out.name}_graphs"
-    (graphs / "phases").mkdir(parents=True, exist_ok=True)
-    chosen = [s for s in scans if (s["take_idx"], s["scan"]) in wanted]
-    (graphs / "relationships_train.json").write_text(json.dumps({"scans": chosen}))
-    for phase_file in (dataset_root / "phases").glob("*.json"):
-        (graphs / "phases" / phase_file.name).write_bytes(phase_file.read_bytes())
-    settings = json.loads((dataset_root / "or_synth_render.json").read_text())["config"]
-    size = settings["image_size"]
-    render(
-        load_config(
-            [
-                f"root={out}",
-                f"from_json={graphs / 'relationships_train.json'}",
-                f"seed={seed}",
-                f"image_size=[{size[0]},{size[1]}]",
-                f"camera_jitter={settings['camera_jitter']}",
-                f"jpeg_quality=[{settings['jpeg_quality'][0]},{settings['jpeg_quality'][1]}]",
-                "progress=false",
-            ]
-        )
-    )
-    return out
+    return render_again(dataset_root, keys, out, seed)
 
 
 def real_views(

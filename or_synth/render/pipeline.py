@@ -425,3 +425,46 @@ def render_scan(job: ScanJob) -> None:
         "cameras": views,
     }
     atomic_write_json(annotation_path(root, job.take, record.scan), document)
+
+
+def render_again(
+    dataset_root: str | Path,
+    keys: Sequence[tuple[int, str]],
+    out: str | Path,
+    seed: int,
+    split: str = "train",
+) -> Path:
+    """Fresh renders of the rendered dataset's graphs ``keys`` (take, scan) of ``split`` into ``out``, with another
+    ``seed`` (new placements, camera mounts and paint) and the dataset's own render settings: the same graphs, an
+    independent picture of each. Used as the oracle of the downstream study (real images of the synthetic
+    graphs) and as memorisation's "no copying" reference (how close an independent render of a graph comes to
+    the dataset's). Skipped when ``out`` already holds the render; returns ``out``."""
+    from or_synth.render.config import load_config
+
+    dataset_root, out = Path(dataset_root), Path(out)
+    if (out / "or_synth_render.json").is_file():
+        return out
+    wanted = set(keys)
+    scans = json.loads((dataset_root / f"relationships_{split}.json").read_text())["scans"]
+    graphs = out.parent / f"{out.name}_graphs"
+    (graphs / "phases").mkdir(parents=True, exist_ok=True)
+    chosen = [s for s in scans if (s["take_idx"], s["scan"]) in wanted]
+    (graphs / f"relationships_{split}.json").write_text(json.dumps({"scans": chosen}))
+    for phase_file in (dataset_root / "phases").glob("*.json"):
+        (graphs / "phases" / phase_file.name).write_bytes(phase_file.read_bytes())
+    settings = json.loads((dataset_root / "or_synth_render.json").read_text())["config"]
+    size = settings["image_size"]
+    render(
+        load_config(
+            [
+                f"root={out}",
+                f"from_json={graphs / f'relationships_{split}.json'}",
+                f"seed={seed}",
+                f"image_size=[{size[0]},{size[1]}]",
+                f"camera_jitter={settings['camera_jitter']}",
+                f"jpeg_quality=[{settings['jpeg_quality'][0]},{settings['jpeg_quality'][1]}]",
+                "progress=false",
+            ]
+        )
+    )
+    return out

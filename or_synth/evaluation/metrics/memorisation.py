@@ -3,11 +3,15 @@ pixel SSIM); near-duplicates flagged and saved side by side (:mod:`or_synth.eval
 
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
+
 import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from or_synth.data import read_image
+from or_synth.data import SPLIT_TAKES, read_image
 from or_synth.evaluation.cards import make_card
 from or_synth.evaluation.context import Evaluation
 from or_synth.evaluation.features import classifier_space, reference_features
@@ -57,10 +61,17 @@ def score_memorisation(run: Evaluation) -> None:
         generated_cameras=generated.cameras.numpy(), training_cameras=train_cameras[candidates],
     )  # fmt: skip
     report["summary"]["n_training"] = train_stats.n  # searched: all of them (read: the candidates)
+    if run.generated.takes & set(
+        SPLIT_TAKES["train"]
+    ):  # training graphs (an export): a copy of its own render?
+        report["source_copy"] = source_copy(run, space)
     summary = report["summary"]
     run.cards["memorisation"] = make_card(
         "memorisation (near-duplicates of real training images)",
-        {k: summary[k] for k in ("n_flagged", "fraction_flagged", "similarity_median", "ssim_median")},
+        {
+            **{k: summary[k] for k in ("n_flagged", "fraction_flagged", "similarity_median", "ssim_median")},
+            **({"source_copy": report["source_copy"].get("summary")} if "source_copy" in report else {}),
+        },
         implementation="or_synth.evaluation.memorisation (classifier-feature cosine NN + skimage SSIM)",
         **run.common,
         weights_hash=run.classifier_digest,
@@ -71,6 +82,70 @@ def score_memorisation(run: Evaluation) -> None:
         warnings=[],
     )
     run.details["memorisation"] = report
+
+
+RERENDER_SEED_OFFSET = 1000  # the "no copying" reference is rendered with the dataset's seed + this
+
+
+def source_copy(run: Evaluation, space) -> dict:
+    """Images of TRAINING graphs (an export): each against its own source render (same scan, same camera), beside
+    an independent render of the same graph (another seed, the dataset's render settings) against the same
+    source render: how close a picture of that graph comes to the dataset's without copying it. A generated
+    image closer to its source than the independent render is a likely copy."""
+    from or_synth.data.io import file_sha256
+    from or_synth.evaluation.image_sets import load_real_counterparts
+    from or_synth.evaluation.memorisation import pixel_ssim
+    from or_synth.render.pipeline import render_again
+
+    generated = run.generated
+    keys = sorted({r.key for r in generated.records})
+    settings = run.root / "or_synth_render.json"
+    if not settings.is_file():
+        return {
+            "measured": False,
+            "why": f"{run.root} is not a rendered dataset: no independent render to compare",
+        }
+    seed = int(json.loads(settings.read_text())["config"]["seed"]) + RERENDER_SEED_OFFSET
+    digest = hashlib.sha256(json.dumps([keys, seed, file_sha256(settings)]).encode()).hexdigest()[:12]
+    again = render_again(
+        run.root, keys, Path(run.cfg.cache_dir).expanduser() / "rerender" / digest / "data", seed
+    )
+    source, independent = (
+        load_real_counterparts(run.root, generated),
+        load_real_counterparts(again, generated),
+    )
+    features = {
+        name: space(images).features for name, images in (("source", source), ("independent", independent))
+    }
+    features["generated"] = run.generated_predictions["features"].double().numpy()
+
+    def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+
+    rows = {
+        name: {
+            "similarity": cosine(features[name], features["source"]),
+            "ssim": np.array([pixel_ssim(x, y) for x, y in zip(images.images, source.images, strict=True)]),
+        }
+        for name, images in (("generated", generated), ("independent", independent))
+    }
+    closer = (rows["generated"]["ssim"] > rows["independent"]["ssim"]) & (
+        rows["generated"]["similarity"] > rows["independent"]["similarity"]
+    )
+    summary = {
+        "n": len(generated),
+        "generated_to_source": {k: round(float(np.median(v)), 4) for k, v in rows["generated"].items()},
+        "independent_render_to_source": {
+            k: round(float(np.median(v)), 4) for k, v in rows["independent"].items()
+        },
+        "fraction_closer_than_independent_render": round(float(closer.mean()), 4),
+        "independent_render_seed": seed,
+    }
+    return {
+        "measured": True,
+        "summary": summary,
+        "statistic": "medians of cosine similarity (classifier features) and pixel SSIM",
+    }
 
 
 MEMORISATION = Metric(

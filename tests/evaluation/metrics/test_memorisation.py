@@ -24,6 +24,12 @@ def test_copies_of_training_images_are_flagged_as_memorised(tiny_render, classif
     assert report["heldout_baseline"] is None
     card = document["cards"]["memorisation"]
     assert card["value"]["n_flagged"] == summary["n_flagged"] and card["split"] == "train"
+    # Training graphs: each copy against its own source render, beside an independent render of its graph.
+    copied = report["source_copy"]["summary"]
+    assert copied["generated_to_source"]["ssim"] == pytest.approx(1.0)
+    assert copied["independent_render_to_source"]["ssim"] < 0.99  # another seed draws another picture
+    assert copied["fraction_closer_than_independent_render"] == 1.0
+    assert card["value"]["source_copy"] == copied
     # Each copy is matched with its own camera's training image: the search stays within a camera.
     assert card["search"] == report["search"] == "within each camera"
     assert all(
