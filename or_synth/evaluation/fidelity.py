@@ -434,3 +434,23 @@ def matched_real_reference(
                 key: round(float(scores[key]), 6) for key in ("frechet_distance", "kid_mean", "kid_std")
             }
     return {"measured": True, "n": n, "n_reference": b.n, **rows}
+
+
+def precision_recall_density_coverage(real: FeatureStats, fake: FeatureStats, *, nearest_k: int = 5) -> dict:
+    """Improved precision / recall (Kynkäänniemi et al. 2019) and density / coverage (Naeem et al. 2020) of the
+    generated features against the real ones, through the authors' ``prdc`` package: precision and density say
+    how much of the generated set lies on the real manifold (realism), recall and coverage how much of the real
+    manifold the generated set reaches (diversity). A Fréchet distance folds the two into one number."""
+    import contextlib
+    import io
+
+    from prdc import compute_prdc
+
+    k = min(nearest_k, real.n - 1, fake.n - 1)
+    if k < 1:
+        raise ValueError(
+            f"precision / recall need at least 2 real and 2 generated images, got {real.n} / {fake.n}"
+        )
+    with contextlib.redirect_stdout(io.StringIO()):  # prdc prints the set sizes
+        scores = compute_prdc(real.features.astype(np.float32), fake.features.astype(np.float32), nearest_k=k)
+    return {**{key: round(float(value), 4) for key, value in scores.items()}, "nearest_k": k}

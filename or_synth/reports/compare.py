@@ -56,6 +56,7 @@ ORDER = (
     "kid",
     "classifier_fd",
     "classifier_kid",
+    "classifier_prdc",
     "graph_consistency",
     "pair_consistency",
     "action_recognition",
@@ -89,6 +90,8 @@ def numbers(name: str, card: Mapping, details: Mapping) -> list[tuple[str, float
     value = card.get("value")
     if name in ("fid", "classifier_fd"):
         return [("Fréchet distance", value, LOWER)]
+    if name == "classifier_prdc":
+        return [(key, value.get(key), HIGHER) for key in ("precision", "recall", "density", "coverage")]
     if name in ("kid", "classifier_kid"):
         return [("KID mean", value.get("mean"), LOWER), ("KID std", value.get("std"), None)]
     if name in ("graph_consistency", "pair_consistency"):

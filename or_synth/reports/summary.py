@@ -50,6 +50,14 @@ def n_text(card: Mapping) -> str:
     return "; ".join(parts)
 
 
+def real_vs_real(card: Mapping) -> str:
+    """The FD / KID card's real-vs-real row at the generated N, as the reference beside the number."""
+    matched = card.get("matched_real_reference") or {}
+    if not matched.get("measured"):
+        return ""
+    return f" · real vs real at N = {matched['n']}: {fmt(matched['real_vs_real']['frechet_distance'], 2)}"
+
+
 def fidelity_rows(cards: Mapping, commands: Mapping) -> list[dict]:
     rows = []
     for fd, kid, label, kid_label in (
@@ -68,7 +76,7 @@ def fidelity_rows(cards: Mapping, commands: Mapping) -> list[dict]:
                     fd,
                     label,
                     fmt(card["value"], 2),
-                    reference="0 = same distribution",
+                    reference="0 = same distribution" + real_vs_real(card),
                     n=n_text(card),
                     card=fd,
                     warnings=card.get("warnings") or [],
@@ -89,6 +97,26 @@ def fidelity_rows(cards: Mapping, commands: Mapping) -> list[dict]:
                     better=LOWER,
                 )
             )
+    if "classifier_prdc" in cards:
+        card, value = cards["classifier_prdc"], cards["classifier_prdc"]["value"]
+        matched = card.get("matched_real_reference") or {}
+        real = matched.get("real_vs_real") if matched.get("measured") else None
+        rows.append(
+            row(
+                "classifier_prdc",
+                "precision / recall / density / coverage (relation-classifier features)",
+                " / ".join(fmt(value.get(k)) for k in ("precision", "recall", "density", "coverage")),
+                reference=(
+                    "real images at the same N: " + " / ".join(fmt(real.get(k)) for k in ("precision", "recall", "density", "coverage"))
+                    if real
+                    else "realism (precision, density) and diversity (recall, coverage); 1 = as real"
+                ),
+                n=n_text(card),
+                card="classifier_prdc",
+                warnings=card.get("warnings") or [],
+                better=HIGHER,
+            )
+        )
     if "fid" not in cards:
         rows.insert(
             0,

@@ -300,3 +300,20 @@ def test_matched_real_reference_puts_the_generated_distance_beside_real_vs_real_
     assert shifted["generated_vs_same_reference"]["frechet_distance"] > real_row + 3.0  # |shift|^2 = 4
     assert matched_real_reference(real, FeatureStats(rng.normal(size=(399, 4))), kid_subset_size=50,
                                   kid_subsets=10)["measured"] is False  # fmt: skip
+
+
+def test_precision_recall_density_coverage_tell_realism_from_diversity():
+    """The same distribution scores near 1 on all four; a collapsed generator (one mode) keeps its precision and
+    loses its recall and coverage; a shifted one loses its precision."""
+    from or_synth.evaluation.fidelity import precision_recall_density_coverage
+
+    rng = np.random.default_rng(0)
+    real = FeatureStats(rng.normal(size=(300, 4)))
+    same = precision_recall_density_coverage(real, FeatureStats(rng.normal(size=(300, 4))))
+    collapsed = precision_recall_density_coverage(real, FeatureStats(rng.normal(size=(300, 4)) * 0.1))
+    shifted = precision_recall_density_coverage(real, FeatureStats(rng.normal(size=(300, 4)) + 4.0))
+    assert (
+        same["precision"] > 0.8 and same["recall"] > 0.8 and same["coverage"] > 0.8 and same["nearest_k"] == 5
+    )
+    assert collapsed["precision"] > 0.9 and collapsed["recall"] < 0.3 and collapsed["coverage"] < 0.3
+    assert shifted["precision"] < 0.1 and shifted["density"] < 0.1

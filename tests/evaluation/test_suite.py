@@ -51,8 +51,17 @@ def test_copies_of_real_images_score_the_ceiling_fd_zero_and_cards(tiny_render, 
     assert (saved["model/tp"] == saved["ceiling/tp"]).all() and "floor_9/fn" in saved.files
     assert abs(document["metrics"]["classifier_fd"]) < 1e-6  # identical feature sets
     # The default metrics' cards, in registry order (no boxes: pair consistency says why instead of a card).
-    assert list(document["cards"]) == ["classifier_fd", "classifier_kid", "graph_consistency", "memorisation"]
+    assert list(document["cards"]) == [
+        "classifier_fd",
+        "classifier_kid",
+        "classifier_prdc",
+        "graph_consistency",
+        "memorisation",
+    ]
     assert list(document["metrics"]) == list(document["cards"])
+    prdc = document["cards"]["classifier_prdc"]["value"]  # the real images themselves: on the real manifold
+    assert prdc["precision"] == prdc["recall"] == 1.0 and prdc["coverage"] == 1.0
+    assert document["cards"]["classifier_prdc"]["matched_real_reference"]["measured"] is False  # N = reference
     assert "no boxes" in consistency["pairs"]["why"]
     card = document["cards"]["classifier_fd"]
     assert card["n_generated"] == card["n_real"] == 16 * len(CAMERAS)
@@ -138,7 +147,7 @@ def test_a_new_metric_joins_through_the_registry_alone(tiny_render, classifier_d
     )  # fmt: skip
     assert both["metrics"]["views_per_scan"] == len(CAMERAS)
     assert checked == [("validation", None)]  # checked with the inputs in place, before the classifier pass
-    assert list(both["cards"]) == ["classifier_fd", "classifier_kid", "views_per_scan"]
+    assert list(both["cards"]) == ["classifier_fd", "classifier_kid", "classifier_prdc", "views_per_scan"]
     for name in ("classifier_fd", "classifier_kid"):
         cached = {"reference_cached"}  # the second run reads the first one's reference features
         assert {k: v for k, v in both["cards"][name].items() if k not in cached} == {

@@ -264,12 +264,12 @@ def test_compare_refuses_incomparable_cards_with_the_reason(work, bundle, tmp_pa
     a, b = work["base"] / "eval", work["base"] / "eval_cam1"
     folder = report(load_config([f"out={tmp_path}", f"compare=[{a},{b}]"]))
     comparison = {m["name"]: m for m in json.loads((folder / "comparison.json").read_text())["metrics"]}
-    for name in ("classifier_fd", "graph_consistency", "pair_consistency", "memorisation"):
+    for name in ("classifier_fd", "classifier_prdc", "graph_consistency", "pair_consistency", "memorisation"):
         assert comparison[name]["status"] == "refused"
         assert "N differs: 32 vs 16" in comparison[name]["reason"]
         assert "cameras differ: [1, 2] vs [1]" in comparison[name]["reason"]
     html = (folder / "index.html").read_text()
-    assert html.count('class="refused"') == 5 and 'class="compared"' not in html
+    assert html.count('class="refused"') == 6 and 'class="compared"' not in html
     # A report folder compares like the evaluation it came from.
     again = report(load_config([f"out={tmp_path}", "name=again", f"compare=[{bundle},{b}]"]))
     assert json.loads((again / "comparison.json").read_text())["metrics"] == list(comparison.values())

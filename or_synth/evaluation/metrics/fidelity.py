@@ -7,10 +7,17 @@ the statistics are :func:`or_synth.evaluation.fidelity.fidelity_scores`.
 
 from __future__ import annotations
 
+import numpy as np
+
 from or_synth.evaluation.cards import make_card
 from or_synth.evaluation.context import Evaluation
 from or_synth.evaluation.features import FeatureSpace, classifier_space, reference_features
-from or_synth.evaluation.fidelity import FeatureStats, fidelity_scores, matched_real_reference
+from or_synth.evaluation.fidelity import (
+    FeatureStats,
+    fidelity_scores,
+    matched_real_reference,
+    precision_recall_density_coverage,
+)
 from or_synth.evaluation.registry import Metric, Need
 
 FD_IMPLEMENTATION = (
@@ -89,7 +96,36 @@ def score_classifier_fd(run: Evaluation) -> None:
     )
     run.cards["classifier_fd"] = fd_card("classifier_fd", scores, fields)
     run.cards["classifier_kid"] = kid_card("classifier_kid", scores, fields)
+    run.cards["classifier_prdc"] = prdc_card(run, space, fields)
 
+
+def prdc_card(run: Evaluation, space: FeatureSpace, fields: dict) -> dict:
+    """Precision, recall, density and coverage in the classifier's features, beside the same four for a real set
+    of the generated N against the rest of the reference (what real images score)."""
+    real, _, _ = reference_features(
+        run.reference_cache, run.root, space, run.split, run.cameras, run.size, run.timings,
+        max_scans=run.cfg.reference_max_scans, progress=False,
+    )  # fmt: skip
+    fake = FeatureStats(run.generated_predictions["features"].double().numpy())
+    k = int(run.cfg.get("prdc_nearest_k", 5))
+    value = precision_recall_density_coverage(real, fake, nearest_k=k)
+    reference = {
+        "measured": False,
+        "why": f"the reference has {real.n} images, fewer than the generated N + 2",
+    }
+    if real.n >= fake.n + 2:
+        order = np.random.default_rng(run.seed).permutation(real.n)
+        part = FeatureStats(real.features[order[: fake.n]])
+        rest = FeatureStats(real.features[order[fake.n :]])
+        reference = {"measured": True, "n": fake.n, "n_reference": rest.n,
+                     "real_vs_real": precision_recall_density_coverage(rest, part, nearest_k=k),
+                     "generated_vs_same_reference": precision_recall_density_coverage(rest, fake, nearest_k=k)}  # fmt: skip
+    card_fields = {key: v for key, v in fields.items() if key != "matched_real_reference"}
+    return make_card("classifier_prdc", value, implementation=PRDC_IMPLEMENTATION, matched_real_reference=reference,
+                     **card_fields)  # fmt: skip
+
+
+PRDC_IMPLEMENTATION = "prdc.compute_prdc (Naeem et al. 2020) in the relation classifier's features"
 
 FID = Metric(
     "fid",
@@ -108,7 +144,8 @@ KID = Metric(
 CLASSIFIER_FD = Metric(
     "classifier_fd",
     score_classifier_fd,
-    cards=("classifier_fd", "classifier_kid"),
+    cards=("classifier_fd", "classifier_kid", "classifier_prdc"),
     needs=frozenset({Need.GENERATED, Need.CLASSIFIER, Need.CLASSIFIER_PASS}),
-    summary="Fréchet distance and KID in the relation classifier's feature space (offline; never called FID)",
+    summary="Fréchet distance, KID and precision / recall / density / coverage in the relation classifier's "
+    "feature space (offline; never called FID)",
 )
