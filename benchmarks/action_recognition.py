@@ -373,7 +373,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset-root", default="datasets/synthetic_or_quality")
     parser.add_argument("--pipeline", default="cpu_quality")
-    parser.add_argument("--samples", default="/tmp/q/ar_samples", help="sampling output folder (resumed)")
+    parser.add_argument(
+        "--samples",
+        default="runs/benchmarks/action_recognition/samples",
+        help="sampling output folder (resumed)",
+    )
     parser.add_argument("--manifest", default=None, help="use this manifest.jsonl instead of sampling")
     parser.add_argument("--extra-root", default=None, help="keep the oracle's fresh renders here")
     parser.add_argument("--extra-seed", type=int, default=1)

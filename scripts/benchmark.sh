@@ -25,12 +25,15 @@
 #                      conflict and painter controls and paired-bootstrap intervals, chosen on validation takes and
 #                      reported on test takes; trains what it needs first (resumes; hours) -> evidence.json/.md
 #   reliability        every entry point tried with bad inputs and faults (refused or survived) -> reliability.json/.md
+#   downstream         the second downstream protocol: every arm the same steps (the real-only validation plateau),
+#                      new scene-process graphs drawn with rendered layouts, their real renders as the oracle,
+#                      synthetic only, 5 seeds, gains paired over seeds and test scans (takes 2, 6) -> downstream.json
 #   action-recognition does synthetic data help a main-action classifier on real held-out takes? seeds, CIs, ratio
 #                      sweep, low-data regimes, matched-compute and oracle controls -> action_recognition.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-suites="data|render|learnability|encoder|generator-quality|generator-cost|latent-cache|generator-levers|cpu-quality|sample-speed|export-speed|edit-locality|layout-iou|evaluation|evidence|reliability|action-recognition"
+suites="data|render|learnability|encoder|generator-quality|generator-cost|latent-cache|generator-levers|cpu-quality|sample-speed|export-speed|edit-locality|layout-iou|evaluation|evidence|reliability|downstream|action-recognition"
 suite=${1:?usage: scripts/benchmark.sh $suites [args]}
 shift
 case "$suite" in
@@ -87,6 +90,7 @@ case "$suite" in
     .venv/bin/python -m benchmarks.evidence "$@"
     ;;
   reliability) .venv/bin/python benchmarks/reliability.py "$@" ;;
+  downstream) .venv/bin/python -m benchmarks.downstream "$@" ;;
   action-recognition) .venv/bin/python -m benchmarks.action_recognition "$@" ;;
   *) echo "unknown suite $suite ($suites)" >&2; exit 2 ;;
 esac

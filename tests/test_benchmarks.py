@@ -178,3 +178,29 @@ def test_evidence_benchmark_writes_the_table_with_its_controls(tiny_render, tmp_
     # A re-run resumes: nothing is sampled again and the table is the same.
     assert evidence.main(argv) == 0
     assert json.loads(out.read_text())["table"] == document["table"]
+
+
+@pytest.mark.slow
+def test_downstream_benchmark_runs_the_second_protocol_end_to_end(tiny_render, tmp_path):
+    """benchmarks.downstream at its smallest: a tiny pipeline exports new scene-process graphs with rendered
+    layouts, the oracle renders them, the learning curve picks the steps, every arm trains them."""
+    import json
+
+    from benchmarks import downstream
+
+    pipeline = tmp_path / "pipe"
+    tiny_pipeline(layout_channels=4).save_pretrained(pipeline)
+    out = tmp_path / "downstream.json"
+    result = downstream.main([
+        "--work", str(tmp_path / "work"), "--dataset-root", str(tiny_render), "--pipeline", str(pipeline),
+        "--scene-takes", "5", "7", "--scene-scans", "8", "--cameras", "1", "2", "--size", "16",
+        "--step-grid", "1", "2", "--curve-seeds", "0", "--seeds", "0", "1", "--fractions", "1.0", "0.5",
+        "--batch-size", "8", "--threads", "1", "--out", str(out),
+    ])  # fmt: skip
+    assert json.loads(out.read_text())["study"]["settings"] == result["study"]["settings"]
+    assert result["learning_curve"]["chosen_steps"] in (1, 2)
+    arms = {(r["fraction"], r["arm"]) for r in result["study"]["rows"]}
+    assert arms == {
+        (f, a) for f in (1.0, 0.5) for a in ("real_only", "synthetic", "oracle", "synthetic_only")
+    }
+    assert "16 scene-process graphs" in result["setup"]["synthetic"]

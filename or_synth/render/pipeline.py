@@ -433,24 +433,28 @@ def render_again(
     out: str | Path,
     seed: int,
     split: str = "train",
+    graphs_root: str | Path | None = None,
 ) -> Path:
     """Fresh renders of the rendered dataset's graphs ``keys`` (take, scan) of ``split`` into ``out``, with another
     ``seed`` (new placements, camera mounts and paint) and the dataset's own render settings: the same graphs, an
     independent picture of each. Used as the oracle of the downstream study (real images of the synthetic
     graphs) and as memorisation's "no copying" reference (how close an independent render of a graph comes to
-    the dataset's). Skipped when ``out`` already holds the render; returns ``out``."""
+    the dataset's). ``graphs_root`` (default ``dataset_root``) holds the graphs when they are not the dataset's
+    own (an export's new graphs, rendered at the dataset's settings). Skipped when ``out`` already holds the
+    render; returns ``out``."""
     from or_synth.render.config import load_config
 
     dataset_root, out = Path(dataset_root), Path(out)
     if (out / "or_synth_render.json").is_file():
         return out
     wanted = set(keys)
-    scans = json.loads((dataset_root / f"relationships_{split}.json").read_text())["scans"]
+    source = Path(graphs_root) if graphs_root is not None else dataset_root
+    scans = json.loads((source / f"relationships_{split}.json").read_text())["scans"]
     graphs = out.parent / f"{out.name}_graphs"
     (graphs / "phases").mkdir(parents=True, exist_ok=True)
     chosen = [s for s in scans if (s["take_idx"], s["scan"]) in wanted]
     (graphs / f"relationships_{split}.json").write_text(json.dumps({"scans": chosen}))
-    for phase_file in (dataset_root / "phases").glob("*.json"):
+    for phase_file in (source / "phases").glob("*.json"):
         (graphs / "phases" / phase_file.name).write_bytes(phase_file.read_bytes())
     settings = json.loads((dataset_root / "or_synth_render.json").read_text())["config"]
     size = settings["image_size"]

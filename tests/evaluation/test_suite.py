@@ -61,7 +61,9 @@ def test_copies_of_real_images_score_the_ceiling_fd_zero_and_cards(tiny_render, 
     assert list(document["metrics"]) == list(document["cards"])
     prdc = document["cards"]["classifier_prdc"]["value"]  # the real images themselves: on the real manifold
     assert prdc["precision"] == prdc["recall"] == 1.0 and prdc["coverage"] == 1.0
-    assert document["cards"]["classifier_prdc"]["matched_real_reference"]["measured"] is False  # N = reference
+    assert (
+        document["cards"]["classifier_prdc"]["matched_real_reference"]["measured"] is False
+    )  # N = reference
     assert "no boxes" in consistency["pairs"]["why"]
     card = document["cards"]["classifier_fd"]
     assert card["n_generated"] == card["n_real"] == 16 * len(CAMERAS)
