@@ -124,7 +124,13 @@ def main(argv: list[str] | None = None) -> None:
     }
     if args.scores:
         score = json.loads(args.scores.read_text())
-        notes["scores"] = {"result": str(args.scores), **score["summary"], "setup": score["setup"]}
+        notes["scores"] = {
+            "scorer": "SECONDARY: the TinyCNN of benchmarks/generator_quality.py (lever choices), not the scorer of "
+            "record; headline numbers come from python -m or_synth.evaluate and benchmarks/evidence.py",
+            "result": str(args.scores),
+            **score["summary"],
+            "setup": score["setup"],
+        }
     target = ship(args.pipeline, args.name, command=args.command, notes=notes)
     size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file()) / 2**20
     print(f"shipped {args.pipeline} -> {target} ({size:.1f} MiB)", file=sys.stderr)
