@@ -303,15 +303,24 @@ def consistency_report(
         "per_image": chance_levels(targets["predicates"]),
         "per_scan": chance_levels(per_scan(targets["predicates"], groups).round()),
     }
-    report["per_camera"] = {
-        int(c): relation_scores(
-            {k: preds[k][generated.cameras == c] for k in ("predicates", "triples")},
-            {k: v[generated.cameras == c] for k, v in targets.items()},
-            torch.unique(groups[generated.cameras == c], return_inverse=True)[1],
-        )["predicate_macro_f1_per_image"]
-        for c in sorted(set(generated.cameras.tolist()))
-    }
+
+    def per_camera(predictions: dict[str, torch.Tensor]) -> dict[int, float]:
+        return {
+            int(c): relation_scores(
+                {k: predictions[k][generated.cameras == c] for k in ("predicates", "triples")},
+                {k: v[generated.cameras == c] for k, v in targets.items()},
+                torch.unique(groups[generated.cameras == c], return_inverse=True)[1],
+            )["predicate_macro_f1_per_image"]
+            for c in sorted(set(generated.cameras.tolist()))
+        }
+
+    report["per_camera"] = per_camera(preds)
     report["view_agreement"] = view_agreement(preds["predicates"], groups)
+    if (
+        real_preds is not None
+    ):  # what real views of the same scans reach: the per-camera ceilings and agreement
+        report["per_camera_ceiling"] = per_camera(real_preds)
+        report["view_agreement_real"] = view_agreement(real_preds["predicates"], groups)
     report["n_images"] = len(generated)
     report["n_scans"] = int(groups.max()) + 1
     report["n_triples_in_vocabulary"] = len(labels.triples)

@@ -70,6 +70,7 @@ def test_a_perfect_scorer_scores_one_and_shuffled_graphs_fall_to_the_floor(recor
         report["model_over_ceiling_per_scan"] == 1.0 and report["model_above_floor_fraction_per_scan"] == 1.0
     )
     assert report["view_agreement"] == 1.0 and set(report["per_camera"]) == {1, 2, 3}
+    assert report["per_camera_ceiling"] == report["per_camera"] and report["view_agreement_real"] == 1.0
 
     # Images that show another scan's graph score what the floor measures, not the ceiling.
     shifted = image_set(records, [(i + 1) % len(records) for i in range(len(records))])
