@@ -27,6 +27,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from or_synth.data import load_scene_graphs, relationships_file
@@ -47,12 +48,53 @@ EDITS = (
 )
 
 
-def stride(root: Path, scans: int) -> int:
-    """The ``stride=`` of or_synth.sample that spreads ``scans`` graphs over the validation split (every phase)."""
-    return max(len(load_scene_graphs(relationships_file(root, "validation"))) // scans, 1)
+def stride(root: Path, scans: int, split: str = "validation") -> int:
+    """The ``stride=`` of or_synth.sample that spreads ``scans`` graphs over the split (every phase)."""
+    return max(len(load_scene_graphs(relationships_file(root, split))) // scans, 1)
 
 
-def draw_samples(args, out: Path, scans: int | None = None, cameras: list[int] | None = None) -> float:
+def disjoint_graphs(args, out: Path, scans: int) -> Path:
+    """A relationships file of ``scans`` scans of the split spread over those the main sample does NOT hold, so
+    the multi-view rows are measured on other scans than the headline's."""
+    document = json.loads(relationships_file(args.dataset_root, args.split).read_text())
+    every = stride(args.dataset_root, args.scans, args.split)
+    main_rows = set(range(0, len(document["scans"]), every)[: args.scans])
+    others = [s for i, s in enumerate(document["scans"]) if i not in main_rows]
+    picked = [others[i] for i in np.unique(np.linspace(0, len(others) - 1, scans).round().astype(int))]
+    path = out / f"relationships_{args.split}.json"
+    out.mkdir(parents=True, exist_ok=True)
+    # The rest of the dataset beside the file (linked), so layout=masks finds each scan's frames and masks there.
+    for entry in Path(args.dataset_root).resolve().iterdir():
+        link = out / entry.name
+        if not entry.name.startswith("relationships_") and not link.exists():
+            link.symlink_to(entry)
+    path.write_text(json.dumps({**{k: v for k, v in document.items() if k != "scans"}, "scans": picked}))
+    return path
+
+
+def stratified_edits(record) -> list[str]:
+    """One edit of each kind the graph allows: a surgical predicate changed, a staff role changed, a staff
+    member removed (:func:`benchmarks.edit_locality.edits_for`), and a circulating nurse added beside the
+    patient when the graph has none."""
+    from benchmarks.edit_locality import edits_for
+    from or_synth.data.vocabulary import is_human_class
+
+    edits = list(edits_for(record).values())
+    target = next((name for name in ("Patient", "operating_table") if name in record.object_names), None)
+    if "circulating-nurse" not in record.roles and target is not None:
+        used = {
+            int(n.split("_")[1])
+            for n in record.object_names
+            if is_human_class(n) and n.split("_")[1].isdigit()
+        }
+        free = next(i for i in range(10) if i not in used)
+        edits.append(f"add human_{free}:circulating-nurse CloseTo {target}")
+    return edits
+
+
+def draw_samples(
+    args, out: Path, scans: int | None = None, cameras: list[int] | None = None, graphs: Path | None = None
+) -> float:
     from or_synth.cli import load_config
     from or_synth.sampling import sample
 
@@ -62,12 +104,12 @@ def draw_samples(args, out: Path, scans: int | None = None, cameras: list[int] |
             "sample",
             [
                 f"pipeline={args.pipeline}",
-                "graphs=validation",
+                f"graphs={graphs or args.split}",
                 f"dataset_root={args.dataset_root}",
-                f"stride={stride(args.dataset_root, scans or args.scans)}",
+                f"stride={1 if graphs else stride(args.dataset_root, scans or args.scans, args.split)}",
                 f"limit={scans or args.scans}",
                 f"cameras=[{','.join(map(str, cameras or args.cameras))}]",
-                "layout=masks",
+                f"layout={args.layout}",
                 "guidance_scale=3",
                 f"out={out}",
                 "progress=false",
@@ -82,12 +124,12 @@ def draw_edits(args, out: Path) -> list[str]:
     from or_synth.sampling import apply_drawable_edit, edit
 
     done = []
-    graphs = relationships_file(args.dataset_root, "validation")
-    every = stride(args.dataset_root, args.edit_scans)
+    graphs = relationships_file(args.dataset_root, args.split)
+    every = stride(args.dataset_root, args.edit_scans, args.split)
     for record in load_scene_graphs(graphs).records[::every][: args.edit_scans]:
         applied = 0
-        for text in EDITS:
-            if applied == 2:
+        for text in stratified_edits(record) if args.stratified_edits else EDITS:
+            if applied == args.edits_per_scan:
                 break
             try:
                 apply_drawable_edit(record, parse_edit(text))
@@ -100,11 +142,11 @@ def draw_edits(args, out: Path) -> list[str]:
                         "edit",
                         [
                             f"pipeline={args.pipeline}",
-                            "graphs=validation",
+                            f"graphs={args.split}",
                             f"dataset_root={args.dataset_root}",
                             f"scan={record.take}/{record.scan}",
                             f"edit={text}",
-                            "layout=masks",
+                            f"layout={args.layout}",
                             f"cameras=[{','.join(map(str, args.cameras[:2]))}]",
                             f"out={out}",
                         ],
@@ -139,7 +181,7 @@ def run_evaluation(
     return document, time.perf_counter() - started
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--classifier", type=Path, required=True)
     parser.add_argument("--pipeline", default="cpu_quality")
@@ -151,7 +193,25 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/benchmarks/evaluation_suite"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
+    parser.add_argument("--split", default="validation", choices=("validation", "test"))
+    parser.add_argument("--layout", default="masks", choices=("masks", "render", "predicted", "none"))
+    parser.add_argument("--edits-per-scan", type=int, default=2)
+    parser.add_argument("--stratified-edits", action="store_true", help="one edit of each kind per scan")
+    parser.add_argument(
+        "--disjoint-six-views", action="store_true", help="six-view scans not in the main set"
+    )
+    parser.add_argument(
+        "--protocol", choices=("recorded", "test"), default="recorded",
+        help="test: the evidence protocol's settings (test takes, 200 scans, rendered layouts, about 55 edits of "
+        "the four kinds, six views on other scans) into evaluation_suite_test.json",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    if args.protocol == "test":
+        args.split, args.layout, args.scans = "test", "render", 200
+        args.edit_scans, args.edits_per_scan = 25, 4  # about 55 edits of the four kinds
+        args.stratified_edits = args.disjoint_six_views = True
+        args.work = Path("runs/benchmarks/evaluation_suite_test")
+        args.out = RESULTS.with_name("evaluation_suite_test.json")
     torch.set_num_threads(args.threads)
 
     sample_seconds = draw_samples(args, args.work / "samples")
@@ -165,7 +225,12 @@ def main() -> None:
     assert second["metrics"] == first["metrics"], "the cached reference changed a number"
 
     six_views = args.work / "samples_six_views"
-    draw_samples(args, six_views, args.six_view_scans, [1, 2, 3, 4, 5, 6])
+    others = (
+        disjoint_graphs(args, args.work / "six_view_graphs", args.six_view_scans)
+        if args.disjoint_six_views
+        else None
+    )
+    draw_samples(args, six_views, args.six_view_scans, [1, 2, 3, 4, 5, 6], graphs=others)
     multi_view, _ = run_evaluation(
         args, six_views, args.work / "eval_six_views", cache, "[graph_consistency]"
     )
@@ -218,13 +283,18 @@ def main() -> None:
         },
         "multi_view": {
             "scans": args.six_view_scans,
+            "scans_disjoint_from_main_set": bool(args.disjoint_six_views),
             "per_camera_predicate_macro_f1_per_image": multi["per_camera"],
+            "per_camera_ceiling": multi.get("per_camera_ceiling"),
             "view_agreement": multi["view_agreement"],
+            "view_agreement_real": multi.get("view_agreement_real"),
             **{k: multi[k]["predicate_macro_f1_per_scan"] for k in ("model", "ceiling", "floor")},
         },
         "relation_sensitivity": {
-            k: sensitivity["details"]["relation_sensitivity"][k] for k in ("after", "full")
+            k: sensitivity["details"]["relation_sensitivity"].get(k)
+            for k in ("after", "full", "null", "after_minus_null", "by_edit_kind", "n_edits")
         },
+        "classifier_prdc": first["cards"].get("classifier_prdc"),
         "edits": edits,
         "speed": {
             "sample_seconds": round(sample_seconds, 1),
@@ -237,8 +307,9 @@ def main() -> None:
         "setup": {
             "pipeline": args.pipeline,
             "dataset_root": str(args.dataset_root),
-            "samples": f"{args.scans} validation scans (spread over the split) x cameras {args.cameras}, layout "
-            "masks, dpmsolver++ 20 steps, guidance 3",
+            "samples": f"{args.scans} {args.split} scans (spread over the split) x cameras {args.cameras}, layout "
+            f"{args.layout}, dpmsolver++ 20 steps, guidance 3",
+            "protocol": args.protocol,
             "classifier": str(args.classifier),
             "threads": args.threads,
         },

@@ -204,3 +204,39 @@ def test_downstream_benchmark_runs_the_second_protocol_end_to_end(tiny_render, t
         (f, a) for f in (1.0, 0.5) for a in ("real_only", "synthetic", "oracle", "synthetic_only")
     }
     assert "16 scene-process graphs" in result["setup"]["synthetic"]
+
+
+@pytest.mark.slow
+def test_evaluation_suite_benchmark_on_test_takes_with_stratified_edits(tiny_render, tmp_path):
+    """benchmarks.evaluation_suite with the evidence protocol's switches at tiny size: test-take samples, one
+    edit of each kind per scan with its null edit, six views on scans the main set does not hold."""
+    import json
+
+    from benchmarks import evaluation_suite
+    from tests.helpers import train_classifier
+
+    pipeline = tmp_path / "pipe"
+    tiny_pipeline(layout_channels=4).save_pretrained(pipeline)
+    classifier = train_classifier(tiny_render, tmp_path / "scorer", "classifier.image_size=16")
+    out = tmp_path / "suite.json"
+    evaluation_suite.main([
+        "--classifier", str(classifier), "--pipeline", str(pipeline), "--dataset-root", str(tiny_render),
+        "--scans", "4", "--cameras", "1", "2", "--edit-scans", "2", "--six-view-scans", "2", "--split", "test",
+        "--stratified-edits", "--edits-per-scan", "4", "--disjoint-six-views", "--threads", "1",
+        "--work", str(tmp_path / "work"), "--out", str(out),
+    ])  # fmt: skip
+    result = json.loads(out.read_text())
+    assert result["setup"]["samples"].startswith("4 test scans")
+    assert result["multi_view"]["scans_disjoint_from_main_set"] and result["multi_view"]["per_camera_ceiling"]
+    main = {
+        (json.loads(line)["take"], json.loads(line)["scan"])
+        for line in (tmp_path / "work/samples/manifest.jsonl").open()
+    }
+    six = {
+        (json.loads(line)["take"], json.loads(line)["scan"])
+        for line in (tmp_path / "work/samples_six_views/manifest.jsonl").open()
+    }
+    assert main and six and not main & six
+    sensitivity = result["relation_sensitivity"]
+    assert sensitivity["null"] is not None and len(sensitivity["by_edit_kind"]) >= 2
+    assert result["classifier_prdc"]["value"]["nearest_k"] >= 1
