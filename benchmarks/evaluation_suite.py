@@ -93,7 +93,12 @@ def stratified_edits(record) -> list[str]:
 
 
 def draw_samples(
-    args, out: Path, scans: int | None = None, cameras: list[int] | None = None, graphs: Path | None = None
+    args,
+    out: Path,
+    scans: int | None = None,
+    cameras: list[int] | None = None,
+    graphs: Path | None = None,
+    control: str = "none",
 ) -> float:
     from or_synth.cli import load_config
     from or_synth.sampling import sample
@@ -109,8 +114,9 @@ def draw_samples(
                 f"stride={1 if graphs else stride(args.dataset_root, scans or args.scans, args.split)}",
                 f"limit={scans or args.scans}",
                 f"cameras=[{','.join(map(str, cameras or args.cameras))}]",
-                f"layout={args.layout}",
+                f"layout={args.layout if control == 'none' else 'none'}",
                 "guidance_scale=3",
+                f"control={control}",
                 f"out={out}",
                 "progress=false",
             ],
@@ -201,6 +207,9 @@ def main(argv: list[str] | None = None) -> None:
         "--disjoint-six-views", action="store_true", help="six-view scans not in the main set"
     )
     parser.add_argument(
+        "--codec-row", action="store_true", help="score the autoencoder's reconstructions too"
+    )
+    parser.add_argument(
         "--protocol", choices=("recorded", "test"), default="recorded",
         help="test: the evidence protocol's settings (test takes, 200 scans, rendered layouts, about 55 edits of "
         "the four kinds, six views on other scans) into evaluation_suite_test.json",
@@ -209,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.protocol == "test":
         args.split, args.layout, args.scans = "test", "render", 200
         args.edit_scans, args.edits_per_scan = 25, 4  # about 55 edits of the four kinds
-        args.stratified_edits = args.disjoint_six_views = True
+        args.stratified_edits = args.disjoint_six_views = args.codec_row = True
         args.work = Path("runs/benchmarks/evaluation_suite_test")
         args.out = RESULTS.with_name("evaluation_suite_test.json")
     torch.set_num_threads(args.threads)
@@ -223,6 +232,14 @@ def main(argv: list[str] | None = None) -> None:
         args, args.work / "samples", args.work / "eval_cached", cache, metrics
     )
     assert second["metrics"] == first["metrics"], "the cached reference changed a number"
+
+    codec = None
+    if args.codec_row:  # the same scans' real images through the pipeline's autoencoder alone
+        draw_samples(args, args.work / "reconstructions", control="reconstruction")
+        codec, _ = run_evaluation(
+            args, args.work / "reconstructions", args.work / "eval_reconstructions", cache,
+            "[classifier_fd,graph_consistency]",
+        )  # fmt: skip
 
     six_views = args.work / "samples_six_views"
     others = (
@@ -295,6 +312,16 @@ def main(argv: list[str] | None = None) -> None:
             for k in ("after", "full", "null", "after_minus_null", "by_edit_kind", "n_edits")
         },
         "classifier_prdc": first["cards"].get("classifier_prdc"),
+        "codec_reconstruction": None
+        if codec is None
+        else {
+            "what": "the same scans' real images encoded and decoded by the pipeline's autoencoder (no denoiser)",
+            **{
+                name: codec["cards"][name]["value"]
+                for name in ("classifier_fd", "classifier_kid", "classifier_prdc")
+            },
+            "graph_consistency": codec["details"]["graph_consistency"]["model"],
+        },
         "edits": edits,
         "speed": {
             "sample_seconds": round(sample_seconds, 1),

@@ -222,7 +222,7 @@ def test_evaluation_suite_benchmark_on_test_takes_with_stratified_edits(tiny_ren
     evaluation_suite.main([
         "--classifier", str(classifier), "--pipeline", str(pipeline), "--dataset-root", str(tiny_render),
         "--scans", "4", "--cameras", "1", "2", "--edit-scans", "2", "--six-view-scans", "2", "--split", "test",
-        "--stratified-edits", "--edits-per-scan", "4", "--disjoint-six-views", "--threads", "1",
+        "--stratified-edits", "--edits-per-scan", "4", "--disjoint-six-views", "--codec-row", "--threads", "1",
         "--work", str(tmp_path / "work"), "--out", str(out),
     ])  # fmt: skip
     result = json.loads(out.read_text())
@@ -240,3 +240,5 @@ def test_evaluation_suite_benchmark_on_test_takes_with_stratified_edits(tiny_ren
     sensitivity = result["relation_sensitivity"]
     assert sensitivity["null"] is not None and len(sensitivity["by_edit_kind"]) >= 2
     assert result["classifier_prdc"]["value"]["nearest_k"] >= 1
+    codec = result["codec_reconstruction"]
+    assert codec["classifier_fd"] >= 0 and "predicate_macro_f1_per_scan" in codec["graph_consistency"]

@@ -49,7 +49,7 @@ SETTINGS = (
     "control",
 )
 # control= (python -m or_synth.sample): how the drawn graph relates to the image's scan and layout.
-CONTROLS = ("none", "null_graph", "conflict")
+CONTROLS = ("none", "null_graph", "conflict", "reconstruction")
 
 
 class ManifestError(UserError, ValueError):
@@ -70,8 +70,9 @@ class ManifestLine:
         layout: ``absent``, ``given`` (the dataset's masks), ``rendered`` (the renderer's) or ``predicted``.
         layout_image: the label map the image was drawn from, when it was saved (relative like ``image``).
         source_scan: an export's source graph ``{"graphs", "take", "scan", "copy"}``; None for samples.
-        control: ``none``; ``null_graph`` (drawn from the encoder's null graph with the scan's layout) or
-            ``conflict`` (the scan's layout, the graph of scan ``graph_scan``): the evidence protocol's controls.
+        control: ``none``; ``null_graph`` (drawn from the encoder's null graph with the scan's layout),
+            ``conflict`` (the scan's layout, the graph of scan ``graph_scan``) or ``reconstruction`` (the scan's
+            REAL image through the pipeline's autoencoder, no denoiser): the evidence protocol's controls.
         graph_scan: ``take/scan`` of the graph the image was drawn from, where it is not the image's own scan
             (``conflict``).
         The rest are the job's settings (:data:`SETTINGS`); ``layout_renderer`` only with ``rendered``,

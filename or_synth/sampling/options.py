@@ -114,6 +114,11 @@ def check_options(cfg: DictConfig) -> SamplingOptions:
     control = str(cfg.get("control", "none"))
     if control not in CONTROLS:
         raise ValueError(f"control must be one of {', '.join(CONTROLS)}, got {control!r}")
+    if control == "reconstruction" and cfg.layout not in ("auto", "none"):
+        raise ValueError(
+            "control=reconstruction passes each scan's real image through the autoencoder: it takes no layout "
+            f"(leave layout= at auto or none), got layout={cfg.layout}"
+        )
     if control == "conflict" and cfg.layout == "none":
         raise ValueError(
             "control=conflict draws one scan's layout under another scan's graph: it needs a layout"

@@ -82,6 +82,8 @@ def prepare(cfg: DictConfig) -> SamplePlan:
 
     folder = pipeline_folder(cfg.pipeline)
     pipe = prepare_pipeline(folder, options.sampler, options.device, progress=bool(cfg.progress))
+    if options.control == "reconstruction":
+        return prepare_reconstruction(cfg, options, pipe, folder, records, source, data_root)
     graphs = graphs_for_pipeline(pipe, records, source)
     items = plan_items(records, options.cameras, int(cfg.samples_per_graph), options.seed)
     layout = resolve_layout(options.layout, pipe)
@@ -113,6 +115,37 @@ def prepare(cfg: DictConfig) -> SamplePlan:
     if donor is not None:
         graph_scans = {g: f"{records[int(d)].take}/{records[int(d)].scan}" for g, d in enumerate(donor)}
     return finish_plan(cfg, draw, items, settings, layouts, graph_scans)
+
+
+def prepare_reconstruction(
+    cfg, options, pipe, folder: Path, records, source: Path, data_root: Path
+) -> SamplePlan:
+    """``control=reconstruction``: each (scan, camera)'s REAL image encoded and decoded by the pipeline's own
+    autoencoder (the posterior mean; no denoiser, no graph): what the first stage alone costs, the fidelity
+    metrics' codec row. One image per (scan, camera), written and listed like samples."""
+    from or_synth.data.images import frame_index, read_image
+    from or_synth.generator.autoencoder import reconstruct
+
+    items = plan_items(records, options.cameras, 1, options.seed)
+    settings = {
+        "graphs": str(source),
+        "graphs_hash": hashlib.sha256(source.read_bytes()).hexdigest()[:16],
+        **options.recorded("none", folder, pipe.image_size, None),
+        "sampler": "reconstruction",
+        "steps": 0,
+    }
+    size = tuple(pipe.image_size)
+
+    def draw(batch: Sequence[SampleItem], masks: torch.Tensor | None) -> list[Image.Image]:
+        real = []
+        for item in batch:
+            record = records[item.graph]
+            file = frame_index(data_root, record.take).image_path(record.scan, item.camera)
+            real.append(read_image(file, size, take=record.take, scan=record.scan, camera=item.camera))
+        images = reconstruct(pipe.vae, torch.stack(real))
+        return [Image.fromarray(x.permute(1, 2, 0).numpy()) for x in images]
+
+    return finish_plan(cfg, draw, items, settings, None)
 
 
 def finish_plan(

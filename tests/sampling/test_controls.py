@@ -143,3 +143,36 @@ def test_the_distinct_palette_samples_the_probes_test_images(tiny_render, tmp_pa
     }
     with pytest.raises(ValueError, match="painter.palette"):
         run_sample("painter", "validation", tmp_path / "e", *common, "painter.palette=rainbow")
+
+
+def test_the_reconstruction_control_is_the_real_image_through_the_autoencoder(
+    pipeline_dir, tiny_render, tmp_path
+):
+    """control=reconstruction: each (scan, camera)'s real image encoded and decoded by the pipeline's own first
+    stage (no denoiser): the fidelity metrics' codec row, listed like samples; it takes no layout."""
+    from or_synth.data.images import frame_index, read_image
+    from or_synth.generator import ORScenePipeline
+    from or_synth.generator.autoencoder import reconstruct
+
+    common = [
+        "graphs=validation",
+        f"dataset_root={tiny_render}",
+        "cameras=[1,2]",
+        "limit=2",
+        "samples_per_graph=3",
+    ]
+    result = run_sample(pipeline_dir, "validation", tmp_path / "r", *common, "control=reconstruction")
+    assert result["generated"] == 4  # one per (scan, camera): nothing random to draw again
+    first = lines(tmp_path / "r")[0]
+    assert (
+        first.control == "reconstruction" and first.sampler == "reconstruction" and first.layout == "absent"
+    )
+    pipe = ORScenePipeline.from_pretrained(pipeline_dir)
+    file = frame_index(tiny_render, first.take).image_path(first.scan, first.camera)
+    expected = reconstruct(pipe.vae, read_image(file, tuple(pipe.image_size))[None])[0]
+    written = np.asarray(Image.open(tmp_path / "r" / first.image).convert("RGB"))
+    assert np.array_equal(written, expected.permute(1, 2, 0).numpy())
+    with pytest.raises(ValueError, match="takes no layout"):
+        run_sample(
+            pipeline_dir, "validation", tmp_path / "s", *common, "control=reconstruction", "layout=masks"
+        )
