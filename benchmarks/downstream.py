@@ -24,6 +24,7 @@ re-run, minutes).
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import time
@@ -56,6 +57,99 @@ def export_synthetic(args) -> Path:
     ]  # fmt: skip
     subprocess.run(command, check=True, cwd=ROOT)
     return out
+
+
+def link_tree(source: Path, target: Path) -> None:
+    """``source`` (a file or a folder) at ``target`` by hard links (copies across file systems): the loader refuses
+    symbolic links that lead out of the dataset root."""
+    import os
+    import shutil
+
+    def link(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    if source.is_dir():
+        shutil.copytree(source, target, copy_function=link, dirs_exist_ok=True)
+    else:
+        link(str(source), str(target))
+
+
+def merged_dataset(real_root: Path, synthetic_root: Path, out: Path) -> Path:
+    """One dataset root holding the real training takes and the synthetic export's takes (new take numbers), the
+    real validation and test takes as they are: what ``stage=classifier`` trains the real + synthetic arm of the
+    pair task on. Images are hard-linked; the synthetic annotations' boxes are rescaled from the export's pixels to
+    the real render size the root declares (boxes are read normalised by it)."""
+    from PIL import Image
+
+    from or_synth.evaluation.pairs import rendered_size
+
+    if (out / "relationships_train.json").is_file():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    for entry in real_root.resolve().iterdir():
+        if (
+            entry.name not in ("relationships_train.json", "phases", "processed")
+            and not (out / entry.name).exists()
+        ):
+            link_tree(entry, out / entry.name)
+    (out / "phases").mkdir(exist_ok=True)
+    for root in (real_root, synthetic_root):
+        for phase_file in (root / "phases").glob("*.json"):
+            (out / "phases" / phase_file.name).write_bytes(phase_file.read_bytes())
+    height, width = rendered_size(real_root)
+    for take in sorted(synthetic_root.glob("export_holistic_take*_processed")):
+        target = out / take.name
+        target.mkdir(exist_ok=True)
+        for entry in take.iterdir():
+            if entry.name != "or_synth_annotations" and not (target / entry.name).exists():
+                link_tree(entry, target / entry.name)
+        (target / "or_synth_annotations").mkdir(exist_ok=True)
+        with Image.open(next((take / "colorimage").glob("*.jpg"))) as image:  # the export's own pixels
+            scale_x, scale_y = width / image.width, height / image.height
+        for file in (take / "or_synth_annotations").glob("*.json"):
+            document = json.loads(file.read_text())
+            for view in document["cameras"].values():
+                view["boxes"] = {k: [b[0] * scale_x, b[1] * scale_y, b[2] * scale_x, b[3] * scale_y]
+                                 for k, b in view["boxes"].items()}  # fmt: skip
+            (target / "or_synth_annotations" / file.name).write_text(json.dumps(document))
+    scans = [
+        *json.loads((real_root / "relationships_train.json").read_text())["scans"],
+        *json.loads((synthetic_root / "relationships_train.json").read_text())["scans"],
+    ]
+    (out / "relationships_train.json").write_text(json.dumps({"scans": scans}))
+    return out
+
+
+def pair_task(args, synthetic_root: Path) -> dict:
+    """The 4D-OR community's own task beside main actions: the relation classifier (image and pair heads, the
+    scorer of record's recipe) trained on the real training takes alone and on real + synthetic, scored on the
+    real test takes (its quality.json), one run per seed."""
+    merged = merged_dataset(Path(args.dataset_root), synthetic_root, args.work / "pair_task" / "merged")
+    arms = {}
+    for arm, root in (("real_only", Path(args.dataset_root)), ("real_plus_synthetic", merged)):
+        scores = []
+        for seed in args.pair_seeds:
+            name = f"downstream_pairs_{arm}_seed{seed}"
+            command = [sys.executable, "-m", "or_synth.train", "experiment=cpu_quality", "stage=classifier",
+                       f"dataset.root={root}", f"seed={seed}", f"name={name}", *args.pair_overrides]  # fmt: skip
+            subprocess.run(command, check=True, cwd=ROOT)
+            quality = json.loads(
+                (Path(args.pair_runs_root) / "classifier" / name / "classifier/quality.json").read_text()
+            )
+            test = quality["test"]
+            scores.append({"seed": seed, "pair_predicate_macro_f1_per_scan": test.get("pairs", {}).get("predicate_macro_f1_per_scan"),
+                           "image_predicate_macro_f1_per_scan": test["predicate_macro_f1_per_scan"]})  # fmt: skip
+        arms[arm] = scores
+    gains = [b["pair_predicate_macro_f1_per_scan"] - a["pair_predicate_macro_f1_per_scan"]
+             for a, b in zip(arms["real_only"], arms["real_plus_synthetic"], strict=True)
+             if a["pair_predicate_macro_f1_per_scan"] is not None and b["pair_predicate_macro_f1_per_scan"] is not None]  # fmt: skip
+    return {"arms": arms, "pair_gain_per_seed": [round(g, 4) for g in gains],
+            "pair_gain_mean": round(float(np.mean(gains)), 4) if gains else None,
+            "note": "scored by each run's own quality.json on the real test takes (no per-scan bootstrap here: "
+            "the spread is over seeds)"}  # fmt: skip
 
 
 def run(args) -> dict:
@@ -98,6 +192,7 @@ def run(args) -> dict:
     study = equal_steps_study(real_train, synthetic, real_test, oracle, steps=steps, batch_size=args.batch_size,
                               seeds=args.seeds, ratios=args.ratios, fractions=args.fractions, lr=args.lr, log=log)  # fmt: skip
     timings["study"] = round(time.perf_counter() - begin, 1)
+    pairs = pair_task(args, synthetic_root) if args.pair_task else None
     support = np.array([c["support"] for c in study["rows"][0]["per_class"].values()], dtype=float)
     prevalence = support[support > 0] / support.sum()
     return {
@@ -122,6 +217,7 @@ def run(args) -> dict:
         "learning_curve": {"validation": curve, "chosen_steps": steps, "tolerance": args.plateau_tolerance},
         "chance_macro_f1": {"random_at_test_prevalence": round(float(prevalence.mean()), 4)},
         "study": study,
+        "pair_task": pairs,
         "timings": timings,
     }
 
@@ -148,6 +244,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--ratios", type=float, nargs="+", default=[1.0])
     parser.add_argument("--fractions", type=float, nargs="+", default=[1.0, 0.25, 0.1])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--pair-task", action="store_true", help="also the pair head: real vs real + synthetic"
+    )
+    parser.add_argument("--pair-seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--pair-runs-root", default="runs", help="runs_root of the pair task's training runs")
+    parser.add_argument("--pair-overrides", nargs="*", default=[], help="extra overrides of its training")
     parser.add_argument("--out", type=Path, default=RESULTS)
     return parser.parse_args(argv)
 

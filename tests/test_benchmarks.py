@@ -195,7 +195,9 @@ def test_downstream_benchmark_runs_the_second_protocol_end_to_end(tiny_render, t
         "--work", str(tmp_path / "work"), "--dataset-root", str(tiny_render), "--pipeline", str(pipeline),
         "--scene-takes", "5", "7", "--scene-scans", "8", "--cameras", "1", "2", "--size", "16",
         "--step-grid", "1", "2", "--curve-seeds", "0", "--seeds", "0", "1", "--fractions", "1.0", "0.5",
-        "--batch-size", "8", "--threads", "1", "--out", str(out),
+        "--batch-size", "8", "--threads", "1", "--out", str(out), "--pair-task", "--pair-seeds", "0",
+        "--pair-runs-root", str(tmp_path / "runs"), "--pair-overrides", "debug=smoke", f"runs_root={tmp_path / 'runs'}",
+        "classifier.steps=4", "classifier.image_size=16", f"dataset.processed_root={tmp_path / 'processed'}",
     ])  # fmt: skip
     assert json.loads(out.read_text())["study"]["settings"] == result["study"]["settings"]
     assert result["learning_curve"]["chosen_steps"] in (1, 2)
@@ -204,6 +206,12 @@ def test_downstream_benchmark_runs_the_second_protocol_end_to_end(tiny_render, t
         (f, a) for f in (1.0, 0.5) for a in ("real_only", "synthetic", "oracle", "synthetic_only")
     }
     assert "16 scene-process graphs" in result["setup"]["synthetic"]
+    pairs = result["pair_task"]  # the relation classifier's pair head, real vs real + synthetic
+    assert (
+        set(pairs["arms"]) == {"real_only", "real_plus_synthetic"} and len(pairs["pair_gain_per_seed"]) == 1
+    )
+    merged = json.loads((tmp_path / "work/pair_task/merged/relationships_train.json").read_text())["scans"]
+    assert {s["take_idx"] for s in merged} == {1, 3, 5, 7}
 
 
 @pytest.mark.slow
