@@ -451,6 +451,13 @@ def precision_recall_density_coverage(real: FeatureStats, fake: FeatureStats, *,
         raise ValueError(
             f"precision / recall need at least 2 real and 2 generated images, got {real.n} / {fake.n}"
         )
-    with contextlib.redirect_stdout(io.StringIO()):  # prdc prints the set sizes
+    from joblib import parallel_backend
+
+    # prdc asks scikit-learn for 8 worker processes per distance matrix; here the matrices are small and the
+    # workers' start-up is most of the cost (and more than 2 cores' worth): run them in this process.
+    with (
+        parallel_backend("sequential"),
+        contextlib.redirect_stdout(io.StringIO()),
+    ):  # prdc prints the set sizes
         scores = compute_prdc(real.features.astype(np.float32), fake.features.astype(np.float32), nearest_k=k)
     return {**{key: round(float(value), 4) for key, value in scores.items()}, "nearest_k": k}

@@ -113,6 +113,7 @@ def test_ctrl_c_saves_a_checkpoint_and_the_same_command_resumes(layout_dataset, 
     assert train_losses(run_dir) == train_losses(straight)
 
 
+@pytest.mark.slow  # 20 s of subprocess training: the in-process resume tests above cover align's exact resume
 def test_python_m_resumes_after_sigkill_like_an_uninterrupted_run(layout_dataset, tmp_path):
     cadence = ["align.steps=40", "align.ckpt_every=2", "align.eval_every=40"]
     straight = train(
