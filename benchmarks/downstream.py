@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.action_recognition import QUALITY_RENDER, by_keys, class_counts, ensure_dataset, real_views  # noqa: E402
-from or_synth.data.io import atomic_write_json  # noqa: E402
+from or_synth.data.io import atomic_write_json, repo_relative  # noqa: E402
 from or_synth.evaluation.downstream import equal_steps_study, learning_curve, plateau_steps  # noqa: E402
 from or_synth.render.pipeline import render_again  # noqa: E402
 
@@ -258,7 +258,9 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     result = run(args)
-    atomic_write_json(args.out, result, indent=2)
+    atomic_write_json(
+        args.out, json.loads(repo_relative(json.dumps(result))), indent=2
+    )  # repository-relative paths
     for row in result["study"]["rows"]:
         gain = row.get("gain_over_real_only")
         shown = (

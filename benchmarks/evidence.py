@@ -46,7 +46,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from or_synth.data.io import atomic_write_json, json_text  # noqa: E402
+from or_synth.data.io import atomic_write_json, json_text, repo_relative  # noqa: E402
 from or_synth.evaluation.intervals import ScanCounts, excludes, paired_bootstrap  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "evidence.json"
@@ -427,8 +427,10 @@ def main(argv: list[str] | None = None) -> int:
             "seconds_this_run": round(time.perf_counter() - started, 1),
         }
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json_text(document, indent=2) + "\n")
-        args.out.with_suffix(".md").write_text(markdown(document))
+        args.out.write_text(
+            repo_relative(json_text(document, indent=2)) + "\n"
+        )  # paths as the repository names them
+        args.out.with_suffix(".md").write_text(repo_relative(markdown(document)))
         print(markdown(document))
     return 0
 
