@@ -396,6 +396,18 @@ def inception_extractor(
     return extractor, file_sha256(path)
 
 
+def split_reference(real: FeatureStats, n: int, seed: int = 0) -> tuple[FeatureStats, FeatureStats] | None:
+    """The real reference split at random (``seed``) into a set of ``n`` images (A) and the rest (B), the pair a
+    real-vs-real row is measured on; None when fewer than ``n + 2`` images leave no reference of 2."""
+    if real.n < n + 2:
+        return None
+    order = np.random.default_rng(seed).permutation(real.n)
+    return (
+        FeatureStats(real.features[order[:n]], meta={"part": "A"}),
+        FeatureStats(real.features[order[n:]], meta={"part": "B"}),
+    )
+
+
 def matched_real_reference(
     real: FeatureStats,
     fake: FeatureStats,
@@ -415,15 +427,14 @@ def matched_real_reference(
         ``kid_mean``, ``kid_std``).
     """
     n = fake.n
-    if real.n < n + 2:
+    parts = split_reference(real, n, seed)
+    if parts is None:
         return {
             "measured": False,
             "why": f"the reference has {real.n} images: a real set of the generated N = {n} and a reference of 2 or "
             "more are needed (reference_max_scans=null, or more reference views)",
         }
-    order = np.random.default_rng(seed).permutation(real.n)
-    a = FeatureStats(real.features[order[:n]], meta={"part": "A"})
-    b = FeatureStats(real.features[order[n:]], meta={"part": "B"})
+    a, b = parts
     subset = min(kid_subset_size, n, b.n)
     rows = {}
     with warnings.catch_warnings():  # the rows carry N themselves; the main row already warned about small N

@@ -7,8 +7,6 @@ the statistics are :func:`or_synth.evaluation.fidelity.fidelity_scores`.
 
 from __future__ import annotations
 
-import numpy as np
-
 from or_synth.evaluation.cards import make_card
 from or_synth.evaluation.context import Evaluation
 from or_synth.evaluation.features import FeatureSpace, classifier_space, reference_features
@@ -17,6 +15,7 @@ from or_synth.evaluation.fidelity import (
     fidelity_scores,
     matched_real_reference,
     precision_recall_density_coverage,
+    split_reference,
 )
 from or_synth.evaluation.registry import Metric, Need
 
@@ -62,7 +61,12 @@ def compare_features(
             "warnings": scores["warnings"],
         }
         run.shared[key] = scores, fields
+        run.shared[reference_key(space)] = real  # the PRDC card compares with the same reference, read once
     return run.shared[key]
+
+
+def reference_key(space: FeatureSpace) -> str:
+    return f"fidelity-reference:{space.name}"
 
 
 def fd_card(name: str, scores: dict, fields: dict) -> dict:
@@ -102,10 +106,7 @@ def score_classifier_fd(run: Evaluation) -> None:
 def prdc_card(run: Evaluation, space: FeatureSpace, fields: dict) -> dict:
     """Precision, recall, density and coverage in the classifier's features, beside the same four for a real set
     of the generated N against the rest of the reference (what real images score)."""
-    real, _, _ = reference_features(
-        run.reference_cache, run.root, space, run.split, run.cameras, run.size, run.timings,
-        max_scans=run.cfg.reference_max_scans, progress=False,
-    )  # fmt: skip
+    real = run.shared[reference_key(space)]  # read by compare_features, which the same metric ran first
     fake = FeatureStats(run.generated_predictions["features"].double().numpy())
     k = int(run.cfg.get("prdc_nearest_k", 5))
     value = precision_recall_density_coverage(real, fake, nearest_k=k)
@@ -113,10 +114,9 @@ def prdc_card(run: Evaluation, space: FeatureSpace, fields: dict) -> dict:
         "measured": False,
         "why": f"the reference has {real.n} images, fewer than the generated N + 2",
     }
-    if real.n >= fake.n + 2:
-        order = np.random.default_rng(run.seed).permutation(real.n)
-        part = FeatureStats(real.features[order[: fake.n]])
-        rest = FeatureStats(real.features[order[fake.n :]])
+    parts = split_reference(real, fake.n, run.seed)
+    if parts is not None:
+        part, rest = parts
         reference = {"measured": True, "n": fake.n, "n_reference": rest.n,
                      "real_vs_real": precision_recall_density_coverage(rest, part, nearest_k=k),
                      "generated_vs_same_reference": precision_recall_density_coverage(rest, fake, nearest_k=k)}  # fmt: skip
