@@ -254,10 +254,15 @@ def classification_table(predicted: np.ndarray, truth: np.ndarray) -> dict:
     }
 
 
-def score(probabilities: torch.Tensor, test: LabelledImages) -> dict:
-    """Per-scan scores (the headline) and the per-image macro-F1 beside them."""
+def score(probabilities: torch.Tensor, test: LabelledImages, *, keep_predictions: bool = False) -> dict:
+    """Per-scan scores (the headline) and the per-image macro-F1 beside them; with ``keep_predictions`` also
+    each scan's predicted and true action (``scan_predictions``, ``scan_truth``: a bootstrap over scans needs
+    them)."""
     scan_probabilities, scan_labels = per_scan(probabilities, test.labels, test.groups)
-    result = classification_table(scan_probabilities.argmax(1).numpy(), scan_labels.numpy())
+    predicted, truth = scan_probabilities.argmax(1).numpy(), scan_labels.numpy()
+    result = classification_table(predicted, truth)
+    if keep_predictions:
+        result["scan_predictions"], result["scan_truth"] = predicted.tolist(), truth.tolist()
     per_image = classification_table(probabilities.argmax(1).numpy(), test.labels.numpy())
     result["macro_f1_per_image"] = per_image["macro_f1"]
     result["scans"] = int(len(scan_labels))
@@ -284,8 +289,9 @@ def train_and_score(
     seed: int,
     lr: float,
     architecture: str = DEFAULT_ARCHITECTURE,
+    keep_predictions: bool = False,
 ) -> dict:
-    """Train a fresh classifier on ``train`` and score it on ``test``.
+    """Train a fresh classifier on ``train`` and score it on ``test`` (:func:`score`).
 
     Returns:
         ``macro_f1`` (per scan, over the classes present in ``test``), ``accuracy`` (per scan),
@@ -297,7 +303,7 @@ def train_and_score(
     model = train_classifier(
         train, steps=steps, batch_size=batch_size, seed=seed, lr=lr, architecture=architecture
     )
-    result = score(predict_probabilities(model, test.images), test)
+    result = score(predict_probabilities(model, test.images), test, keep_predictions=keep_predictions)
     result["seconds"] = round(time.perf_counter() - start, 2)
     return result
 

@@ -31,39 +31,16 @@ from or_synth.evaluation.action_recognition import (
     check_compatible,
     classification_table,
     draw_added,
-    per_scan,
-    predict_probabilities,
     real_subset,
     summarise,
-    train_classifier,
+    train_and_score,
 )
 
-ARMS = ("real_only", "synthetic", "oracle", "synthetic_only")
 
-
-def train_and_predict(
-    train: LabelledImages, test: LabelledImages, *, steps: int, batch_size: int, seed: int, lr: float,
-    architecture: str = DEFAULT_ARCHITECTURE,
-) -> dict:  # fmt: skip
-    """A fresh classifier trained on ``train``, scored per scan on ``test``, with the per-scan predictions and
-    truth kept (the bootstrap over scans needs them)."""
-    import time
-
-    check_compatible(train=train, test=test)
-    start = time.perf_counter()
-    model = train_classifier(
-        train, steps=steps, batch_size=batch_size, seed=seed, lr=lr, architecture=architecture
-    )
-    probabilities = predict_probabilities(model, test.images)
-    scan_probabilities, scan_labels = per_scan(probabilities, test.labels, test.groups)
-    predicted, truth = scan_probabilities.argmax(1).numpy(), scan_labels.numpy()
-    result = classification_table(predicted, truth)
-    result["macro_f1_per_image"] = classification_table(probabilities.argmax(1).numpy(), test.labels.numpy())[
-        "macro_f1"
-    ]
-    result.update(scans=int(len(truth)), images=len(test), seconds=round(time.perf_counter() - start, 2))
-    result["scan_predictions"], result["scan_truth"] = predicted.tolist(), truth.tolist()
-    return result
+def train_and_predict(train: LabelledImages, test: LabelledImages, **settings) -> dict:
+    """:func:`~or_synth.evaluation.action_recognition.train_and_score` with the per-scan predictions and truth kept
+    (the bootstrap over scans needs them)."""
+    return train_and_score(train, test, keep_predictions=True, **settings)
 
 
 def macro_f1(predicted: np.ndarray, truth: np.ndarray) -> float:
