@@ -56,7 +56,7 @@ def relation_sensitivity(
     names = [f"predicate {p}" for p in PREDICATES] + [f"triple {t}" for t in classifier.triples]
     size = (classifier.image_size, classifier.image_size)
     per_edit = []
-    values = []  # per edit: {image kind: {"moved", "flipped", "change", "stable"}: lists over its changed labels x cameras}
+    values = []  # per edit: {image kind: {"change", "flipped", "stable"}: lists over its changed labels x cameras}
     for folder in edit_folders(root):
         summary = json.loads((folder / "edit.json").read_text())
         graphs = json.loads((folder / "graphs.json").read_text())
@@ -71,7 +71,7 @@ def relation_sensitivity(
             "folder": folder.name,
             "changed_labels": [names[i] for i in torch.nonzero(changed).flatten().tolist()],
         }
-        mine = {kind: {"moved": [], "flipped": [], "change": [], "stable": []} for kind in (*KINDS, NULL)}
+        mine = {kind: {"flipped": [], "change": [], "stable": []} for kind in (*KINDS, NULL)}
         for camera in sorted(summary["cameras"], key=int):
             images = {}
             kinds = [*KINDS, *([NULL] if (folder / f"{NULL}_cam{camera}.png").is_file() else [])]
@@ -88,14 +88,13 @@ def relation_sensitivity(
             p = torch.cat([probs["predicates"], probs["triples"]], dim=1)  # before, then each kind
             for k, kind in enumerate(kinds, start=1):
                 change = (p[k] - p[0])[changed] * delta[changed]  # > 0: the way the edit says
-                mine[kind]["moved"] += (change > 0).tolist()
                 mine[kind]["change"] += change.tolist()
                 right_way = ((p[k] >= 0.5) == (delta > 0)) & ((p[0] >= 0.5) != (p[k] >= 0.5))
                 mine[kind]["flipped"] += right_way[changed].tolist()
                 mine[kind]["stable"] += ((p[k] >= 0.5) == (p[0] >= 0.5))[~changed].tolist()
         per_edit.append(row)
         values.append(mine)
-    if not any(v[kind]["moved"] for v in values for kind in KINDS):
+    if not any(v[kind]["change"] for v in values for kind in KINDS):
         raise ImageSetError(
             f"{root}: none of the edits changes a label the classifier knows (its predicates and "
             f"{len(classifier.triples)} triples), so sensitivity cannot be measured"
@@ -124,11 +123,15 @@ def relation_sensitivity(
 
 NULL = "null"  # the null edit: the region re-inpainted under the unchanged graph (the control)
 STATISTICS = {"direction_accuracy": "moved", "flip_rate": "flipped", "mean_probability_change": "change"}
+# "moved" (the change went the edit's way) is read off "change" (> 0), not stored beside it.
 
 
 def _pooled(values: list[dict], kind: str, key: str, index=None) -> float:
     chosen = values if index is None else [values[i] for i in index]
-    pooled = [x for v in chosen for x in v[kind][key]]
+    if key == "moved":
+        pooled = [x > 0 for v in chosen for x in v[kind]["change"]]
+    else:
+        pooled = [x for v in chosen for x in v[kind][key]]
     return float(np.mean(pooled)) if pooled else float("nan")
 
 
@@ -140,7 +143,7 @@ def _interval(samples: np.ndarray) -> list[float] | None:
 def _summary(values: list[dict], kind: str, draws: np.ndarray) -> dict | None:
     """One image kind's statistics pooled over every changed label x camera, each with a 95 % interval from
     resampling whole edits (labels of one edit are not independent)."""
-    if not any(v[kind]["moved"] for v in values):
+    if not any(v[kind]["change"] for v in values):
         return None
     out = {}
     for name, key in STATISTICS.items():
@@ -148,13 +151,13 @@ def _summary(values: list[dict], kind: str, draws: np.ndarray) -> dict | None:
         out[f"{name}_ci95"] = _interval(np.array([_pooled(values, kind, key, d) for d in draws]))
     stable = [x for v in values for x in v[kind]["stable"]]
     out["unchanged_stability"] = round(float(np.mean(stable)), 4) if stable else None
-    out["changed_labels"] = sum(len(v[kind]["moved"]) for v in values)
+    out["changed_labels"] = sum(len(v[kind]["change"]) for v in values)
     return out
 
 
 def _difference(values: list[dict], a: str, b: str, resamples: int, seed: int) -> dict | None:
     """``a`` minus ``b`` on the edits that have both, paired (the same resampled edits for both)."""
-    paired = [v for v in values if v[a]["moved"] and v[b]["moved"]]
+    paired = [v for v in values if v[a]["change"] and v[b]["change"]]
     if not paired:
         return None
     local = np.random.default_rng(seed).integers(0, len(paired), size=(resamples, len(paired)))
