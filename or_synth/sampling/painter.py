@@ -173,7 +173,7 @@ def prepare_painter(cfg, options, records: Sequence[SceneGraphRecord], source: P
     draws no noise, so ``samples_per_graph`` is 1), written and listed exactly as a generator's samples."""
     from or_synth.render.pipeline import RENDERER_VERSION
     from or_synth.sampling.layouts import GivenMasks, RenderedLayouts, check_masks, check_renderable_graphs
-    from or_synth.sampling.plan import finish_plan
+    from or_synth.sampling.plan import finish_plan, graphs_fields
     from or_synth.sampling.seeds import plan_items
 
     size = tuple(int(v) for v in cfg.painter.size)
@@ -197,8 +197,7 @@ def prepare_painter(cfg, options, records: Sequence[SceneGraphRecord], source: P
         layouts = RenderedLayouts(records, options.cameras, size, options.seed, source)
     painter = fitted_painter(cfg.painter, Path(data_root), size, bool(cfg.progress))
     settings = {
-        "graphs": str(source),
-        "graphs_hash": hashlib.sha256(source.read_bytes()).hexdigest()[:16],
+        **graphs_fields(source),
         "layout": {"masks": "given", "render": "rendered"}[layout],
         "sampler": "painter",
         "steps": 0,

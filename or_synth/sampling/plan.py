@@ -95,8 +95,7 @@ def prepare(cfg: DictConfig) -> SamplePlan:
                     cfg.get("layout_predictor"))  # fmt: skip
     layouts = open_layouts(layout, job)
     settings = {
-        "graphs": str(source),
-        "graphs_hash": hashlib.sha256(source.read_bytes()).hexdigest()[:16],
+        **graphs_fields(source),
         **options.recorded(layout, folder, pipe.image_size, cfg.get("layout_predictor")),
     }
     # control=conflict: graph g is drawn under the layout of its own scan with the graph of scan donor[g].
@@ -128,8 +127,7 @@ def prepare_reconstruction(
 
     items = plan_items(records, options.cameras, 1, options.seed)
     settings = {
-        "graphs": str(source),
-        "graphs_hash": hashlib.sha256(source.read_bytes()).hexdigest()[:16],
+        **graphs_fields(source),
         **options.recorded("none", folder, pipe.image_size, None),
         "sampler": "reconstruction",
         "steps": 0,
@@ -146,6 +144,11 @@ def prepare_reconstruction(
         return [Image.fromarray(x.permute(1, 2, 0).numpy()) for x in images]
 
     return finish_plan(cfg, draw, items, settings, None)
+
+
+def graphs_fields(source: Path) -> dict:
+    """The manifest's graphs file and its content hash (a changed file is another job's graphs)."""
+    return {"graphs": str(source), "graphs_hash": hashlib.sha256(source.read_bytes()).hexdigest()[:16]}
 
 
 def finish_plan(
