@@ -57,12 +57,10 @@ def timed(timings: dict, key: str, fn, *args, **kwargs):
 
 
 def ensure_dataset(root: Path, overrides: list[str]) -> None:
-    """Render the dataset as the training recipe does (``or_synth.training.batches.ensure_rendered``)."""
-    if (root / "relationships_train.json").is_file():
-        return
-    from or_synth.render import load_config, render
+    """Render the dataset as the training recipe does (:func:`or_synth.render.pipeline.render_on_first_use`)."""
+    from or_synth.render.pipeline import render_on_first_use
 
-    render(load_config([f"root={root}", *overrides]))
+    render_on_first_use(root, overrides)
 
 
 def sample_synthetic(args, threads: int) -> Path:
