@@ -104,3 +104,18 @@ def read_instance_mask(root: str | Path, take: int, camera: int, frame_id: str) 
         raise DatasetFormatError(
             "instance mask is missing", file=path, take=take, field=f"camera {camera}"
         ) from None
+
+
+def node_boxes(labels: np.ndarray, num_nodes: int) -> tuple[dict[str, list[int]], dict[str, int]]:
+    """Each visible node's box ``[x0, y0, x1, y1)`` and pixel count, keyed by its 4D-OR object key."""
+    counts = np.bincount(labels.ravel(), minlength=256)
+    boxes, pixels = {}, {}
+    for key in range(1, num_nodes + 1):
+        if counts[key] == 0:
+            continue
+        mask = labels == key
+        rows = np.flatnonzero(mask.any(1))
+        cols = np.flatnonzero(mask.any(0))
+        boxes[str(key)] = [int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1]
+        pixels[str(key)] = int(counts[key])
+    return boxes, pixels
