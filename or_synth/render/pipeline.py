@@ -23,19 +23,24 @@ from tqdm import tqdm
 
 from or_synth.data.annotations import annotation_path
 from or_synth.data.errors import DatasetFormatError, UserError
+from or_synth.data.panoptic import PANOPTIC_CAMERAS, panoptic_from_node_labels
 from or_synth.data.phases import PhaseTable
+from or_synth.data.poses import pose_document, pose_path
 from or_synth.data.scene_graph import SceneGraphRecord, load_scene_graphs, parse_scan
 from or_synth.data.vocabulary import PHASES, SPLIT_TAKES, Vocabulary
 from or_synth.render.layout import build_layout_record, check_drawable
-from or_synth.render.painter import Shaded, Style, build_mesh, render_view, shade
-from or_synth.render.room import Camera, make_cameras
+from or_synth.render.painter import Style, build_mesh, render_view, shade
+from or_synth.render.room import make_cameras
 from or_synth.render.scene_process import SceneProcess, phase_ranges
+from or_synth.render.skeleton import layout_people
 from or_synth.render.writer import (
     atomic_write_json,
     frame_id,
     node_boxes,
     write_image,
+    write_keypoints,
     write_mask,
+    write_panoptic,
     write_take_files,
 )
 
@@ -81,6 +86,7 @@ class ScanJob:
     jpeg_quality: tuple[int, int]
     camera_jitter: float
     layout_tries: int
+    real_format: bool = False  # the real download's files only (panoptic maps, 3D poses), no or_synth extras
 
 
 def resolve_takes(takes) -> list[int]:
@@ -109,7 +115,10 @@ def split_of(take: int) -> str:
 def content_config(cfg: DictConfig) -> dict:
     """The settings that decide what is rendered (not how fast or how verbosely)."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    return {key: resolved.get(key) for key in CONTENT_KEYS}
+    content = {key: resolved.get(key) for key in CONTENT_KEYS}
+    if resolved.get("real_format"):  # only when on, so the fingerprints of existing renders stay as they were
+        content["real_format"] = True
+    return content
 
 
 def fingerprint(cfg: DictConfig) -> str:
@@ -219,12 +228,16 @@ def render(cfg: DictConfig) -> dict:
         }
     )
     atomic_write_json(root / MANIFEST, manifest, indent=2)
+    real_format = bool(cfg.get("real_format", False))
     for take, num_scans in scans_by_take.items():
         rng = np.random.default_rng([int(cfg.seed), take, 1_000_003])
         cameras = make_cameras(size[1], size[0], rng, float(cfg.camera_jitter))
-        write_take_files(root, take, num_scans, cameras, phases_by_take.get(take))
+        write_take_files(root, take, num_scans, cameras, phases_by_take.get(take), real_format=real_format)
 
-    todo = [job for job in jobs if not annotation_path(root, job.take, f"{job.scan_index:06d}").is_file()]
+    real = bool(cfg.get("real_format", False))
+    todo = [
+        job for job in jobs if not scan_document_path(root, job.take, f"{job.scan_index:06d}", real).is_file()
+    ]
     if len(todo) < len(jobs):
         print_fn(f"resuming: {len(jobs) - len(todo)} of {len(jobs)} scans already rendered in {root}")
     workers = int(cfg.workers) or os.cpu_count() or 1
@@ -243,8 +256,11 @@ def render(cfg: DictConfig) -> dict:
     # The relationships files come last, from what was written: a folder is loadable only when complete.
     by_split: dict[str, list[dict]] = {}
     for job in jobs:
-        document = json.loads(annotation_path(root, job.take, f"{job.scan_index:06d}").read_text())
+        document = json.loads(scan_document_path(root, job.take, f"{job.scan_index:06d}", real).read_text())
         by_split.setdefault(split_of(job.take), []).append(document["scene_graph"])
+    if real:
+        for take in scans_by_take:
+            write_keypoints(root, take, scans_by_take[take])
     for split, scans in by_split.items():
         scans.sort(key=lambda s: (s["take_idx"], s["scan"]))
         atomic_write_json(root / f"relationships_{split}.json", {"scans": scans})
@@ -314,6 +330,7 @@ def plan_jobs(cfg: DictConfig, root: Path, size: tuple[int, int]):
         "jpeg_quality": tuple(int(v) for v in cfg.jpeg_quality),
         "camera_jitter": float(cfg.camera_jitter),
         "layout_tries": int(cfg.get("layout_tries", 1)),
+        "real_format": bool(cfg.get("real_format", False)),
     }
     jobs, phases_by_take, scans_by_take, skipped = [], {}, {}, []
     if cfg.get("from_json"):
@@ -384,10 +401,9 @@ def scan_record(job: ScanJob) -> tuple[SceneGraphRecord, object, np.random.Gener
     )
 
 
-def scan_scene(
-    job: ScanJob,
-) -> tuple[SceneGraphRecord, Shaded, Style, dict[int, Camera], np.random.Generator]:
-    """The scan's graph, its lit 3D scene, style and six cameras, and the generator that draws on (noise).
+def scan_scene(job: ScanJob, with_layout: bool = False) -> tuple:
+    """The scan's graph, its lit 3D scene, style and six cameras, and the generator that draws on (noise); with
+    ``with_layout`` also the placement (the stand-in's 3D poses come from it).
 
     One scene for all cameras, so the views agree; the cameras are the take's (seeded by ``(seed, take)``).
     """
@@ -398,19 +414,37 @@ def scan_scene(
     )
     style = Style.sample(rng)
     scene = shade(build_mesh(layout, rng), style, layout.knee())
-    return record, scene, style, cameras, rng
+    return (
+        (record, scene, style, cameras, rng, layout) if with_layout else (record, scene, style, cameras, rng)
+    )
+
+
+def scan_document_path(root: Path, take: int, scan: str, real_format: bool) -> Path:
+    """Where a rendered scan's document (graph, phase, per-camera boxes) lives: the take's
+    ``or_synth_annotations/``, or with ``real_format`` beside the manifest, so the take folders hold only what
+    the real download holds. Written last: it marks the scan done."""
+    if real_format:
+        return Path(root) / "or_synth_render_scans" / f"take{take}" / f"{scan}.json"
+    return annotation_path(root, take, scan)
 
 
 def render_scan(job: ScanJob) -> None:
-    """Render one scan into all six cameras and write its images, masks and annotation (annotation last)."""
+    """Render one scan into all six cameras and write its images, masks and annotation (annotation last).
+
+    With ``real_format``: MM-OR's panoptic maps for cameras 1, 2, 5 instead of instance masks, and the scan's
+    named 3D poses in the pose tool's frame (``annotations/{scan}.json``)."""
     root = Path(job.root)
-    record, scene, style, cameras, rng = scan_scene(job)
+    record, scene, style, cameras, rng, layout = scan_scene(job, with_layout=True)
     views = {}
     for camera_id, camera in cameras.items():
         rgb, labels = render_view(scene, camera, style, rng)
         quality = int(rng.integers(job.jpeg_quality[0], job.jpeg_quality[1] + 1))
         write_image(root, job.take, job.scan_index, camera_id, rgb, quality)
-        write_mask(root, job.take, job.scan_index, camera_id, labels)
+        if not job.real_format:
+            write_mask(root, job.take, job.scan_index, camera_id, labels)
+        elif camera_id in PANOPTIC_CAMERAS:
+            panoptic = panoptic_from_node_labels(labels, record.object_names, record.roles, record.predicates)
+            write_panoptic(root, job.take, job.scan_index, camera_id, panoptic)
         boxes, pixels = node_boxes(labels, record.num_nodes)
         views[str(camera_id)] = {
             "frame_id": frame_id(job.take, job.scan_index, camera_id),
@@ -424,7 +458,9 @@ def render_scan(job: ScanJob) -> None:
         "scene_graph": record.to_json(),
         "cameras": views,
     }
-    atomic_write_json(annotation_path(root, job.take, record.scan), document)
+    if job.real_format:
+        atomic_write_json(pose_path(root, job.take, record.scan), pose_document(layout_people(layout)))
+    atomic_write_json(scan_document_path(root, job.take, record.scan, job.real_format), document)
 
 
 def render_again(

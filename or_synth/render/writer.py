@@ -22,9 +22,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from or_synth.data.annotations import ANNOTATION_DIR, MASK_DIR, annotation_path, mask_path
+from or_synth.data.annotations import ANNOTATION_DIR, MASK_DIR, annotation_path, mask_path, node_boxes
 from or_synth.data.images import FRAME_LIST, color_image_path, take_dir
 from or_synth.data.io import atomic_path, atomic_write_json
+from or_synth.data.panoptic import PANOPTIC_CAMERAS, panoptic_path
+from or_synth.data.poses import KEYPOINTS_FILE, keypoints_2d, read_calibration, read_poses
 from or_synth.render.room import Camera
 
 __all__ = [
@@ -59,11 +61,22 @@ def frame_list(take: int, num_scans: int) -> list:
 
 
 def write_take_files(
-    root: Path, take: int, num_scans: int, cameras: dict[int, Camera], phases: dict | None
+    root: Path,
+    take: int,
+    num_scans: int,
+    cameras: dict[int, Camera],
+    phases: dict | None,
+    *,
+    real_format: bool = False,
 ) -> None:
     """The per-take files that do not depend on any scan's content: frame list, calibration, phases."""
     folder = take_dir(root, take)
-    for sub in ("colorimage", MASK_DIR, ANNOTATION_DIR):
+    extras = (
+        ("annotations", *(f"segmentation_export_{c}" for c in PANOPTIC_CAMERAS))
+        if real_format
+        else (MASK_DIR, ANNOTATION_DIR)
+    )
+    for sub in ("colorimage", *extras):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     atomic_write_json(folder / FRAME_LIST, frame_list(take, num_scans))
     for camera_id, camera in cameras.items():
@@ -85,19 +98,27 @@ def write_mask(root: Path, take: int, scan_index: int, camera: int, labels: np.n
     return path
 
 
-def node_boxes(labels: np.ndarray, num_nodes: int) -> tuple[dict[str, list[int]], dict[str, int]]:
-    """Each visible node's box ``[x0, y0, x1, y1)`` and pixel count, keyed by its 4D-OR object key."""
-    counts = np.bincount(labels.ravel(), minlength=256)
-    boxes, pixels = {}, {}
-    for key in range(1, num_nodes + 1):
-        if counts[key] == 0:
+def write_panoptic(root: Path, take: int, scan_index: int, camera: int, labels: np.ndarray) -> Path:
+    """MM-OR's panoptic label map of one image (``segmentation_export_{c}/``, the image's stem)."""
+    path = panoptic_path(root, take, camera, frame_id(take, scan_index, camera))
+    _atomic_save(Image.fromarray(labels, "L"), path, format="PNG", compress_level=1)
+    return path
+
+
+def write_keypoints(root: Path, take: int, num_scans: int) -> Path:
+    """The take's ``2D_keypoint_annotations.json`` (``"{scan}_{camera}"`` -> people), projected from the 3D poses
+    through the take's calibration, as 4D-OR's keypoints are 2D views of the same people."""
+    calibrations = {c: read_calibration(root, take, c) for c in range(1, 7)}
+    document = {}
+    for i in range(num_scans):
+        people = read_poses(root, take, f"{i:06d}")
+        if not people:
             continue
-        mask = labels == key
-        rows = np.flatnonzero(mask.any(1))
-        cols = np.flatnonzero(mask.any(0))
-        boxes[str(key)] = [int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1]
-        pixels[str(key)] = int(counts[key])
-    return boxes, pixels
+        for camera, calibration in calibrations.items():
+            document[f"{i:06d}_{camera}"] = keypoints_2d(people, calibration)
+    path = take_dir(root, take) / KEYPOINTS_FILE
+    atomic_write_json(path, document)
+    return path
 
 
 def _atomic_save(image: Image.Image, path: Path, **kwargs) -> None:
