@@ -21,8 +21,11 @@ import torch.nn.functional as F
 from torch_geometric.data import Batch, Data, InMemoryDataset
 from tqdm import tqdm
 
-from or_synth.data.annotations import annotation_path, read_instance_mask, read_scan_annotation
+from or_synth.data.annotations import annotation_path, node_boxes, read_instance_mask, read_scan_annotation
 from or_synth.data.errors import DatasetFormatError
+from or_synth.data.images import frame_index
+from or_synth.data.layout_maps import RealLayouts
+from or_synth.data.panoptic import PANOPTIC_CAMERAS, has_panoptic
 
 
 @dataclass
@@ -63,16 +66,20 @@ class LayoutTargets:
         return self.crops[rows].float() / 255
 
 
-def require_annotations(dataset) -> None:
-    """A clear error when the dataset has no per-node 2D annotations (e.g. real 4D-OR)."""
+def require_annotations(dataset) -> bool:
+    """True for a rendered dataset (per-node boxes and instance masks), False for real 4D-OR with MM-OR's panoptic
+    maps; a clear error when the dataset has neither."""
     graph = InMemoryDataset.get(dataset, 0)
     path = annotation_path(dataset.dataset_root, int(graph.take), graph.scan)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} is missing: the layout stage trains on the renderer's per-node boxes "
-            "(or_synth_annotations/) and instance masks (instance_masks/), which only a rendered dataset has "
-            "(real 4D-OR has none); train it on a rendered dataset, e.g. dataset=synthetic_or"
-        )
+    if path.is_file():
+        return True
+    if has_panoptic(dataset.dataset_root, int(graph.take)):
+        return False
+    raise FileNotFoundError(
+        f"{path} is missing and take {int(graph.take)} has no panoptic segmentation_export_{{1,2,5}}/ folders: the "
+        "layout stage trains on a rendered dataset's per-node boxes and instance masks, or on real 4D-OR's "
+        "panoptic maps (MM-OR's 4D-OR_panoptic_segmentations.zip, unpacked into each take folder)"
+    )
 
 
 def load_layout_targets(
@@ -85,7 +92,8 @@ def load_layout_targets(
         FileNotFoundError: the dataset has no ``or_synth_annotations`` (names the missing file).
         DatasetFormatError: a later annotation or instance mask is missing or malformed.
     """
-    require_annotations(dataset)
+    if not require_annotations(dataset):
+        return _panoptic_targets(dataset, mask_size, limit=limit, progress=progress)
     root, cameras = dataset.dataset_root, list(dataset.cameras)
     count = len(dataset) if limit is None else min(limit, len(dataset))
     graphs, graph_index, view_cameras, counts = [], [], [], []
@@ -113,6 +121,49 @@ def load_layout_targets(
             graph_index.append(i)
             view_cameras.append(camera)
             counts.append(n)
+    return LayoutTargets(
+        graphs=graphs,
+        graph_index=torch.tensor(graph_index, dtype=torch.long),
+        cameras=torch.tensor(view_cameras, dtype=torch.long),
+        node_ptr=torch.tensor([0, *np.cumsum(counts).tolist()], dtype=torch.long),
+        boxes=torch.cat(boxes),
+        visible=torch.cat(visible),
+        crops=torch.cat(crops),
+    )
+
+
+def _panoptic_targets(dataset, mask_size: int, *, limit: int | None, progress: bool) -> LayoutTargets:
+    """Targets of real 4D-OR: the views with a panoptic map (cameras 1, 2, 5 where the frame has one), every node's
+    box and mask read off the map. Views without one are left out rather than taught as "nothing visible"."""
+    root = dataset.dataset_root
+    real = RealLayouts(root, strict=getattr(dataset, "strict", True), poses=False)
+    cameras = [c for c in dataset.cameras if c in PANOPTIC_CAMERAS]
+    if not cameras:
+        raise ValueError(
+            f"the layout stage on real 4D-OR trains on the panoptic cameras {list(PANOPTIC_CAMERAS)}, but "
+            f"dataset.cameras={list(dataset.cameras)} has none of them"
+        )
+    count = len(dataset) if limit is None else min(limit, len(dataset))
+    graphs, graph_index, view_cameras, counts, boxes, visible, crops = [], [], [], [], [], [], []
+    for i in tqdm(
+        range(count), desc=f"reading {dataset.split} panoptic layouts", disable=not progress, leave=False
+    ):
+        graph = InMemoryDataset.get(dataset, i)
+        take, scan, n = int(graph.take), graph.scan, int(graph.num_nodes)
+        graphs.append(graph)
+        index = frame_index(root, take)
+        for camera in cameras:
+            labels = real.view(graph, camera, index.frame_id(scan, camera))
+            if labels is None:
+                continue
+            pixel_boxes = {int(k) - 1: v for k, v in node_boxes(labels, n)[0].items()}
+            b, v, c = node_targets(torch.from_numpy(labels), pixel_boxes, n, mask_size)
+            boxes.append(b), visible.append(v), crops.append(c)
+            graph_index.append(i), view_cameras.append(camera), counts.append(n)
+    if not boxes:
+        raise FileNotFoundError(
+            f"no panoptic map under {root} for cameras {cameras} of the {dataset.split} split"
+        )
     return LayoutTargets(
         graphs=graphs,
         graph_index=torch.tensor(graph_index, dtype=torch.long),

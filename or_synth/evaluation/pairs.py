@@ -28,8 +28,11 @@ import torch
 from PIL import Image
 
 from or_synth.data import PREDICATES
-from or_synth.data.annotations import annotation_path, read_scan_annotation
+from or_synth.data.annotations import annotation_path, node_boxes, read_scan_annotation
 from or_synth.data.errors import DatasetFormatError
+from or_synth.data.images import frame_index
+from or_synth.data.layout_maps import RealLayouts
+from or_synth.data.panoptic import has_panoptic
 from or_synth.data.scene_graph import SceneGraphRecord
 from or_synth.evaluation.image_sets import ImageSet
 from or_synth.evaluation.relation_classifier import RelationClassifier, node_label, role_typed_triples
@@ -169,9 +172,25 @@ def rendered_size(root: str | Path) -> tuple[int, int]:
     return int(height), int(width)
 
 
+def rendered_extras(root: str | Path) -> bool:
+    """Is ``root`` a rendered dataset with the renderer's per-node boxes (``or_synth_annotations/``; not a
+    stand-in in the real format, whose boxes, as real 4D-OR's, come from its panoptic maps)?"""
+    path = Path(root) / RENDER_MANIFEST
+    if not path.is_file():
+        return False
+    try:
+        return not json.loads(path.read_text(encoding="utf-8"))["config"].get("real_format", False)
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+        return True  # malformed: rendered_size says so, naming the file
+
+
 def has_boxes(root: str | Path) -> bool:
-    """Does the dataset carry per-node 2D boxes (a rendered dataset with ``or_synth_annotations/``)?"""
-    return (Path(root) / RENDER_MANIFEST).is_file()
+    """Does the dataset carry per-node 2D boxes: a rendered dataset's ``or_synth_annotations/``, or real 4D-OR's
+    panoptic maps (MM-OR), boxed per node (:mod:`or_synth.data.layout_maps`)?"""
+    if rendered_extras(root):
+        return True
+    return any(has_panoptic(root, int(d.name.removeprefix("export_holistic_take").removesuffix("_processed")))
+               for d in Path(root).glob("export_holistic_take*_processed"))  # fmt: skip
 
 
 def annotation_boxes(
@@ -186,6 +205,15 @@ def annotation_boxes(
     Raises:
         DatasetFormatError: a scan's annotation is missing or malformed, or lacks the camera (naming the file).
     """
+    first = records[0] if records else None
+    if (
+        first is not None
+        and not annotation_path(root, first.take, first.scan).is_file()
+        and has_panoptic(root, first.take)
+    ):
+        return layout_boxes(
+            root, records, cameras
+        )  # real 4D-OR (or its stand-in): boxes off the panoptic maps
     height, width = size or rendered_size(root)
     cache: dict[tuple[int, str], object] = {}
     out = []
@@ -206,6 +234,33 @@ def annotation_boxes(
                 node: (x0 / width, y0 / height, x1 / width, y1 / height)
                 for node, (x0, y0, x1, y1) in view.boxes.items()
                 if node < len(record.object_names)
+            }
+        )
+    return out
+
+
+def layout_boxes(
+    root: str | Path, records: Sequence[SceneGraphRecord], cameras: Sequence[int]
+) -> list[Boxes | None]:
+    """Real 4D-OR's node boxes of every (graph, camera) view: each node's box in the view's layout (panoptic map,
+    or projected 3D poses for people where a camera has none), normalised by the map's size; None for a view
+    without a layout (its pairs are not scored)."""
+    real = RealLayouts(Path(root))
+    out: list[Boxes | None] = []
+    for record, camera in zip(records, cameras, strict=True):
+        frame = frame_index(Path(root), record.take).frame_id(record.scan, int(camera))
+        labels = real.view_of(
+            record.take, record.scan, list(record.object_names), list(record.roles), int(camera), frame
+        )
+        if labels is None:
+            out.append(None)
+            continue
+        height, width = labels.shape
+        boxes, _ = node_boxes(labels, len(record.object_names))
+        out.append(
+            {
+                int(k) - 1: (x0 / width, y0 / height, x1 / width, y1 / height)
+                for k, (x0, y0, x1, y1) in boxes.items()
             }
         )
     return out

@@ -4,8 +4,9 @@ Pipelines with a layout input take instance masks (label maps: node index + 1, 0
 names a source, and each line of a manifest records what it became (:data:`or_synth.data.manifest.LAYOUT_SOURCES`):
 
 - ``none`` -> ``absent``: the graph alone;
-- ``masks`` -> ``given``: a rendered dataset's own ``instance_masks/`` of each scan and camera
-  (:class:`GivenMasks`);
+- ``masks`` -> ``given``: the dataset's own layout of each scan and camera (:class:`GivenMasks`): a rendered
+  dataset's ``instance_masks/``; real 4D-OR's MM-OR panoptic maps (cameras 1, 2, 5) and, elsewhere, person boxes
+  from its 3D poses;
 - ``render`` -> ``rendered``: drawn for any graph, real 4D-OR ones too, by the renderer's 3D placement, one
   scene per graph for all its cameras so the views agree (:class:`RenderedLayouts`);
 - ``predicted`` -> ``predicted``: from the graph and camera by a trained layout predictor
@@ -32,7 +33,9 @@ from torch_geometric.data import Data
 from or_synth.data import DatasetFormatError
 from or_synth.data.annotations import mask_path, read_instance_mask
 from or_synth.data.images import frame_index
+from or_synth.data.layout_maps import RealLayouts
 from or_synth.data.manifest import LAYOUT_SOURCES
+from or_synth.data.panoptic import has_panoptic, panoptic_path
 from or_synth.data.scene_graph import SceneGraphRecord
 from or_synth.generator import ORScenePipeline
 from or_synth.render import check_renderable, layout_masks
@@ -72,20 +75,60 @@ def resolve_layout(option: str, pipe: ORScenePipeline) -> str:
 
 
 class GivenMasks:
-    """``layout=masks``: each item's instance mask from the dataset at ``root``, resized nearest (labels stay
-    labels) to ``size`` (H, W)."""
+    """``layout=masks``: each item's layout from the dataset at ``root``, resized nearest (labels stay labels) to
+    ``size`` (H, W): a rendered dataset's instance masks, or real 4D-OR's panoptic maps (cameras 1, 2, 5) and
+    projected person boxes (:mod:`or_synth.data.layout_maps`), read once by :meth:`check`."""
 
-    def __init__(self, root: Path, size: tuple[int, int]) -> None:
-        self.root, self.size = Path(root), size
+    def __init__(self, root: Path, size: tuple[int, int], records: Sequence[SceneGraphRecord] = ()) -> None:
+        self.root, self.size, self.records = Path(root), size, list(records)
+        self._real: dict[tuple[int, str, int], np.ndarray] = {}
+
+    def _resize(self, labels: np.ndarray) -> np.ndarray:
+        height, width = self.size
+        return np.asarray(Image.fromarray(labels).resize((width, height), Image.Resampling.NEAREST))
+
+    def check(self, items: Sequence[SampleItem]) -> None:
+        """Every item has a layout, before any sampling (real 4D-OR: the maps are read here, once)."""
+        try:
+            for item in items:
+                frame = frame_index(self.root, item.take).frame_id(item.scan, item.camera)
+                where = {"take": item.take, "scan": item.scan, "field": f"camera {item.camera}"}
+                if mask_path(self.root, item.take, item.camera, frame).is_file():
+                    continue
+                if not has_panoptic(self.root, item.take):
+                    raise DatasetFormatError(
+                        "instance mask is missing",
+                        file=mask_path(self.root, item.take, item.camera, frame),
+                        **where,
+                    )
+                record = self.records[item.graph]
+                labels = RealLayouts(self.root).view_of(
+                    item.take, item.scan, list(record.object_names), list(record.roles), item.camera, frame
+                )
+                if labels is None:
+                    raise DatasetFormatError(
+                        "no layout for this view: no panoptic map (cameras 1, 2, 5) and no 3D poses "
+                        f"({panoptic_path(self.root, item.take, item.camera, frame)})",
+                        **where,
+                    )
+                self._real[(item.take, item.scan, item.camera)] = self._resize(labels)
+        except DatasetFormatError as error:
+            raise with_hint(
+                error,
+                "layout=masks reads the dataset's own layouts (instance masks; real 4D-OR: MM-OR's panoptic maps "
+                "and 3D poses); for views without them use layout=predicted, layout=render or layout=none",
+            ) from None
 
     def masks(self, items: Sequence[SampleItem]) -> torch.Tensor:
-        """(B, H, W) uint8 instance masks of the items."""
-        height, width = self.size
+        """(B, H, W) uint8 layouts of the items."""
         maps = []
         for item in items:
+            real = self._real.get((item.take, item.scan, item.camera))
+            if real is not None:
+                maps.append(real)
+                continue
             frame = frame_index(self.root, item.take).frame_id(item.scan, item.camera)
-            mask = Image.fromarray(read_instance_mask(self.root, item.take, item.camera, frame))
-            maps.append(np.asarray(mask.resize((width, height), Image.Resampling.NEAREST)))
+            maps.append(self._resize(read_instance_mask(self.root, item.take, item.camera, frame)))
         return torch.from_numpy(np.stack(maps))
 
 
@@ -172,28 +215,14 @@ def open_layouts(layout: str, job: LayoutJob) -> LayoutSource | None:
     if layout == "masks":
         if job.root is None:
             raise ValueError("layout=masks reads the source dataset's instance masks; these graphs have none")
-        check_masks(job.root, job.items)
-        return GivenMasks(job.root, size)
+        given = GivenMasks(job.root, size, job.records)
+        given.check(job.items)
+        return given
     if layout == "render":
         check_renderable_graphs(job.records, job.source)
         return RenderedLayouts(job.records, job.cameras, size, job.seed, job.source)
     predictor = load_layout_predictor(job.predictor, job.pipe, job.pipeline_dir)
     return PredictedLayouts(predictor, job.graphs, size)
-
-
-def check_masks(root: Path, items: Sequence[SampleItem]) -> None:
-    """Every item's instance mask exists (layout=masks), before any sampling."""
-    try:
-        for item in items:
-            frame = frame_index(root, item.take).frame_id(item.scan, item.camera)
-            path = mask_path(root, item.take, item.camera, frame)
-            where = {"take": item.take, "scan": item.scan, "field": f"camera {item.camera}"}
-            if not path.is_file():
-                raise DatasetFormatError("instance mask is missing", file=path, **where)
-    except DatasetFormatError as error:
-        raise with_hint(
-            error, "layout=masks reads the renderer's instance masks; use layout=none for graphs without them"
-        ) from None
 
 
 def check_renderable_graphs(records: Sequence[SceneGraphRecord], source: Path | None) -> None:

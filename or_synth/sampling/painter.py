@@ -172,7 +172,7 @@ def prepare_painter(cfg, options, records: Sequence[SceneGraphRecord], source: P
     """The sample plan of ``pipeline=painter``: each (scan, camera)'s layout painted (one image: the painter
     draws no noise, so ``samples_per_graph`` is 1), written and listed exactly as a generator's samples."""
     from or_synth.render.pipeline import RENDERER_VERSION
-    from or_synth.sampling.layouts import GivenMasks, RenderedLayouts, check_masks, check_renderable_graphs
+    from or_synth.sampling.layouts import GivenMasks, RenderedLayouts, check_renderable_graphs
     from or_synth.sampling.plan import finish_plan, graphs_fields
     from or_synth.sampling.seeds import plan_items
 
@@ -190,8 +190,8 @@ def prepare_painter(cfg, options, records: Sequence[SceneGraphRecord], source: P
         raise ValueError("pipeline=painter draws no graph: control= applies to a generator")
     items = plan_items(records, options.cameras, 1, options.seed)
     if layout == "masks":
-        check_masks(data_root, items)
-        layouts = GivenMasks(data_root, size)
+        layouts = GivenMasks(data_root, size, records)
+        layouts.check(items)
     else:
         check_renderable_graphs(records, source)
         layouts = RenderedLayouts(records, options.cameras, size, options.seed, source)

@@ -115,7 +115,9 @@ def use_layout(cfg: DictConfig, views: ViewSet) -> bool:
     if setting == "auto":
         return views.masks is not None
     if setting and views.masks is None:
-        raise ValueError("ldm.layout=true but the dataset has no instance masks (real 4D-OR has none)")
+        raise ValueError(
+            "ldm.layout=true but the dataset has no layouts (no instance masks; for real 4D-OR, no panoptic maps)"
+        )
     return bool(setting)
 
 
@@ -258,6 +260,8 @@ def train_ldm(cfg: DictConfig) -> dict:
             target = training_target(noise_scheduler, clean, noise, timesteps)
             graphs = Batch.from_data_list([train_views.graphs[int(g)] for g in train_views.graph_index[idx]])
             masks = train_views.masks[idx] if layout else None
+            if layout and train_views.has_layout is not None:  # a view without a layout trains graph-only
+                drop_layout[local] |= ~train_views.has_layout[idx]
             with accelerator.accumulate(wrapped), accelerator.autocast():
                 prediction = wrapped(
                     noisy,
