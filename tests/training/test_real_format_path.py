@@ -18,7 +18,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def test_dataset_4dor_trains_samples_evaluates_and_reports_on_the_stand_in(tmp_path):
     root = tmp_path / "4D-OR"
     render_small(root, "real_format=true")
-    four_dor = ["dataset=4dor", "dataset.cameras=[1,3]", "dataset.image_size=[32,32]"]
+    # The GPU recipe under debug=smoke: its bf16 and layout paths on CPU with tiny models.
+    four_dor = ["dataset=4dor", "experiment=4dor", "dataset.cameras=[1,3]", "dataset.image_size=[32,32]"]
     result = train(compose_smoke_cfg(root, tmp_path, four_dor))
     assert set(result) == {"vae", "align", "ldm"}
     log = (tmp_path / "runs/ldm/smoke/config.yaml").read_text()
