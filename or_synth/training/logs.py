@@ -13,6 +13,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+import torch
+
 from or_synth.data.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -50,7 +52,10 @@ class StepLog:
         self.handle = path.open("a", encoding="utf-8")
 
     def write(self, record: Mapping) -> None:
-        line = json.dumps(finite_or_null({**record, "time": round(time.time(), 3)}), allow_nan=False)
+        record = {**record, "time": round(time.time(), 3)}
+        if torch.cuda.is_initialized():  # the GPU check reads each run's peak memory off its log
+            record["cuda_peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+        line = json.dumps(finite_or_null(record), allow_nan=False)
         self.handle.write(line + "\n")
         self.handle.flush()
 
