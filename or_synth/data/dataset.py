@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch_geometric.data import Data, InMemoryDataset
 
 from or_synth.data.errors import DatasetFormatError, DatasetMissing
-from or_synth.data.images import frame_index, read_image
+from or_synth.data.images import ResizedImageCache, frame_index, read_image
 from or_synth.data.io import atomic_write_json
 from or_synth.data.phases import PhaseTable
 from or_synth.data.scene_graph import SceneGraphRecord, load_scene_graphs, records_to_data
@@ -72,6 +73,9 @@ class FourDORDataset(InMemoryDataset):
         strict: raise on bad scans (default) or skip and report them in :attr:`skipped`.
         processed_root: where the processed cache goes (default ``root/processed``); use it when the
             dataset root is read-only.
+        image_cache: keep the images resized to ``image_size`` under ``processed_root/images`` (true), read the
+            sources every time (false), or cache when the stored images are at least 4x the size asked for
+            ("auto": real 4D-OR's 2048 x 1536 JPEGs, not the small rendered datasets).
         transform, pre_transform, force_reload: as in PyG.
     """
 
@@ -87,6 +91,7 @@ class FourDORDataset(InMemoryDataset):
         dense: bool = False,
         strict: bool = True,
         processed_root: str | Path | None = None,
+        image_cache: bool | str = "auto",
         transform=None,
         pre_transform=None,
         force_reload: bool = False,
@@ -105,6 +110,10 @@ class FourDORDataset(InMemoryDataset):
         self.strict = strict
         self.dataset_root = Path(root)
         self._processed_root = Path(processed_root) if processed_root else self.dataset_root / "processed"
+        if image_cache not in (True, False, "auto"):
+            raise ValueError(f"image_cache must be true, false or auto, got {image_cache!r}")
+        self.image_cache = image_cache
+        self._resized: ResizedImageCache | None | bool = None  # decided on the first read (auto)
         self.vocabulary = Vocabulary.load(root)
         self.annotation_file = relationships_file(root, self.split)
         if self.annotation_file is None:
@@ -112,6 +121,7 @@ class FourDORDataset(InMemoryDataset):
         self._cache_key = self._fingerprint(pre_transform)
         super().__init__(str(root), transform, pre_transform, force_reload=force_reload)
         self.load(self.processed_paths[0])
+        self._data_list = separate_all(self._data, self.slices)
         report = json.loads(Path(self.processed_paths[1]).read_text())
         self.skipped: list[dict] = report["skipped"]
         self.keys: list[tuple[int, str]] = [tuple(k) for k in report["keys"]]
@@ -211,6 +221,10 @@ class FourDORDataset(InMemoryDataset):
         return hashlib.sha1(repr(parts).encode()).hexdigest()[:12]
 
     # --- access ---------------------------------------------------------------------------------------
+    def len(self) -> int:
+        # PyG recounts from the slices on every call (twice per get); the graphs are separated once at load.
+        return len(self._data_list) if self._data_list is not None else super().len()
+
     def get(self, idx: int) -> Data:
         data = super().get(idx)
         if self.load_images:
@@ -226,12 +240,60 @@ class FourDORDataset(InMemoryDataset):
     def read_images(self, take: int, scan: str) -> torch.Tensor:
         """(V, 3, H, W) uint8 images of the configured cameras."""
         paths = self.image_paths(take, scan)
+        cache = self._image_cache(paths[0])
+        read = cache.read if cache else read_image
         return torch.stack(
             [
-                read_image(path, self.image_size, take=take, scan=scan, camera=camera)
+                read(path, self.image_size, take=take, scan=scan, camera=camera)
                 for path, camera in zip(paths, self.cameras, strict=True)
             ]
         )
 
+    def _image_cache(self, probe: Path) -> ResizedImageCache | None:
+        if self._resized is None:
+            wanted = self.image_size is not None and self.image_cache is not False
+            if wanted and self.image_cache == "auto":
+                try:
+                    with Image.open(probe) as handle:
+                        wanted = (
+                            min(handle.width / self.image_size[1], handle.height / self.image_size[0]) >= 4
+                        )
+                except OSError:
+                    wanted = False  # the read itself reports the file
+            self._resized = ResizedImageCache(self._processed_root / "images") if wanted else False
+        return self._resized or None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({len(self)}, split={self.split}, root={self.dataset_root})"
+
+
+def separate_all(store: Data, slices: dict | None) -> list[Data] | None:
+    """Every graph of a collated ``InMemoryDataset`` storage at once.
+
+    PyG's ``get`` separates one graph per call (``torch_geometric.data.separate``), which made a first full pass
+    over the processed cache about 2x slower than parsing the JSON naively (``benchmarks/loader.py``).
+    ``InMemoryDataset.collate`` stores attributes without increments, so each graph is a plain slice of every
+    attribute: one ``torch.split`` per attribute. Filled into ``_data_list``, PyG's ``get`` returns copies of these;
+    the test suite checks them against ``separate`` attribute by attribute.
+    """
+    if not slices:  # one graph (PyG stores it uncollated) or none: PyG's get serves it as it is
+        return None
+    count = len(next(iter(slices.values()))) - 1
+    columns = {}
+    for key, bounds in slices.items():
+        value, bounds = store[key], bounds.tolist()
+        if torch.is_tensor(value):
+            sizes = [end - start for start, end in zip(bounds, bounds[1:], strict=False)]
+            columns[key] = torch.split(value, sizes, dim=store.__cat_dim__(key, value))
+        else:  # lists (the scan ids): one item per graph
+            columns[key] = [value[start] if end - start == 1 else value[start:end]
+                            for start, end in zip(bounds, bounds[1:], strict=False)]  # fmt: skip
+    num_nodes = store._store._num_nodes
+    graphs = []
+    for i in range(count):
+        graph = Data()
+        # Straight into the storage: Data(**attributes) validates each attribute, most of this function's cost.
+        graph._store._mapping.update({key: column[i] for key, column in columns.items()})
+        graph.num_nodes = num_nodes[i]
+        graphs.append(graph)
+    return graphs

@@ -31,6 +31,7 @@ def build_dataset(dataset_cfg: DictConfig, split: str, *, load_images: bool = Tr
         load_images=load_images,
         strict=dataset_cfg.get("strict", True),
         processed_root=dataset_cfg.get("processed_root"),
+        image_cache=dataset_cfg.get("image_cache", "auto"),
     )
 
 

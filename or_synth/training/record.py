@@ -62,6 +62,7 @@ FREE = (
     "ldm.sample",
     "classifier.eval_max_scans",
     "dataset.processed_root",
+    "dataset.image_cache",  # a lossless cache of the same resized pixels
     "dataset.render",
     "encoder.cache_dir",
 )

@@ -15,6 +15,17 @@ from tests.helpers import compose_smoke_cfg, render_small, run_command
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+@pytest.fixture
+def fresh_accelerate_state():
+    """Accelerate keeps one precision per process: the tests around this one train in fp32, it in bf16."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+@pytest.mark.usefixtures("fresh_accelerate_state")
 def test_dataset_4dor_trains_samples_evaluates_and_reports_on_the_stand_in(tmp_path):
     root = tmp_path / "4D-OR"
     render_small(root, "real_format=true")
