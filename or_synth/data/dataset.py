@@ -121,7 +121,6 @@ class FourDORDataset(InMemoryDataset):
         self._cache_key = self._fingerprint(pre_transform)
         super().__init__(str(root), transform, pre_transform, force_reload=force_reload)
         self.load(self.processed_paths[0])
-        self._data_list = separate_all(self._data, self.slices)
         report = json.loads(Path(self.processed_paths[1]).read_text())
         self.skipped: list[dict] = report["skipped"]
         self.keys: list[tuple[int, str]] = [tuple(k) for k in report["keys"]]
@@ -221,9 +220,24 @@ class FourDORDataset(InMemoryDataset):
         return hashlib.sha1(repr(parts).encode()).hexdigest()[:12]
 
     # --- access ---------------------------------------------------------------------------------------
+    # PyG's get separates one graph per call and caches it in _data_list; here the first read of _data_list
+    # separates every graph at once (:func:`separate_all`), so loading the cache stays cheap and the first pass
+    # costs one split per attribute. PyG resets it (None) whenever the storage changes; the next read redoes it.
+    @property
+    def _data_list(self) -> list[Data] | None:
+        graphs = self.__dict__.get("_graph_list")
+        if graphs is None and getattr(self, "_data", None) is not None and getattr(self, "slices", None):
+            graphs = self.__dict__["_graph_list"] = separate_all(self._data, self.slices)
+        return graphs
+
+    @_data_list.setter
+    def _data_list(self, value: list[Data] | None) -> None:
+        self.__dict__["_graph_list"] = value
+
     def len(self) -> int:
-        # PyG recounts from the slices on every call (twice per get); the graphs are separated once at load.
-        return len(self._data_list) if self._data_list is not None else super().len()
+        # PyG recounts from the slices on every call (twice per get).
+        graphs = self.__dict__.get("_graph_list")
+        return len(graphs) if graphs is not None else super().len()
 
     def get(self, idx: int) -> Data:
         data = super().get(idx)
@@ -273,7 +287,7 @@ def separate_all(store: Data, slices: dict | None) -> list[Data] | None:
     PyG's ``get`` separates one graph per call (``torch_geometric.data.separate``), which made a first full pass
     over the processed cache about 2x slower than parsing the JSON naively (``benchmarks/loader.py``).
     ``InMemoryDataset.collate`` stores attributes without increments, so each graph is a plain slice of every
-    attribute: one ``torch.split`` per attribute. Filled into ``_data_list``, PyG's ``get`` returns copies of these;
+    attribute: one ``torch.split`` per attribute. Served as ``_data_list``, PyG's ``get`` returns copies of these;
     the test suite checks them against ``separate`` attribute by attribute.
     """
     if not slices:  # one graph (PyG stores it uncollated) or none: PyG's get serves it as it is
