@@ -92,3 +92,18 @@ def test_loader_reads_it_as_real_4d_or_with_layouts_where_the_annotations_give_t
     people = {k + 1 for k, role in enumerate(graph.node_role.tolist()) if role < 5}  # Patient and the staff
     assert set(np.unique(box_view).tolist()) - {0} <= people
     assert has_boxes(standin) and not has_boxes(tmp_path)
+
+
+def test_asking_for_layouts_a_download_lacks_names_the_panoptic_zip(standin, tmp_path):
+    import shutil
+
+    bare = tmp_path / "4D-OR"
+    shutil.copytree(
+        standin, bare, ignore=shutil.ignore_patterns("segmentation_export_*", "annotations", "processed")
+    )
+    dataset = FourDORDataset(
+        bare, "train", load_images=True, image_size=(48, 64), processed_root=tmp_path / "p"
+    )
+    assert load_views(dataset, progress=False).masks is None  # auto: graph-only
+    with pytest.raises(FileNotFoundError, match="4D-OR_panoptic_segmentations.zip"):
+        load_views(dataset, masks=True, progress=False)
