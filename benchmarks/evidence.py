@@ -81,8 +81,9 @@ def probe_rows(sources=SOURCES) -> list[dict]:
              "pipeline": "painter", "palette": "distinct"} for source in ("render", "masks") if source in sources]  # fmt: skip
 
 
-def run(command: list[str], log: Path) -> None:
-    """One command of the protocol, its output in ``log``; a failure stops the benchmark with its tail."""
+def run(command: list[str], log: Path) -> float:
+    """One command of the protocol, its output in ``log``; a failure stops the benchmark with its tail. Returns
+    its wall seconds."""
     log.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with log.open("w") as handle:
@@ -93,7 +94,9 @@ def run(command: list[str], log: Path) -> None:
         raise SystemExit(
             f"failed ({done.returncode}): python -m {' '.join(command)}\n{log.read_text()[-3000:]}"
         )
-    print(f"  {time.perf_counter() - started:7.1f} s  python -m {' '.join(command)}", flush=True)
+    seconds = time.perf_counter() - started
+    print(f"  {seconds:7.1f} s  python -m {' '.join(command)}", flush=True)
+    return seconds
 
 
 def sample_command(

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,25 +29,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.evidence import run  # noqa: E402
 from or_synth.data.io import atomic_write_json  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "gpu_check.json"
-
-
-def run(command: list[str], log: Path) -> float:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    with log.open("w") as handle:
-        done = subprocess.run(
-            [sys.executable, "-m", *command], cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT
-        )
-    if done.returncode != 0:
-        raise SystemExit(
-            f"failed ({done.returncode}): python -m {' '.join(command)}\n{log.read_text()[-3000:]}"
-        )
-    seconds = time.perf_counter() - started
-    print(f"  {seconds:7.1f} s  python -m {' '.join(command)}", flush=True)
-    return seconds
 
 
 def summarise(log: Path, batch_size: int) -> dict:

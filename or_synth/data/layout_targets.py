@@ -66,6 +66,19 @@ class LayoutTargets:
         return self.crops[rows].float() / 255
 
 
+def collect_targets(graphs, graph_index, cameras, counts, boxes, visible, crops) -> LayoutTargets:
+    """A :class:`LayoutTargets` of per-view lists (each view's node count, boxes, visibility and crops)."""
+    return LayoutTargets(
+        graphs=graphs,
+        graph_index=torch.tensor(graph_index, dtype=torch.long),
+        cameras=torch.tensor(cameras, dtype=torch.long),
+        node_ptr=torch.tensor([0, *np.cumsum(counts).tolist()], dtype=torch.long),
+        boxes=torch.cat(boxes),
+        visible=torch.cat(visible),
+        crops=torch.cat(crops),
+    )
+
+
 def require_annotations(dataset) -> bool:
     """True for a rendered dataset (per-node boxes and instance masks), False for real 4D-OR with MM-OR's panoptic
     maps; a clear error when the dataset has neither."""
@@ -121,15 +134,7 @@ def load_layout_targets(
             graph_index.append(i)
             view_cameras.append(camera)
             counts.append(n)
-    return LayoutTargets(
-        graphs=graphs,
-        graph_index=torch.tensor(graph_index, dtype=torch.long),
-        cameras=torch.tensor(view_cameras, dtype=torch.long),
-        node_ptr=torch.tensor([0, *np.cumsum(counts).tolist()], dtype=torch.long),
-        boxes=torch.cat(boxes),
-        visible=torch.cat(visible),
-        crops=torch.cat(crops),
-    )
+    return collect_targets(graphs, graph_index, view_cameras, counts, boxes, visible, crops)
 
 
 def _panoptic_targets(dataset, mask_size: int, *, limit: int | None, progress: bool) -> LayoutTargets:
@@ -164,15 +169,7 @@ def _panoptic_targets(dataset, mask_size: int, *, limit: int | None, progress: b
         raise FileNotFoundError(
             f"no panoptic map under {root} for cameras {cameras} of the {dataset.split} split"
         )
-    return LayoutTargets(
-        graphs=graphs,
-        graph_index=torch.tensor(graph_index, dtype=torch.long),
-        cameras=torch.tensor(view_cameras, dtype=torch.long),
-        node_ptr=torch.tensor([0, *np.cumsum(counts).tolist()], dtype=torch.long),
-        boxes=torch.cat(boxes),
-        visible=torch.cat(visible),
-        crops=torch.cat(crops),
-    )
+    return collect_targets(graphs, graph_index, view_cameras, counts, boxes, visible, crops)
 
 
 def node_targets(
