@@ -646,3 +646,20 @@ def file_hashes(*roots: Path) -> dict[str, str]:
         for p in sorted(Path(root).rglob("*"))
         if p.is_file()
     }
+
+
+# --- the official 4D-OR code's way of finding files ----------
+def official_4dor_images(root: Path, scan_id: str) -> tuple[list[Path], list[Image.Image]]:
+    """The six colour images of ``TAKE_SCAN`` found the way the official 4D-OR scene-graph code finds them
+    (egeozsoy/4D-OR, ``scene_graph_prediction/scene_graph_helpers/dataset/data_preparation_utils.py``,
+    ``load_full_image_data``; ../shared/docs/4dor_format.md §1.1): the scan number is a POSITION in the take's
+    ``timestamp_to_pcd_and_frames_list.json``, whose ``color_{c}`` frame id names
+    ``colorimage/camera0{c}_colorimage-{id}.jpg`` for cameras 1..6. Written from that description, not copied."""
+    take, scan = scan_id.split("_")
+    take_root = root / f"export_holistic_take{take}_processed"
+    frames = json.loads((take_root / "timestamp_to_pcd_and_frames_list.json").read_text())
+    channels = frames[int(scan)][1]
+    paths = [
+        take_root / "colorimage" / f"camera0{c}_colorimage-{channels[f'color_{c}']}.jpg" for c in range(1, 7)
+    ]
+    return paths, [Image.open(path).convert("RGB") for path in paths]

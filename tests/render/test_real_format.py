@@ -107,3 +107,25 @@ def test_asking_for_layouts_a_download_lacks_names_the_panoptic_zip(standin, tmp
     assert load_views(dataset, progress=False).masks is None  # auto: graph-only
     with pytest.raises(FileNotFoundError, match="4D-OR_panoptic_segmentations.zip"):
         load_views(dataset, masks=True, progress=False)
+
+
+def test_the_official_loaders_indexing_finds_every_file_of_a_scan(standin):
+    """4D-OR's image lookup (the frame list's color_{c} ids), MM-OR's mask lookup (the image's stem under
+    segmentation_export_{c}) and VoxelPose's pose lookup (the entry's pcd name under annotations/)."""
+    from tests.helpers import official_4dor_images
+
+    frames = json.loads((take_dir(standin, 4) / "timestamp_to_pcd_and_frames_list.json").read_text())
+    for index in range(len(frames)):
+        paths, images = official_4dor_images(standin, f"4_{index:06d}")
+        assert [image.size for image in images] == [(64, 48)] * 6
+        for camera in (1, 2, 5):
+            mask = (
+                paths[camera - 1].parent.parent
+                / f"segmentation_export_{camera}"
+                / (paths[camera - 1].stem + ".png")
+            )
+            assert Image.open(mask).size == (64, 48)
+        poses = json.loads(
+            (take_dir(standin, 4) / "annotations" / f"{frames[index][1]['pcd']}.json").read_text()
+        )
+        assert {label["jointName"] for label in poses["labels"]} <= set(JOINTS)

@@ -11,14 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from or_synth.data import FourDORDataset
 from or_synth.data.manifest import MANIFEST
 from or_synth.data.summary import summarize
 from or_synth.data.vocabulary import main_action
 from or_synth.sampling import ExportRefused, copies_per_graph
-from tests.helpers import all_files, manifest_lines, run_export
+from tests.helpers import all_files, manifest_lines, official_4dor_images, run_export
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -159,22 +158,6 @@ def test_two_processes_shard_the_scans_and_write_the_same_bytes_as_one(pipeline_
         "6 scans x 2 cameras" in done.stdout and done.stdout.count("export:") == 1
     )  # the main process reports
     assert all_files(two) == all_files(one)
-
-
-def official_4dor_images(root: Path, scan_id: str) -> tuple[list[Path], list[Image.Image]]:
-    """The six colour images of ``TAKE_SCAN`` found the way the official 4D-OR scene-graph code finds them
-    (egeozsoy/4D-OR, ``scene_graph_prediction/scene_graph_helpers/dataset/data_preparation_utils.py``,
-    ``load_full_image_data``; ../shared/docs/4dor_format.md §1.1): the scan number is a POSITION in the take's
-    ``timestamp_to_pcd_and_frames_list.json``, whose ``color_{c}`` frame id names
-    ``colorimage/camera0{c}_colorimage-{id}.jpg`` for cameras 1..6. Written from that description, not copied."""
-    take, scan = scan_id.split("_")
-    take_root = root / f"export_holistic_take{take}_processed"
-    frames = json.loads((take_root / "timestamp_to_pcd_and_frames_list.json").read_text())
-    channels = frames[int(scan)][1]
-    paths = [
-        take_root / "colorimage" / f"camera0{c}_colorimage-{channels[f'color_{c}']}.jpg" for c in range(1, 7)
-    ]
-    return paths, [Image.open(path).convert("RGB") for path in paths]
 
 
 def test_the_official_4dor_image_loader_reads_an_export(pipeline_dir, tiny_render, tmp_path):

@@ -1,6 +1,7 @@
 """The real 4D-OR path end to end, on the stand-in in the real download's format (``real_format=true``): every
 stage of ``dataset=4dor`` with tiny models, the layout-conditioned generator on the panoptic layouts, then
-``sample`` with the dataset's own layouts, ``evaluate`` with the pair head on panoptic boxes, and ``report``."""
+``sample`` with the dataset's own layouts, ``evaluate`` with the pair head on panoptic boxes, ``report`` and
+``export``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 
 import pytest
 
-from or_synth import evaluate, report, sample
+from or_synth import evaluate, export, report, sample
 from or_synth.train import train
 from tests.helpers import compose_smoke_cfg, render_small, run_command
 
@@ -56,3 +57,8 @@ def test_dataset_4dor_trains_samples_evaluates_and_reports_on_the_stand_in(tmp_p
     assert "model" in details["pair_consistency"]  # pairs scored where the panoptic maps give boxes
     code, _, err = run_command(report.main, f"run={scores}", f"out={tmp_path / 'reports'}")
     assert code == 0 and list((tmp_path / "reports").glob("*/index.html")), err[-2000:]
+    code, _, err = run_command(
+        export.main, f"pipeline={tmp_path / 'runs/ldm/smoke/pipeline'}", f"dataset_root={root}", "layout=render",
+        "limit=2", "cameras=[1,3]", "steps=2", f"out={tmp_path / 'export'}", "progress=false",
+    )  # fmt: skip
+    assert code == 0 and (tmp_path / "export" / "relationships_train.json").is_file(), err[-2000:]
