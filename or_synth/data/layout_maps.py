@@ -21,24 +21,12 @@ from or_synth.data.annotations import mask_path, read_instance_mask
 from or_synth.data.images import color_image_path
 from or_synth.data.panoptic import (
     PANOPTIC_CAMERAS,
-    has_panoptic,
     node_label_map,
     panoptic_path,
     read_panoptic,
 )
 from or_synth.data.poses import box_label_map, person_boxes, read_calibration, read_poses
 from or_synth.data.vocabulary import Vocabulary
-
-INSTANCE_MASKS, PANOPTIC = "instance_masks", "panoptic"
-
-
-def layout_source(root: str | Path, take: int, camera: int, frame_id: str) -> str | None:
-    """What the dataset at ``root`` holds for layouts, judged on one of its images."""
-    if mask_path(root, take, camera, frame_id).is_file():
-        return INSTANCE_MASKS
-    if has_panoptic(root, take):
-        return PANOPTIC
-    return None
 
 
 def names_and_roles(graph: Data, vocabulary: Vocabulary | None = None) -> tuple[list[str], list[str]]:

@@ -255,14 +255,7 @@ def layout_boxes(
         if labels is None:
             out.append(None)
             continue
-        height, width = labels.shape
-        boxes, _ = node_boxes(labels, len(record.object_names))
-        out.append(
-            {
-                int(k) - 1: (x0 / width, y0 / height, x1 / width, y1 / height)
-                for k, (x0, y0, x1, y1) in boxes.items()
-            }
-        )
+        out.append(normalised_boxes(labels, len(record.object_names)))
     return out
 
 
@@ -281,15 +274,17 @@ def label_map_boxes(path: str | Path, num_nodes: int) -> Boxes:
             labels = np.asarray(image.convert("L"))
     except FileNotFoundError:
         raise DatasetFormatError("layout label map is missing", file=path) from None
+    return normalised_boxes(labels, num_nodes)
+
+
+def normalised_boxes(labels: np.ndarray, num_nodes: int) -> Boxes:
+    """Node index -> the box of its pixels in a label map (node index + 1), normalised by the map's size."""
     height, width = labels.shape
-    boxes: Boxes = {}
-    for value in np.unique(labels):
-        node = int(value) - 1
-        if not 0 <= node < num_nodes:
-            continue
-        ys, xs = np.nonzero(labels == value)
-        boxes[node] = (xs.min() / width, ys.min() / height, (xs.max() + 1) / width, (ys.max() + 1) / height)
-    return boxes
+    boxes, _ = node_boxes(labels, num_nodes)
+    return {
+        int(k) - 1: (x0 / width, y0 / height, x1 / width, y1 / height)
+        for k, (x0, y0, x1, y1) in boxes.items()
+    }
 
 
 def generated_pairs(

@@ -90,7 +90,7 @@ def layout_masks(
         camera_jitter=float(camera_jitter),
         layout_tries=int(layout_tries),
     )
-    _, scene, style, views, rng = scan_scene(job)
+    _, scene, style, views, rng, _ = scan_scene(job)
     # Labels come from the rasterised face ids before any noise: no draw from rng changes them, so a camera's
     # map does not depend on which other cameras were asked for.
     return np.stack([render_view(scene, views[c], style, rng, noise=False)[1] for c in cameras])

@@ -234,9 +234,10 @@ def render(cfg: DictConfig) -> dict:
         cameras = make_cameras(size[1], size[0], rng, float(cfg.camera_jitter))
         write_take_files(root, take, num_scans, cameras, phases_by_take.get(take), real_format=real_format)
 
-    real = bool(cfg.get("real_format", False))
     todo = [
-        job for job in jobs if not scan_document_path(root, job.take, f"{job.scan_index:06d}", real).is_file()
+        job
+        for job in jobs
+        if not scan_document_path(root, job.take, f"{job.scan_index:06d}", real_format).is_file()
     ]
     if len(todo) < len(jobs):
         print_fn(f"resuming: {len(jobs) - len(todo)} of {len(jobs)} scans already rendered in {root}")
@@ -256,9 +257,11 @@ def render(cfg: DictConfig) -> dict:
     # The relationships files come last, from what was written: a folder is loadable only when complete.
     by_split: dict[str, list[dict]] = {}
     for job in jobs:
-        document = json.loads(scan_document_path(root, job.take, f"{job.scan_index:06d}", real).read_text())
+        document = json.loads(
+            scan_document_path(root, job.take, f"{job.scan_index:06d}", real_format).read_text()
+        )
         by_split.setdefault(split_of(job.take), []).append(document["scene_graph"])
-    if real:
+    if real_format:
         for take in scans_by_take:
             write_keypoints(root, take, scans_by_take[take])
     for split, scans in by_split.items():
@@ -401,9 +404,9 @@ def scan_record(job: ScanJob) -> tuple[SceneGraphRecord, object, np.random.Gener
     )
 
 
-def scan_scene(job: ScanJob, with_layout: bool = False) -> tuple:
-    """The scan's graph, its lit 3D scene, style and six cameras, and the generator that draws on (noise); with
-    ``with_layout`` also the placement (the stand-in's 3D poses come from it).
+def scan_scene(job: ScanJob) -> tuple:
+    """The scan's graph, its lit 3D scene, style and six cameras, the generator that draws on (noise), and the
+    placement (the stand-in's 3D poses come from it).
 
     One scene for all cameras, so the views agree; the cameras are the take's (seeded by ``(seed, take)``).
     """
@@ -414,9 +417,7 @@ def scan_scene(job: ScanJob, with_layout: bool = False) -> tuple:
     )
     style = Style.sample(rng)
     scene = shade(build_mesh(layout, rng), style, layout.knee())
-    return (
-        (record, scene, style, cameras, rng, layout) if with_layout else (record, scene, style, cameras, rng)
-    )
+    return record, scene, style, cameras, rng, layout
 
 
 def scan_document_path(root: Path, take: int, scan: str, real_format: bool) -> Path:
@@ -434,7 +435,7 @@ def render_scan(job: ScanJob) -> None:
     With ``real_format``: MM-OR's panoptic maps for cameras 1, 2, 5 instead of instance masks, and the scan's
     named 3D poses in the pose tool's frame (``annotations/{scan}.json``)."""
     root = Path(job.root)
-    record, scene, style, cameras, rng, layout = scan_scene(job, with_layout=True)
+    record, scene, style, cameras, rng, layout = scan_scene(job)
     views = {}
     for camera_id, camera in cameras.items():
         rgb, labels = render_view(scene, camera, style, rng)

@@ -89,6 +89,7 @@ class GivenMasks:
 
     def check(self, items: Sequence[SampleItem]) -> None:
         """Every item has a layout, before any sampling (real 4D-OR: the maps are read here, once)."""
+        real = RealLayouts(self.root)
         try:
             for item in items:
                 frame = frame_index(self.root, item.take).frame_id(item.scan, item.camera)
@@ -102,7 +103,7 @@ class GivenMasks:
                         **where,
                     )
                 record = self.records[item.graph]
-                labels = RealLayouts(self.root).view_of(
+                labels = real.view_of(
                     item.take, item.scan, list(record.object_names), list(record.roles), item.camera, frame
                 )
                 if labels is None:
