@@ -8,6 +8,7 @@ dataset's instance masks; real 4D-OR's panoptic maps for cameras 1, 2, 5 and pro
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,8 @@ from or_synth.data.annotations import mask_path
 from or_synth.data.images import frame_index
 from or_synth.data.layout_maps import RealLayouts, view_layout
 from or_synth.data.panoptic import has_panoptic
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -115,6 +118,12 @@ def load_views(
                 all_masks.append(
                     torch.zeros(size, dtype=torch.uint8) if mask is None else resize_mask(mask, size)
                 )
+    if want_masks and real.notes:  # strict=false skips and ambiguous roles: listed, never silent
+        log.warning(
+            "%s: %d panoptic label(s) matched no node and were drawn as clutter:\n  %s",
+            dataset.dataset_root, len(real.notes), "\n  ".join(real.notes[:20])
+            + ("" if len(real.notes) <= 20 else f"\n  ... and {len(real.notes) - 20} more"),
+        )  # fmt: skip
     return ViewSet(
         graphs=graphs,
         images=torch.cat(images),

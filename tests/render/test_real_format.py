@@ -129,3 +129,31 @@ def test_the_official_loaders_indexing_finds_every_file_of_a_scan(standin):
             (take_dir(standin, 4) / "annotations" / f"{frames[index][1]['pcd']}.json").read_text()
         )
         assert {label["jointName"] for label in poses["labels"]} <= set(JOINTS)
+
+
+def test_an_unknown_panoptic_id_stops_the_loader_or_is_listed_with_strict_false(standin, tmp_path, caplog):
+    import shutil
+
+    from or_synth.data import DatasetFormatError
+
+    root = tmp_path / "4D-OR"
+    shutil.copytree(standin, root, ignore=shutil.ignore_patterns("processed"))
+    frame = frame_index(root, 1).frame_id("000002", 1)
+    path = panoptic_path(root, 1, 1, frame)
+    panoptic = np.asarray(Image.open(path)).copy()
+    panoptic[:2, :2] = 21  # not an MM-OR id
+    Image.fromarray(panoptic).save(path)
+    strict = FourDORDataset(
+        root, "train", load_images=True, image_size=(48, 64), processed_root=tmp_path / "a"
+    )
+    with pytest.raises(DatasetFormatError, match="unknown label id") as caught:
+        load_views(strict, progress=False)
+    assert f"file {path}, take 1, scan 000002, field camera 1" in str(caught.value)
+    lenient = FourDORDataset(root, "train", load_images=True, image_size=(48, 64), strict=False,
+                             processed_root=tmp_path / "b")  # fmt: skip
+    views = load_views(lenient, progress=False)
+    assert len(views.layout_notes) == 1
+    assert views.layout_notes[0].startswith(
+        "take 1 scan 000002 camera 1: label 21 (unknown): unknown label id"
+    )
+    assert "1 panoptic label(s) matched no node" in caplog.text
