@@ -16,7 +16,7 @@ holds an instrument, ...) raise :class:`DatasetFormatError` naming the scan.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -128,6 +128,7 @@ class Placement:
     lean: float = 0.0
     glow: bool = False  # furniture being operated: its controls light up
     action: str | None = None
+    slot: int | None = None  # the place at the patient (index of PATIENT_SLOTS) a person took, if any
 
     def footprint(self) -> np.ndarray:
         """(K, 2) points that stand for the footprint, for distances."""
@@ -215,12 +216,22 @@ def build_layout_record(
     return record, layout
 
 
-def plan_layout(record: SceneGraphRecord, rng: np.random.Generator, *, tries: int = 1) -> Layout:
-    """Place the scene. With ``tries > 1`` keep the placement whose CloseTo pairs best match the graph's."""
+def plan_layout(
+    record: SceneGraphRecord,
+    rng: np.random.Generator,
+    *,
+    tries: int = 1,
+    fixed: dict[int, Placement] | None = None,
+    table: np.ndarray | None = None,
+) -> Layout:
+    """Place the scene. With ``tries > 1`` keep the placement whose CloseTo pairs best match the graph's.
+
+    ``fixed`` (node -> placement) and ``table`` (the operating table's centre) keep what an earlier scan of the
+    same take placed (:mod:`or_synth.render.motion`); only the other nodes are placed afresh."""
     best, best_cost = None, math.inf
     given = {(min(s, o), max(s, o)) for s, o, p in record.triples if p == "CloseTo"}
     for _ in range(tries):
-        layout = _place(record, rng)
+        layout = _place(record, rng, fixed, table)
         if tries == 1:
             return layout
         computed = close_to_pairs(layout)
@@ -268,10 +279,16 @@ def with_close_to(record: SceneGraphRecord, layout: Layout) -> SceneGraphRecord:
 
 
 # --- placement ------------------------------------------------------------------------------------------
-def _place(record: SceneGraphRecord, rng: np.random.Generator) -> Layout:
+def _place(
+    record: SceneGraphRecord,
+    rng: np.random.Generator,
+    fixed: dict[int, Placement] | None = None,
+    table: np.ndarray | None = None,
+) -> Layout:
     names = record.object_names
     index = {name: i for i, name in enumerate(names)}
-    table = rng.uniform(-0.12, 0.12, 2)
+    fixed = fixed or {}
+    table = rng.uniform(-0.12, 0.12, 2) if table is None else np.asarray(table, float)
     layout = Layout(record=record, placements={}, table=table)
     by_subject: dict[int, list[tuple[int, str]]] = {}
     for s, o, p in record.triples:
@@ -290,6 +307,11 @@ def _place(record: SceneGraphRecord, rng: np.random.Generator) -> Layout:
     taken: list[Placement] = []
     for name in FURNITURE:
         if name not in index:
+            continue
+        if index[name] in fixed:  # an earlier scan of the take put it there: furniture stays where it is
+            layout.placements[index[name]] = placement = _copy(fixed[index[name]], index[name])
+            placement.glow = False
+            taken.append(placement)
             continue
         options = spots[name]
         x, y = options[int(rng.integers(len(options)))]
@@ -330,7 +352,16 @@ def _place(record: SceneGraphRecord, rng: np.random.Generator) -> Layout:
         return 4
 
     slots_used: list[int] = []
-    for i in sorted(humans, key=lambda i: (priority(i), i)):
+    for i in humans:  # people kept from an earlier scan first, so that the others are placed around them
+        if i in fixed:
+            layout.placements[i] = person = _copy(fixed[i], i)
+            taken.append(person)
+            if person.slot is not None:
+                slots_used.append(person.slot)
+            for o, p in by_subject.get(i, []):
+                if p == "Operating" and o in layout.placements:
+                    layout.placements[o].glow = True
+    for i in sorted((i for i in humans if i not in fixed), key=lambda i: (priority(i), i)):
         relations = by_subject.get(i, [])
         person = Placement(i, "person")
         _place_person(person, relations, layout, rng, slots_used, taken)
@@ -351,7 +382,7 @@ def _place_person(person, relations, layout, rng, slots_used, taken) -> None:
     placed = False
 
     if action is not None or (touch is not None and names[touch] == "Patient"):
-        slot = _free_slot(slots_used, rng)
+        slot = person.slot = _free_slot(slots_used, rng)
         sx, sy, yaw = PATIENT_SLOTS[slot]
         person.x, person.y, person.yaw = table[0] + sx, table[1] + sy, yaw
         forward = _forward(yaw)
@@ -422,6 +453,20 @@ def _place_person(person, relations, layout, rng, slots_used, taken) -> None:
             person.left = Hand(point if person.left is None else person.left.point, "instrument", instrument)
         else:  # both hands busy with the action's tools: the left one takes the instrument instead
             person.left = Hand(person.left.point, "instrument", instrument)
+
+
+def _copy(placement: Placement, node: int) -> Placement:
+    """A copy of ``placement`` as node ``node`` (the hands copied too; a tool that was the node's own stays its
+    own; the caller renumbers an instrument's node)."""
+
+    def tool_node(hand: Hand) -> int:
+        return node if hand.tool_node == placement.node else hand.tool_node
+
+    hands = {
+        side: None if hand is None else Hand(hand.point.copy(), hand.tool, tool_node(hand))
+        for side, hand in (("right", placement.right), ("left", placement.left))
+    }
+    return replace(placement, node=node, **hands)
 
 
 def _free_slot(slots_used: list[int], rng) -> int:

@@ -176,8 +176,17 @@ def _tile_weights(n: int, m: int) -> np.ndarray:
 
 
 # --- building the scene -----------------------------------------------------------------------------------
-def build_mesh(layout: Layout, rng: np.random.Generator) -> SceneMesh:
-    """All surfaces of a placed scene; ``rng`` draws appearance jitter and clutter."""
+def build_mesh(
+    layout: Layout,
+    rng: np.random.Generator,
+    *,
+    clutter_rng: np.random.Generator | None = None,
+    clutter_avoids_people: bool = True,
+) -> SceneMesh:
+    """All surfaces of a placed scene; ``rng`` draws appearance jitter and clutter (``clutter_rng``, when given,
+    the clutter, so that it does not move when the furniture drawn before it changes). With
+    ``clutter_avoids_people=False`` clutter keeps clear of furniture only (a take's clutter stays put while people
+    walk)."""
     mesh = SceneMesh()
     names = layout.record.object_names
     jitter = rng.integers(-10, 11, 3)
@@ -194,7 +203,7 @@ def build_mesh(layout: Layout, rng: np.random.Generator) -> SceneMesh:
                 k: _shift(v, jitter) for k, v in ROLE_COLOURS.get(role, ROLE_COLOURS["unknown"]).items()
             }
             _person(mesh, place, colours, label, layout.knee(), patient=(name == "Patient"))
-    _clutter(mesh, layout, rng)
+    _clutter(mesh, layout, rng if clutter_rng is None else clutter_rng, clutter_avoids_people)
     return mesh
 
 
@@ -331,7 +340,7 @@ def _tool(mesh: SceneMesh, tool: str, hand: np.ndarray, p: Placement, knee: np.n
         mesh.beam(hand - 0.1 * f + [0, 0, 0.02], hand + 0.06 * f + [0, 0, 0.02], 0.11, c["grip"], label)
 
 
-def _clutter(mesh: SceneMesh, layout: Layout, rng: np.random.Generator) -> None:
+def _clutter(mesh: SceneMesh, layout: Layout, rng: np.random.Generator, avoid_people: bool = True) -> None:
     """Things that belong to no node: surgical lamps (they occlude), carts, bins, poles, wall cabinets."""
     t = layout.table
     for _ in range(int(rng.integers(1, 3))):
@@ -342,7 +351,11 @@ def _clutter(mesh: SceneMesh, layout: Layout, rng: np.random.Generator) -> None:
         mesh.beam(
             centre + [0, 0, 0.05], [centre[0] + 0.3, centre[1], ROOM_HEIGHT], 0.06, (170, 170, 175), CLUTTER
         )
-    occupied = [(p.x, p.y) for p in layout.placements.values() if p.kind != "instrument"]
+    occupied = [
+        (p.x, p.y)
+        for p in layout.placements.values()
+        if p.kind != "instrument" and (avoid_people or p.kind == "furniture")
+    ]
     for _ in range(int(rng.integers(1, 5))):
         for _attempt in range(10):
             x, y = (

@@ -14,7 +14,7 @@ import multiprocessing as mp
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,8 @@ from or_synth.data.phases import PhaseTable
 from or_synth.data.poses import pose_document, pose_path
 from or_synth.data.scene_graph import SceneGraphRecord, load_scene_graphs, parse_scan
 from or_synth.data.vocabulary import PHASES, SPLIT_TAKES, Vocabulary
-from or_synth.render.layout import build_layout_record, check_drawable
+from or_synth.render.layout import Layout, build_layout_record, check_drawable
+from or_synth.render.motion import take_layouts, take_rng, take_scene
 from or_synth.render.painter import Style, build_mesh, render_view, shade
 from or_synth.render.room import make_cameras
 from or_synth.render.scene_process import SceneProcess, phase_ranges
@@ -67,6 +68,9 @@ CONTENT_KEYS = (
     "layout_tries",
 )
 JSON_LAYOUT_TRIES = 6
+# scan: every scan placed afresh (single images); take: each scan's placement evolves from the one before
+# (furniture stays, people walk: or_synth.render.motion), for sequences.
+PLACEMENTS = ("scan", "take")
 
 
 class RenderRefused(UserError, RuntimeError):
@@ -87,6 +91,7 @@ class ScanJob:
     camera_jitter: float
     layout_tries: int
     real_format: bool = False  # the real download's files only (panoptic maps, 3D poses), no or_synth extras
+    layout: Layout | None = None  # placement=take: the scan's layout, planned from the scan before it
 
 
 def resolve_takes(takes) -> list[int]:
@@ -118,6 +123,8 @@ def content_config(cfg: DictConfig) -> dict:
     content = {key: resolved.get(key) for key in CONTENT_KEYS}
     if resolved.get("real_format"):  # only when on, so the fingerprints of existing renders stay as they were
         content["real_format"] = True
+    if resolved.get("placement", "scan") != "scan":  # likewise
+        content["placement"] = resolved["placement"]
     return content
 
 
@@ -188,6 +195,8 @@ def check_options(cfg: DictConfig) -> tuple[int, int]:
         raise ValueError(f"rare_action_boost must be in 0..1, got {cfg.rare_action_boost}")
     if _number(cfg, "camera_jitter", float) < 0:
         raise ValueError(f"camera_jitter must be >= 0 metres, got {cfg.camera_jitter}")
+    if cfg.get("placement", "scan") not in PLACEMENTS:
+        raise ValueError(f"placement must be one of {', '.join(PLACEMENTS)}, got {cfg.placement!r}")
     quality = cfg.jpeg_quality
     if (
         not OmegaConf.is_list(quality)
@@ -373,7 +382,7 @@ def plan_jobs(cfg: DictConfig, root: Path, size: tuple[int, int]):
             if take in phase_table.ranges:
                 phases_by_take[take] = {PHASES[p]: [start, end] for p, start, end in phase_table.ranges[take]}
         scans_by_take = dict(sorted(scans_by_take.items()))
-        return jobs, phases_by_take, scans_by_take, skipped
+        return _placed(jobs, cfg), phases_by_take, scans_by_take, skipped
 
     n = int(cfg.scans_per_take)
     takes = OmegaConf.to_container(cfg.takes) if OmegaConf.is_config(cfg.takes) else cfg.takes
@@ -384,13 +393,46 @@ def plan_jobs(cfg: DictConfig, root: Path, size: tuple[int, int]):
         for phase, (start, end) in ranges.items():
             for i in range(start, end + 1):
                 jobs.append(ScanJob(take=take, scan_index=i, phase=phase, record=None, **common))
-    return jobs, phases_by_take, scans_by_take, skipped
+    return _placed(jobs, cfg), phases_by_take, scans_by_take, skipped
+
+
+def _placed(jobs: list[ScanJob], cfg: DictConfig) -> list[ScanJob]:
+    """With ``placement=take``, every job with its layout planned from the take's scan before it (cheap beside
+    drawing, so done here, in scan order; the drawing stays parallel)."""
+    if cfg.get("placement", "scan") == "scan":
+        return jobs
+    out = []
+    for take in sorted({job.take for job in jobs}):
+        group = sorted((job for job in jobs if job.take == take), key=lambda job: job.scan_index)
+        records = [_semantic_record(job) for job in group]
+        generated = group[0].record is None
+        placed = take_layouts(
+            records, take_rng(int(cfg.seed), take), tries=group[0].layout_tries, derive_close_to=generated,
+            consecutive=False, file=cfg.get("from_json"),
+        )  # fmt: skip
+        out += [
+            replace(job, record=record, layout=layout)
+            for job, (record, layout) in zip(group, placed, strict=True)
+        ]
+    return out
+
+
+def _semantic_record(job: ScanJob) -> SceneGraphRecord:
+    """The scan's graph before placement: given, or drawn by the scene process from the scan's graph seed."""
+    if job.record is None:
+        graph_rng = np.random.default_rng(
+            np.random.SeedSequence([job.seed, job.take, job.scan_index]).spawn(3)[0]
+        )
+        return SceneProcess(job.rare_action_boost).scan(job.take, job.scan_index, job.phase, graph_rng)
+    return job.record if isinstance(job.record, SceneGraphRecord) else parse_scan(job.record, Vocabulary())
 
 
 def scan_record(job: ScanJob) -> tuple[SceneGraphRecord, object, np.random.Generator]:
     """The scan's final graph and layout (CloseTo from geometry when generated), plus its paint generator."""
     seeds = np.random.SeedSequence([job.seed, job.take, job.scan_index]).spawn(3)
     graph_rng, layout_rng, paint_rng = (np.random.default_rng(s) for s in seeds)
+    if job.layout is not None:  # placement=take: planned with the take (the paint generator draws the noise)
+        return job.layout.record, job.layout, paint_rng
     if job.record is None:
         semantic = SceneProcess(job.rare_action_boost).scan(job.take, job.scan_index, job.phase, graph_rng)
         return build_layout_record(semantic, layout_rng, tries=job.layout_tries, derive_close_to=True) + (
@@ -415,8 +457,11 @@ def scan_scene(job: ScanJob) -> tuple:
     cameras = make_cameras(
         width, height, np.random.default_rng([job.seed, job.take, 1_000_003]), job.camera_jitter
     )
-    style = Style.sample(rng)
-    scene = shade(build_mesh(layout, rng), style, layout.knee())
+    if job.layout is not None:  # the take's lighting, colours and clutter: they do not flicker between scans
+        scene, style = take_scene(layout, job.seed, job.take)
+    else:
+        style = Style.sample(rng)
+        scene = shade(build_mesh(layout, rng), style, layout.knee())
     return record, scene, style, cameras, rng, layout
 
 
