@@ -30,18 +30,22 @@
 #                      synthetic only, 5 seeds, gains paired over seeds and test scans (takes 2, 6) -> downstream.json
 #   loader             decoding 2048 x 1536 JPEGs (full, draft, decode_jpeg, cached) and the training loader at native
 #                      size, num_workers 0/1/2, beside the base UNet's projected consumption -> loader.json
+#   sequence           scene-graph sequences (real 4D-OR validation take 4, scans 360-419, six cameras): flicker on
+#                      unchanged pixels of coherent vs independent sampling vs the real renders, per-frame graph
+#                      consistency (scorer of record, paired bootstrap), cost -> sequence.json/.md
 #   action-recognition does synthetic data help a main-action classifier on real held-out takes? seeds, CIs, ratio
 #                      sweep, low-data regimes, matched-compute and oracle controls -> action_recognition.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-suites="data|render|loader|learnability|encoder|generator-quality|generator-cost|latent-cache|generator-levers|cpu-quality|sample-speed|export-speed|edit-locality|layout-iou|evaluation|evidence|reliability|downstream|action-recognition"
+suites="data|render|loader|learnability|encoder|generator-quality|generator-cost|latent-cache|generator-levers|cpu-quality|sample-speed|export-speed|edit-locality|layout-iou|evaluation|evidence|reliability|downstream|sequence|action-recognition"
 suite=${1:?usage: scripts/benchmark.sh $suites [args]}
 shift
 case "$suite" in
   loader)
     .venv/bin/python -m benchmarks.loader "$@"
     ;;
+  sequence) .venv/bin/python -m benchmarks.sequence "$@" ;;
   data)
     .venv/bin/python -m pytest benchmarks/bench_data.py --benchmark-enable -q \
       --benchmark-json=benchmarks/results/data.json "$@"

@@ -282,11 +282,13 @@ def needing(run: Evaluation, need: Need) -> list[str]:
 
 
 def ensure_dataset(root: Path) -> None:
-    """The embedded default is rendered on first use (as the demo and training do); other roots must exist."""
-    if render_embedded_on_first_use(root) or (root / "relationships_train.json").is_file():
+    """The embedded default is rendered on first use (as the demo and training do); other roots must hold a
+    dataset of some split (a render of one validation take is enough for graph consistency; a metric that needs
+    another split names the file it misses when it reads it)."""
+    if render_embedded_on_first_use(root) or any(root.glob("relationships_*.json")):
         return
     raise FileNotFoundError(
-        f"dataset_root={root} holds no dataset in 4D-OR's layout (relationships_train.json)"
+        f"dataset_root={root} holds no dataset in 4D-OR's layout (no relationships_{{split}}.json)"
     )
 
 
