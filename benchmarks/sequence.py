@@ -351,6 +351,8 @@ def main(argv=None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(document, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(markdown(document))
+    # beside the sequence too: the report's sequence section reads it (python -m or_synth.report run=<coherent>)
+    (arms["coherent"] / "stability.json").write_text(json.dumps(document, indent=2) + "\n")
     strip = arms["coherent"] / "strip.png"
     shutil.copy(strip, args.out.parent / "sequence_strip.png")
     print(markdown(document))

@@ -47,6 +47,7 @@ SECTIONS = (
     ("action_recognition", "Downstream action recognition"),
     ("training", "Training curves"),
     ("edits", "Graph edits: before / after"),
+    ("sequence", "Sequences"),
     ("memorisation", "Memorisation"),
     ("cards", "Metric cards"),
     ("environment", "Environment and hashes"),
@@ -276,6 +277,9 @@ def commands(inputs: Inputs) -> dict[str, str]:
         + merged.format(out=f"{evaluation}_edits"),
         "training": f"python -m or_synth.report run={inputs.run} training_runs=[runs/ldm/NAME]",
         "samples": f"{sample}python -m or_synth.report run={samples}" if sample else "",
+        "sequence": f"python -m or_synth.sequence pipeline={pipeline} graphs=validation take=4 scans=0:40 "
+        f"out=sequences/{inputs.name}\npython -m or_synth.report run=sequences/{inputs.name}\n"
+        "bash scripts/benchmark.sh sequence   # stability against independent sampling, beside the sequence",
     }
 
 
@@ -360,7 +364,9 @@ BUNDLE_MARKERS = (("index.html", "hashes.json", "environment.json"), ("index.htm
 
 
 def is_bundle(folder: Path) -> bool:
-    return folder.is_dir() and any(all((folder / name).is_file() for name in names) for names in BUNDLE_MARKERS)
+    return folder.is_dir() and any(
+        all((folder / name).is_file() for name in names) for names in BUNDLE_MARKERS
+    )
 
 
 def check_replaceable(final: Path) -> None:
@@ -469,6 +475,12 @@ def build_report(cfg: DictConfig) -> Path:
         missing.append(
             absent("edits", "no graph edits (or_synth.edit outputs) were given or named", todo["edits"])
         )
+    sequence = sections.sequence_section(inputs.manifest, assets)
+    if sequence is None:
+        missing.append(
+            absent("sequence", "the samples are not a finished scene-graph sequence (or_synth.sequence)",
+                   todo["sequence"])
+        )  # fmt: skip
     memorisation = sections.memorisation_section(
         document, inputs.metric_folders.get("memorisation"), assets, int(cfg.memorisation_pairs)
     )
@@ -511,6 +523,7 @@ def build_report(cfg: DictConfig) -> Path:
         "downstream": downstream,
         "training": training,
         "edits": edits,
+        "sequence": sequence,
         "memorisation": memorisation,
         "cards": document["cards"],
         "environment": env,

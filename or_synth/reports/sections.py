@@ -143,7 +143,10 @@ def pair_rows(report: Mapping | None) -> dict | None:
         {
             "predicate": predicate,
             "support": (entry.get("model") or {}).get("support_per_scan"),
-            **{k: (entry.get(k) or {}).get("f1_per_scan") for k in ("model", "ceiling", "floor", "labels_only")},
+            **{
+                k: (entry.get(k) or {}).get("f1_per_scan")
+                for k in ("model", "ceiling", "floor", "labels_only")
+            },
         }
         for predicate, entry in report["predicates"].items()
         if (entry.get("model") or {}).get("support_per_scan")
@@ -317,6 +320,51 @@ def edits_section(edits: Path | None, document: Mapping, assets: Assets, max_edi
             }
         )
     return {"items": items, "total": len(folders), "folder": str(edits)} if items else None
+
+
+# --- sequences -------------------------------------------------------------------------------------------------
+SEQUENCE_RECORD = (
+    "or_synth_sequence.json"  # or_synth.sampling.sequence.RECORD (the report does not import sampling)
+)
+STABILITY = "stability.json"  # beside it, from ``bash scripts/benchmark.sh sequence``
+
+
+def sequence_section(manifest: Path | None, assets: Assets) -> dict | None:
+    """A sequence's videos (one animated WebP per camera, embedded), its contact strip, what each frame cost and
+    regenerated, and, where the sequence benchmark wrote them beside it, the stability and per-frame consistency
+    numbers against independent sampling. None when the samples are not a finished ``or_synth.sequence``."""
+    if manifest is None or not (manifest.parent / SEQUENCE_RECORD).is_file():
+        return None
+    folder = manifest.parent
+    record = json.loads((folder / SEQUENCE_RECORD).read_text())
+    if not record.get("complete"):
+        return None
+    videos = []
+    for camera in record.get("cameras", []):
+        path = folder / "videos" / f"camera0{camera}.webp"
+        if path.is_file():
+            content = path.read_bytes()
+            assets.file(f"sequence/camera0{camera}.webp", content)
+            videos.append(
+                {"camera": camera, "uri": "data:image/webp;base64," + base64.b64encode(content).decode()}
+            )
+    strip = None
+    if (folder / "strip.png").is_file():
+        strip = assets.figure("sequence_strip.png", (folder / "strip.png").read_bytes())
+    job = record.get("job", {})
+    stability = json.loads((folder / STABILITY).read_text()) if (folder / STABILITY).is_file() else None
+    return {
+        "folder": str(folder),
+        "take": job.get("take"),
+        "scans": job.get("scans"),
+        "frames": record.get("frames"),
+        "temporal": job.get("temporal"),
+        "regenerated": record.get("regenerated_share", {}),
+        "seconds": record.get("seconds_per_frame_per_camera"),
+        "videos": videos,
+        "strip": strip,
+        "stability": stability,
+    }
 
 
 # --- training curves --------------------------------------------------------------------------------------------

@@ -75,10 +75,10 @@ class SequenceRefused(UserError, RuntimeError):
 
 
 def parse_scans(spec, take: int, available: Sequence[str], source: Path) -> tuple[int, int]:
-    """``scans=A:B`` (B excluded, as Python slices; either end may be left out: the take's first / last scan) or
-    ``scans=A`` (one scan) -> (A, B)."""
+    """``scans=A:B`` (B excluded, as Python slices; either end may be left out: the take's first / last scan),
+    ``scans=A`` (one scan) or ``scans=null`` (the whole take) -> (A, B)."""
     ids = sorted(int(s) for s in available)
-    text = "" if spec is None else str(spec)
+    text = ":" if spec is None or not str(spec).strip() else str(spec)  # null: the whole take
     start_text, colon, stop_text = text.partition(":")
     try:
         start = int(start_text) if start_text.strip() else ids[0]
