@@ -212,6 +212,8 @@ def cases() -> list[Case]:
               "cameras=[1]", "steps=2", "progress=false", "out={C}/out"]  # fmt: skip
     edit = ["or_synth.edit", "pipeline={W}/pipe", "dataset_root={W}/data", "graphs=validation", "scan=4/000001",
             "edit='remove circulating-nurse'", "cameras=[1]", "steps=2", "out={C}/out"]  # fmt: skip
+    sequence = ["or_synth.sequence", "pipeline={W}/pipe", "dataset_root={W}/data", "graphs=validation", "take=4",
+                "scans=0:3", "cameras=[1]", "steps=2", "progress=false", "out={C}/seq"]  # fmt: skip
     evaluate = ["or_synth.evaluate", "samples={W}/samples", "classifier={W}/runs/classifier/smoke/classifier",
                 "dataset_root={W}/data", "metrics=[graph_consistency]", "out={C}/eval", "cache_dir={C}/cache",
                 "progress=false"]  # fmt: skip
@@ -313,6 +315,16 @@ def cases() -> list[Case]:
     add(Case("edit: paths", "out is a file", [*edit, "out={C}/f"], setup=write("f", "x"), message="out"))
     add(Case("edit: overwrite", "a re-run with other settings", [*edit, "steps=3"], setup=prior_edit(edit),
              message="overwrite"))  # fmt: skip
+
+    # sequence
+    for option in ("steps=0", "cameras=[7]", "take=null", "take=11", "take=5", "scans=3:1", "scans=0:99",
+                   "temporal=smooth", "layout=masks", "dilation=-1"):  # fmt: skip
+        add(Case("sequence: option", option, [*sequence, option], message=option.split("=")[0].split(":")[0]))
+    add(Case("sequence: overwrite", "a re-run with other settings", [*sequence, "steps=3"],
+             setup=prior_run(sequence), message="overwrite"))  # fmt: skip
+    add(Case("sequence: resume", "the last frame cut short (its marker deleted) is drawn again", sequence,
+             expect="survived", setup=chain(prior_run(sequence), delete("seq/*/or_synth_annotations/000002.json")),
+             check=images_complete("seq/export_holistic_take4_processed", 3)))  # fmt: skip
 
     # evaluate
     add(Case("evaluate: input", "samples missing", [*evaluate, "samples={C}/none"], message="none"))
@@ -457,6 +469,15 @@ def substitute(args: list[str], work: Path, case: Path) -> list[str]:
 def prior_edit(edit: list[str]) -> Callable[[Path, Path], None]:
     def setup(work: Path, case: Path) -> None:
         must(run(substitute(edit, work, case)), "the first edit")
+
+    return setup
+
+
+def prior_run(command: list[str]) -> Callable[[Path, Path], None]:
+    """The same command run once first, in the case's folder (the case then re-runs or resumes it)."""
+
+    def setup(work: Path, case: Path) -> None:
+        must(run(substitute(command, work, case)), "the first run")
 
     return setup
 
