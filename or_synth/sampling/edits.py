@@ -180,13 +180,8 @@ def edit_job(plan: EditPlan) -> dict:
         "layout": LAYOUT_SOURCES[plan.layout],
         "layout_renderer": RENDERER_VERSION if plan.layout == "render" else None,
         "layout_predictor_hash": pipeline_hash(predictor) if plan.layout == "predicted" else None,
-        "cameras": list(options.cameras),
         "dilation": int(plan.cfg.dilation),
-        "sampler": options.sampler,
-        "steps": options.sampling.steps,
-        "guidance_scale": options.sampling.guidance_scale,
-        "layout_guidance_scale": options.sampling.layout_guidance_scale,
-        "seed": options.seed,
+        **options.drawing(),
     }
 
 

@@ -54,6 +54,17 @@ class SamplingOptions:
     device: torch.device
     control: str = "none"
 
+    def drawing(self) -> dict:
+        """The settings that decide how a job's images are drawn (the ``job`` record of edits and sequences)."""
+        return {
+            "cameras": list(self.cameras),
+            "sampler": self.sampler,
+            "steps": self.sampling.steps,
+            "guidance_scale": self.sampling.guidance_scale,
+            "layout_guidance_scale": self.sampling.layout_guidance_scale,
+            "seed": self.seed,
+        }
+
     def recorded(self, layout: str, pipeline_dir: Path, size: tuple[int, int], predictor=None) -> dict:
         """The job's fields of every manifest line but its graphs (:data:`or_synth.data.manifest.SETTINGS`),
         with ``layout`` the resolved source and ``predictor`` its folder (``layout=predicted``)."""

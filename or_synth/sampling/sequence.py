@@ -262,14 +262,9 @@ def sequence_job(plan: SequencePlan) -> dict:
         "layout_renderer": RENDERER_VERSION if plan.layout == "render" else None,
         "max_step": MAX_STEP,
         "temporal": plan.temporal,
-        "cameras": list(options.cameras),
         "dilation": int(plan.cfg.dilation),
-        "sampler": options.sampler,
-        "steps": options.sampling.steps,
-        "guidance_scale": options.sampling.guidance_scale,
-        "layout_guidance_scale": options.sampling.layout_guidance_scale,
-        "seed": options.seed,
         "jpeg_quality": int(plan.cfg.jpeg_quality),
+        **options.drawing(),
     }
 
 

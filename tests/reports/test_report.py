@@ -374,16 +374,22 @@ def blocked_requests(stderr: str) -> list[str]:
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (apt-get install chromium)")
-def test_page_renders_offline_in_headless_chromium(bundle, tmp_path):
-    # 1. A copy with a load-time probe (the report itself has no script): every image decoded, every section there.
-    page = (bundle / "index.html").read_text()
+def probe(page: str, tmp_path: Path) -> tuple[dict[str, str], subprocess.CompletedProcess]:
+    """Open a copy of ``page`` with a load-time probe (the report itself has no script) in headless Chromium:
+    the probe's findings (images, broken, sections) and Chromium's run."""
     probed = tmp_path / "probed.html"
     allow_probe = re.sub(r'(Content-Security-Policy" content=")', r"\1script-src 'unsafe-inline'; ", page)
     probed.write_text(allow_probe.replace("</body>", PROBE + "</body>"))
     done = chromium("--dump-dom", probed.as_uri())
     assert done.returncode == 0, done.stderr[-2000:]
     body = re.search(r"<body([^>]*)>", done.stdout).group(1)
-    attributes = dict(re.findall(r'data-(\w+)="([^"]*)"', body))
+    return dict(re.findall(r'data-(\w+)="([^"]*)"', body)), done
+
+
+def test_page_renders_offline_in_headless_chromium(bundle, tmp_path):
+    # 1. With a load-time probe: every image decoded, every section there.
+    page = (bundle / "index.html").read_text()
+    attributes, done = probe(page, tmp_path)
     assert int(attributes["images"]) == page.count("<img ") and attributes["broken"] == "0"
     assert attributes["sections"].split(",") == [s for s, _ in SECTIONS]
     assert 'id="summary-table"' in done.stdout

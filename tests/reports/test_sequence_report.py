@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 
 import pytest
 
@@ -19,7 +18,7 @@ from or_synth.render.pipeline import render
 from or_synth.report import load_config, report
 from or_synth.sampling.sequence import sequence
 from tests.helpers import REAL_VALIDATION, SHARED_4DOR, copy_as_samples, sampling_config, saved_tiny_pipeline
-from tests.reports.test_report import CHROMIUM, PROBE, blocked_requests, chromium
+from tests.reports.test_report import CHROMIUM, blocked_requests, probe
 
 pytestmark = pytest.mark.skipif(not REAL_VALIDATION.is_file(), reason="needs ../shared/datasets/4d-or")
 CAMERAS = [1, 2]
@@ -93,11 +92,6 @@ def test_a_report_without_a_sequence_says_how_to_make_one(sequences, tmp_path):
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (apt-get install chromium)")
 def test_sequence_videos_decode_in_headless_chromium(page, tmp_path):
     html = (page / "index.html").read_text()
-    probed = tmp_path / "probed.html"
-    allow_probe = re.sub(r'(Content-Security-Policy" content=")', r"\1script-src 'unsafe-inline'; ", html)
-    probed.write_text(allow_probe.replace("</body>", PROBE + "</body>"))
-    done = chromium("--dump-dom", probed.as_uri())
-    assert done.returncode == 0, done.stderr[-2000:]
-    attributes = dict(re.findall(r'data-(\w+)="([^"]*)"', re.search(r"<body([^>]*)>", done.stdout).group(1)))
+    attributes, done = probe(html, tmp_path)
     assert int(attributes["images"]) == html.count("<img ") and attributes["broken"] == "0"
     assert blocked_requests(done.stderr) == []
