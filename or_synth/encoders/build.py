@@ -10,12 +10,28 @@ from or_synth.encoders.graph_encoder import GraphEncoderConfig, SceneGraphEncode
 from or_synth.encoders.image_towers import build_image_tower
 from or_synth.encoders.label_embeddings import LabelEmbeddings, embed_labels
 from or_synth.encoders.prompts import LabelPrompts, node_label_lookup
-from or_synth.encoders.text_towers import build_text_tower, text_tower_model_id
+from or_synth.encoders.text_towers import (
+    build_sentence_transformer,
+    build_text_tower,
+    label_text_spec,
+    sentence_transformer_model_id,
+    text_tower_model_id,
+)
 
 
 def build_label_embeddings(encoder_cfg: Mapping, vocabulary: Vocabulary | None = None) -> LabelEmbeddings:
     """Prompts of ``vocabulary`` embedded by the configured text tower (cached under ``cache_dir``)."""
     prompts = LabelPrompts.from_vocabulary(vocabulary)
+    label_text = label_text_spec(encoder_cfg.get("label_text"))
+    if (
+        label_text is not None
+    ):  # label embeddings from another text model than the towers' (the image tower stays)
+        return embed_labels(
+            prompts,
+            lambda: build_sentence_transformer(label_text),
+            model_id=sentence_transformer_model_id(label_text.get("model")),
+            cache_dir=encoder_cfg.get("cache_dir"),
+        )
     towers = encoder_cfg["towers"]
     return embed_labels(
         prompts,

@@ -138,3 +138,40 @@ def test_random_data2vec_tower_builds_its_tokenizer_offline():
 def test_unknown_backend():
     with pytest.raises(ValueError, match="unknown encoder.towers.backend 'bert'"):
         build_text_tower({"backend": "bert"})
+
+
+# --- real pretrained label embeddings that install offline: all-MiniLM-L6-v2 (encoder.label_text=minilm) -----------
+def minilm_cfg(cache_dir, label_text="minilm") -> dict:
+    return {"towers": {"backend": "open_clip", "arch": TINY_CLIP, "pretrained": None}, "label_text": label_text,
+            "cache_dir": str(cache_dir)}  # fmt: skip
+
+
+def test_minilm_label_embeddings_are_real_pretrained_ones(tmp_path):
+    """The packaged weights load offline through sentence-transformers: 384-d unit vectors in which the two
+    surgeons' prompts lie closer together than a surgeon and a piece of furniture (random weights would not)."""
+    labels = build_label_embeddings(minilm_cfg(tmp_path))
+    assert labels.dim == 384 and labels.model_id.startswith("sentence_transformer:")
+    assert torch.allclose(labels.node.norm(dim=-1), torch.ones(len(labels.node)), atol=1e-4)
+    names = list(labels.prompts.node_labels)
+    node = labels.node
+    head, assistant, table = (
+        node[names.index(n)] for n in ("head-surgeon", "assistant-surgeon", "instrument_table")
+    )
+    assert head @ assistant > head @ table + 0.1
+    predicates = list(labels.prompts.predicates)
+    drilling, sawing, lying = (
+        labels.predicate[predicates.index(p)] for p in ("Drilling", "Sawing", "LyingOn")
+    )
+    assert drilling @ sawing > drilling @ lying
+    again = build_label_embeddings(minilm_cfg(tmp_path))  # cached: the tower is not loaded again
+    assert again.cache_hit and torch.equal(again.node, labels.node)
+
+
+def test_minilm_weights_that_cannot_load_are_a_clear_error(tmp_path):
+    from or_synth.encoders.towers import PretrainedWeightsError
+
+    spec = {"backend": "sentence_transformer", "model": str(tmp_path / "no_such_model")}
+    with pytest.raises(PretrainedWeightsError, match="no such sentence-transformers folder"):
+        build_label_embeddings(minilm_cfg(tmp_path / "cache", spec))
+    with pytest.raises(ValueError, match="encoder.label_text=glove"):
+        build_label_embeddings(minilm_cfg(tmp_path / "cache", "glove"))
