@@ -70,10 +70,27 @@ LEVERS: dict[str, tuple[str, list[str], dict]] = {
         ["ldm.encoder_dir=null", "ldm.steps=1466"],
         {},
     ),
+    # The encoder question's pretrained-text arm (#23): label embeddings of real all-MiniLM-L6-v2 weights (offline,
+    # encoder.label_text=minilm), align retrained on them, then the base's generator, step-matched.
+    "minilm_labels": (
+        "pretrained MiniLM label embeddings (all-MiniLM-L6-v2, offline), align on them, step-matched to base",
+        [
+            "encoder.label_text=minilm",
+            "align.run_dir=${runs_root}/align/cpu_quality_minilm",
+            "ldm.steps=1466",
+        ],
+        {
+            "first_stage": ["stage=align", "encoder.label_text=minilm", "name=cpu_quality_minilm"],
+            "first_stage_output": "runs/align/cpu_quality_minilm/encoder",
+        },  # fmt: skip
+    ),
     "no_whitening": (
         "codec without whitening (latent channels keep PCA's variance spread)",
         ["autoencoder.arch.whiten=false", "vae.run_dir=${runs_root}/vae/cpu_quality_nowhiten"],
-        {"first_stage": ["stage=vae", "autoencoder.arch.whiten=false", "name=cpu_quality_nowhiten"]},
+        {
+            "first_stage": ["stage=vae", "autoencoder.arch.whiten=false", "name=cpu_quality_nowhiten"],
+            "first_stage_output": "runs/vae/cpu_quality_nowhiten/autoencoder",
+        },  # fmt: skip
     ),
     "ema_off": ("EMA off: the base run's raw weights", None, {"from": "base", "raw": True}),
     "guidance_3": (
@@ -150,7 +167,7 @@ def lever(name: str, args) -> dict:
     log = ROOT / "runs" / "levers" / f"{name}.log"
     run_dir = ROOT / "runs" / "ldm" / f"lever_{sampling.get('from', name)}"
     if overrides is not None:
-        if "first_stage" in sampling and not (ROOT / "runs/vae/cpu_quality_nowhiten/autoencoder").is_dir():
+        if "first_stage" in sampling and not (ROOT / sampling["first_stage_output"]).is_dir():
             run_logged([sys.executable, "-m", "or_synth.train", *RECIPE, *sampling["first_stage"]], log, 1)
         run_logged(train_command(name, overrides, args.budget, args.steps), log, args.threads)
     elif not (run_dir / "pipeline" / "model_index.json").is_file():
