@@ -526,12 +526,25 @@ def save_animation(images: Sequence[Image.Image], path: Path, fps: int = VIDEO_F
 
 
 def contact_strip(
-    frames: dict[int, list[Image.Image]], scans: Sequence[str], count: int = STRIP_FRAMES
+    frames: dict[int, list[Image.Image]], scans: Sequence[str], count: int = STRIP_FRAMES, tile: int = 128
 ) -> Image.Image:
     """Cameras down, up to ``count`` frames across (spread over the sequence), scan ids above the columns."""
-    from or_synth.reports.grids import sample_grid
+    from PIL import ImageDraw, ImageFont
 
     total = len(scans)
     picked = sorted({int(round(i * (total - 1) / max(count - 1, 1))) for i in range(min(count, total))})
-    rows = [([f"camera {camera}"], *([images[t]] for t in picked)) for camera, images in frames.items()]
-    return sample_grid(rows, labels=[f"scan {scans[t]}" for t in picked])
+    label, header = 72, 18
+    strip = Image.new("RGB", (label + len(picked) * tile, header + len(frames) * tile), "white")
+    draw = ImageDraw.Draw(strip)
+    font = ImageFont.load_default()
+    for c, t in enumerate(picked):
+        draw.text((label + c * tile + 4, 3), f"scan {scans[t]}", fill="black", font=font)
+    for r, (camera, images) in enumerate(frames.items()):
+        top = header + r * tile
+        draw.text((4, top + tile // 2 - 6), f"camera {camera}", fill="black", font=font)
+        for c, t in enumerate(picked):
+            strip.paste(
+                images[t].convert("RGB").resize((tile, tile), Image.Resampling.NEAREST),
+                (label + c * tile, top),
+            )
+    return strip
