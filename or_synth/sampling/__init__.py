@@ -8,6 +8,8 @@
 - :mod:`~or_synth.sampling.export` (+ ``export_scans``, ``export_card``): the training-set export
   (``or_synth.export``);
 - :mod:`~or_synth.sampling.edits` (+ ``edit_folder``): graph edits drawn before and after (``or_synth.edit``);
+- :mod:`~or_synth.sampling.sequence`: one take's scene graphs as coherent per-camera sequences
+  (``or_synth.sequence``);
 - :mod:`~or_synth.sampling.files`: JSON without NaN, and the cheap check that a finished image is whole.
 
 Imports :mod:`or_synth.generator`, :mod:`or_synth.render` and :mod:`or_synth.data`; the manifest it writes is
