@@ -43,3 +43,14 @@ def test_downstream_settings_are_refused_before_training(option, tiny_render, cl
     )  # fmt: skip
     assert_refused(result, option.split("=")[0])
     assert not (tmp_path / "eval").exists()
+
+
+def test_a_dataset_root_of_any_split_is_a_dataset(tmp_path):
+    """A render of one validation take (a sequence's real renders) is enough for graph consistency; a folder with
+    no relationships file at all is refused, naming the file it lacks."""
+    from or_synth.evaluation.context import ensure_dataset
+
+    with pytest.raises(FileNotFoundError, match=r"relationships_\{split\}.json"):
+        ensure_dataset(tmp_path)
+    (tmp_path / "relationships_validation.json").write_text('{"scans": []}')
+    ensure_dataset(tmp_path)
