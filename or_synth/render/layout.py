@@ -309,7 +309,7 @@ def _place(
         if name not in index:
             continue
         if index[name] in fixed:  # an earlier scan of the take put it there: furniture stays where it is
-            layout.placements[index[name]] = placement = _copy(fixed[index[name]], index[name])
+            layout.placements[index[name]] = placement = copy_placement(fixed[index[name]], index[name])
             placement.glow = False
             taken.append(placement)
             continue
@@ -354,7 +354,7 @@ def _place(
     slots_used: list[int] = []
     for i in humans:  # people kept from an earlier scan first, so that the others are placed around them
         if i in fixed:
-            layout.placements[i] = person = _copy(fixed[i], i)
+            layout.placements[i] = person = copy_placement(fixed[i], i)
             taken.append(person)
             if person.slot is not None:
                 slots_used.append(person.slot)
@@ -455,18 +455,21 @@ def _place_person(person, relations, layout, rng, slots_used, taken) -> None:
             person.left = Hand(person.left.point, "instrument", instrument)
 
 
-def _copy(placement: Placement, node: int) -> Placement:
-    """A copy of ``placement`` as node ``node`` (the hands copied too; a tool that was the node's own stays its
-    own; the caller renumbers an instrument's node)."""
+def copy_placement(placement: Placement, node: int, instrument: int | None = None) -> Placement:
+    """A copy of ``placement`` as node ``node`` of another scan's graph, hands copied: a tool that was the node's
+    own stays its own, a held instrument's node becomes ``instrument`` (that scan's; unchanged when None)."""
 
-    def tool_node(hand: Hand) -> int:
-        return node if hand.tool_node == placement.node else hand.tool_node
+    def hand(h: Hand | None) -> Hand | None:
+        if h is None:
+            return None
+        tool_node = h.tool_node
+        if tool_node == placement.node:
+            tool_node = node
+        elif tool_node >= 0 and instrument is not None:
+            tool_node = instrument
+        return Hand(h.point.copy(), h.tool, tool_node)
 
-    hands = {
-        side: None if hand is None else Hand(hand.point.copy(), hand.tool, tool_node(hand))
-        for side, hand in (("right", placement.right), ("left", placement.left))
-    }
-    return replace(placement, node=node, **hands)
+    return replace(placement, node=node, right=hand(placement.right), left=hand(placement.left))
 
 
 def _free_slot(slots_used: list[int], rng) -> int:

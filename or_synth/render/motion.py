@@ -34,6 +34,7 @@ from or_synth.render.layout import (
     Layout,
     Placement,
     build_layout_record,
+    copy_placement,
     plan_layout,
     with_close_to,
 )
@@ -184,7 +185,7 @@ def _next_layout(
     fixed: dict[int, Placement] = {}
     for name, placement in state.furniture.items():
         if name in node_of:
-            fixed[node_of[name]] = _renumbered(placement, node_of[name], instrument)
+            fixed[node_of[name]] = copy_placement(placement, node_of[name], instrument)
     signatures = {node: relation_signature(record, names, node) for node in range(record.num_nodes)}
     for name, walker in state.people.items():
         node = node_of.get(name)
@@ -192,7 +193,7 @@ def _next_layout(
             continue
         if not is_human_class(record.object_names[node]) and record.object_names[node] != "Patient":
             continue
-        fixed[node] = _renumbered(walker.drawn, node, instrument)
+        fixed[node] = copy_placement(walker.drawn, node, instrument)
     layout = plan_layout(record, rng, tries=tries, fixed=fixed, table=state.table)
 
     people: dict[str, Walker] = {}
@@ -211,7 +212,7 @@ def _next_layout(
         # On the way: the remembered target while the relations that set it still hold, else the new one.
         target = placement
         if earlier.signature == signature and not earlier.arrived:
-            target = _renumbered(earlier.target, node, instrument)
+            target = copy_placement(earlier.target, node, instrument)
         drawn = _step_towards(earlier.drawn, target, max_step, instrument)
         people[name] = Walker(drawn, target, signature)
         layout.placements[node] = drawn
@@ -238,23 +239,6 @@ def _step_towards(start: Placement, target: Placement, max_step: float, instrume
         side = np.array([-forward[1], forward[0], 0.0])
         walking.left = Hand(np.array([x, y, 1.2]) + 0.42 * forward + 0.2 * side, "instrument", instrument)
     return walking
-
-
-def _renumbered(placement: Placement, node: int, instrument: int) -> Placement:
-    """``placement`` as node ``node`` of this scan's graph, its instrument (if it holds one) this scan's."""
-
-    def hand(h: Hand | None) -> Hand | None:
-        if h is None:
-            return None
-        if h.tool_node == placement.node:
-            tool_node = node
-        elif h.tool_node >= 0:
-            tool_node = instrument
-        else:
-            tool_node = h.tool_node
-        return Hand(h.point.copy(), h.tool, tool_node)
-
-    return replace(placement, node=node, right=hand(placement.right), left=hand(placement.left))
 
 
 def take_rng(seed: int, take: int) -> np.random.Generator:
