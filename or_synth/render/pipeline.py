@@ -31,7 +31,7 @@ from or_synth.data.vocabulary import PHASES, SPLIT_TAKES, Vocabulary
 from or_synth.render.layout import Layout, build_layout_record, check_drawable
 from or_synth.render.motion import take_layouts, take_rng, take_scene
 from or_synth.render.painter import Style, build_mesh, render_view, shade
-from or_synth.render.room import make_cameras
+from or_synth.render.room import take_cameras
 from or_synth.render.scene_process import SceneProcess, phase_ranges
 from or_synth.render.skeleton import layout_people
 from or_synth.render.writer import (
@@ -239,8 +239,7 @@ def render(cfg: DictConfig) -> dict:
     atomic_write_json(root / MANIFEST, manifest, indent=2)
     real_format = bool(cfg.get("real_format", False))
     for take, num_scans in scans_by_take.items():
-        rng = np.random.default_rng([int(cfg.seed), take, 1_000_003])
-        cameras = make_cameras(size[1], size[0], rng, float(cfg.camera_jitter))
+        cameras = take_cameras(size[1], size[0], int(cfg.seed), take, float(cfg.camera_jitter))
         write_take_files(root, take, num_scans, cameras, phases_by_take.get(take), real_format=real_format)
 
     todo = [
@@ -417,33 +416,30 @@ def _placed(jobs: list[ScanJob], cfg: DictConfig) -> list[ScanJob]:
     return out
 
 
+def scan_generators(job: ScanJob) -> tuple[np.random.Generator, ...]:
+    """The scan's own generators, from ``(seed, take, scan)``: its graph's, its placement's and its paint's."""
+    seeds = np.random.SeedSequence([job.seed, job.take, job.scan_index]).spawn(3)
+    return tuple(np.random.default_rng(s) for s in seeds)
+
+
 def _semantic_record(job: ScanJob) -> SceneGraphRecord:
     """The scan's graph before placement: given, or drawn by the scene process from the scan's graph seed."""
     if job.record is None:
-        graph_rng = np.random.default_rng(
-            np.random.SeedSequence([job.seed, job.take, job.scan_index]).spawn(3)[0]
-        )
+        graph_rng = scan_generators(job)[0]
         return SceneProcess(job.rare_action_boost).scan(job.take, job.scan_index, job.phase, graph_rng)
     return job.record if isinstance(job.record, SceneGraphRecord) else parse_scan(job.record, Vocabulary())
 
 
 def scan_record(job: ScanJob) -> tuple[SceneGraphRecord, object, np.random.Generator]:
     """The scan's final graph and layout (CloseTo from geometry when generated), plus its paint generator."""
-    seeds = np.random.SeedSequence([job.seed, job.take, job.scan_index]).spawn(3)
-    graph_rng, layout_rng, paint_rng = (np.random.default_rng(s) for s in seeds)
+    _, layout_rng, paint_rng = scan_generators(job)
     if job.layout is not None:  # placement=take: planned with the take (the paint generator draws the noise)
         return job.layout.record, job.layout, paint_rng
-    if job.record is None:
-        semantic = SceneProcess(job.rare_action_boost).scan(job.take, job.scan_index, job.phase, graph_rng)
-        return build_layout_record(semantic, layout_rng, tries=job.layout_tries, derive_close_to=True) + (
-            paint_rng,
-        )
-    record = job.record
-    if not isinstance(record, SceneGraphRecord):
-        record = parse_scan(record, Vocabulary())
-    return build_layout_record(record, layout_rng, tries=job.layout_tries, derive_close_to=False) + (
-        paint_rng,
+    generated = job.record is None
+    record, layout = build_layout_record(
+        _semantic_record(job), layout_rng, tries=job.layout_tries, derive_close_to=generated
     )
+    return record, layout, paint_rng
 
 
 def scan_scene(job: ScanJob) -> tuple:
@@ -454,9 +450,7 @@ def scan_scene(job: ScanJob) -> tuple:
     """
     record, layout, rng = scan_record(job)
     height, width = job.image_size
-    cameras = make_cameras(
-        width, height, np.random.default_rng([job.seed, job.take, 1_000_003]), job.camera_jitter
-    )
+    cameras = take_cameras(width, height, job.seed, job.take, job.camera_jitter)
     if job.layout is not None:  # the take's lighting, colours and clutter: they do not flicker between scans
         scene, style = take_scene(layout, job.seed, job.take)
     else:

@@ -119,6 +119,17 @@ def look_at(position: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.stack([right, down, forward])
 
 
+TAKE_RIG_SEED = 1_000_003  # a take's camera mount is drawn from (seed, take, this)
+
+
+def take_cameras(
+    width: int, height: int, seed: int, take: int, jitter: float = CAMERA_JITTER
+) -> dict[int, Camera]:
+    """The six cameras of take ``take``, mounted as the renderer mounts them for ``(seed, take)``: every writer of
+    a take's calibration (render, export, sequence) and every layout drawn for it use the same rig."""
+    return make_cameras(width, height, np.random.default_rng([int(seed), int(take), TAKE_RIG_SEED]), jitter)
+
+
 def make_cameras(
     width: int, height: int, rng: np.random.Generator | None = None, jitter: float = CAMERA_JITTER
 ) -> dict[int, Camera]:

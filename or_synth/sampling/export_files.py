@@ -10,7 +10,6 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -26,7 +25,8 @@ from or_synth.data.manifest import (
     write_manifest,
 )
 from or_synth.data.vocabulary import CAMERAS, SPLIT_TAKES
-from or_synth.render.room import make_cameras
+from or_synth.render.pipeline import split_of
+from or_synth.render.room import take_cameras
 from or_synth.render.writer import frame_id, node_boxes, write_mask, write_take_files
 from or_synth.sampling.export_scans import CAMERA_JITTER, ExportScan
 from or_synth.sampling.files import image_complete, write_json
@@ -52,7 +52,7 @@ def write_takes(out: Path, scans: Sequence[ExportScan], size: tuple[int, int], s
         for s in in_take:
             if s.phase is not None:
                 ranges.setdefault(s.phase, [s.index, s.index])[1] = s.index
-        rig = make_cameras(width, height, np.random.default_rng([seed, take, 1_000_003]), CAMERA_JITTER)
+        rig = take_cameras(width, height, seed, take, CAMERA_JITTER)
         write_take_files(out, take, len(in_take), rig, ranges or None)
 
 
@@ -99,10 +99,6 @@ def source_scan(scan: ExportScan, settings: dict) -> dict:
     """Where an exported scan's graph came from (its annotation's and manifest lines' ``source_scan``)."""
     record = scan.record
     return {"take": record.take, "scan": record.scan, "copy": scan.copy, "graphs": settings["graphs"]}
-
-
-def split_of(take: int) -> str:
-    return next(split for split, takes in SPLIT_TAKES.items() if take in takes)
 
 
 def write_relationships(out: Path, scans: Sequence[ExportScan]) -> dict[str, str]:

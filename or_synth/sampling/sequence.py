@@ -47,14 +47,14 @@ from or_synth.data.io import atomic_path, file_sha256
 from or_synth.data.manifest import LAYOUT_SOURCES, MANIFEST, ManifestLine, path_in_folder, write_manifest
 from or_synth.data.phases import PhaseTable
 from or_synth.data.scene_graph import SceneGraphRecord
-from or_synth.data.vocabulary import PHASES, SPLIT_TAKES, Vocabulary
+from or_synth.data.vocabulary import PHASES, Vocabulary
 from or_synth.generator import ORScenePipeline, pipeline_hash
 from or_synth.generator.editing import keep_mask_for
 from or_synth.render.layout import Layout
 from or_synth.render.motion import MAX_STEP, check_take_order, identities, take_layouts, take_rng, take_scene
 from or_synth.render.painter import render_view
-from or_synth.render.pipeline import JSON_LAYOUT_TRIES, RENDERER_VERSION
-from or_synth.render.room import CAMERA_JITTER, make_cameras
+from or_synth.render.pipeline import JSON_LAYOUT_TRIES, RENDERER_VERSION, split_of
+from or_synth.render.room import take_cameras
 from or_synth.render.writer import frame_id, node_boxes, write_mask, write_take_files
 from or_synth.sampling.files import image_complete, write_json
 from or_synth.sampling.layouts import check_renderable_graphs, resolve_layout
@@ -187,18 +187,11 @@ def sequence_layouts(records: Sequence[SceneGraphRecord], seed: int) -> list[Lay
     return [layout for _, layout in placed]
 
 
-def take_cameras(take: int, size: tuple[int, int], seed: int) -> dict:
-    """The take's six cameras at ``size`` (H, W), mounted as the renderer mounts them for ``(seed, take)``."""
-    return make_cameras(
-        size[1], size[0], np.random.default_rng([int(seed), int(take), 1_000_003]), CAMERA_JITTER
-    )
-
-
 def sequence_masks(
     records: Sequence[SceneGraphRecord], cameras: Sequence[int], size: tuple[int, int], seed: int
 ) -> dict[int, np.ndarray]:
     """camera -> (T, H, W) uint8 label maps of the take's coherent layouts (node + 1, 0 room, 255 clutter)."""
-    rig = take_cameras(records[0].take, size, seed)
+    rig = take_cameras(size[1], size[0], seed, records[0].take)
     maps: dict[int, list[np.ndarray]] = {camera: [] for camera in cameras}
     for layout in sequence_layouts(records, seed):
         scene, style = take_scene(layout, seed, layout.record.take)
@@ -344,7 +337,7 @@ def run_sequence(plan: SequencePlan) -> dict:
     if earlier is not None and earlier.get("complete"):
         return {**earlier, "folder": str(out)}
     out.mkdir(parents=True, exist_ok=True)
-    rig = take_cameras(plan.take, plan.pipe.image_size, options.seed)
+    rig = take_cameras(plan.pipe.image_size[1], plan.pipe.image_size[0], options.seed, plan.take)
     stop = int(plan.records[-1].scan) + 1
     ranges: dict[str, list[int]] = {}
     for record, phase in zip(plan.records, plan.phases, strict=True):
@@ -480,10 +473,6 @@ def write_frame(plan: SequencePlan, t: int, latents: torch.Tensor, shares: list[
         "cameras": views,
     }
     write_json(annotation_path(out, plan.take, record.scan), document)
-
-
-def split_of(take: int) -> str:
-    return next(split for split, takes in SPLIT_TAKES.items() if take in takes)
 
 
 def write_outputs(plan: SequencePlan) -> None:
